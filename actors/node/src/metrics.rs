@@ -1,0 +1,170 @@
+//! Prometheus metrics of one node. Every name starts with `daftka_`.
+//!
+//! One [`Metrics`] per node, shared by `Arc`; each node has its own registry, so several nodes in one
+//! test process never collide. Served as text on `--metrics-addr` by [`serve`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// The metric families of one node.
+pub struct Metrics {
+    pub registry: Registry,
+    /// Records appended, by topic and partition.
+    pub append_records: IntCounterVec,
+    /// Produce latency from proposal to acknowledgement, seconds, by topic.
+    pub append_latency: HistogramVec,
+    /// Records returned by fetches, by topic and partition.
+    pub fetch_records: IntCounterVec,
+    /// High watermark, by topic and partition.
+    pub high_watermark: IntGaugeVec,
+    /// Bytes of the node's fjall database on disk.
+    pub storage_bytes: IntGauge,
+    /// Current Raft term, by raft group.
+    pub raft_term: IntGaugeVec,
+    /// Leader changes observed, by raft group.
+    pub raft_leader_changes: IntCounterVec,
+    /// Supervisor restarts, by child id.
+    pub supervisor_restarts: IntCounterVec,
+    /// HTTP requests, by route and status.
+    pub http_requests: IntCounterVec,
+    /// fsync rounds of the group-commit writer.
+    pub storage_commit_rounds: IntGauge,
+}
+
+impl Metrics {
+    /// A fresh registry with every family registered.
+    pub fn new() -> Arc<Metrics> {
+        let registry = Registry::new();
+        fn reg<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> C {
+            // Names are static and unique within this fresh registry: failure is a programming error.
+            r.register(Box::new(c.clone()))
+                .expect("metric registered twice");
+            c
+        }
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            reg(
+                &registry,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
+        };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            reg(
+                &registry,
+                IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
+        };
+        let gauge = |name: &str, help: &str| {
+            reg(&registry, IntGauge::new(name, help).expect("valid metric"))
+        };
+        let append_records = counter(
+            "daftka_append_records_total",
+            "Records appended (committed and acknowledged)",
+            &["topic", "partition"],
+        );
+        let fetch_records = counter(
+            "daftka_fetch_records_total",
+            "Records returned by fetches",
+            &["topic", "partition"],
+        );
+        let high_watermark = gauge_vec(
+            "daftka_high_watermark",
+            "High watermark of a partition replica",
+            &["topic", "partition"],
+        );
+        let storage_bytes = gauge(
+            "daftka_storage_bytes",
+            "Bytes of the fjall database on disk",
+        );
+        let storage_commit_rounds = gauge(
+            "daftka_storage_commit_rounds",
+            "Group-commit fsync rounds since start",
+        );
+        let raft_term = gauge_vec("daftka_raft_term", "Current Raft term", &["group"]);
+        let raft_leader_changes = counter(
+            "daftka_raft_leader_changes_total",
+            "Leader changes observed",
+            &["group"],
+        );
+        let supervisor_restarts = counter(
+            "daftka_supervisor_restarts_total",
+            "Child restarts made by supervisors",
+            &["child"],
+        );
+        let http_requests = counter(
+            "daftka_http_requests_total",
+            "HTTP requests served",
+            &["route", "status"],
+        );
+        let append_latency = reg(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "daftka_append_latency_seconds",
+                    "Time from proposal to acknowledgement of a produce",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ]),
+                &["topic"],
+            )
+            .expect("valid metric"),
+        );
+        Arc::new(Metrics {
+            registry,
+            append_records,
+            append_latency,
+            fetch_records,
+            high_watermark,
+            storage_bytes,
+            raft_term,
+            raft_leader_changes,
+            supervisor_restarts,
+            http_requests,
+            storage_commit_rounds,
+        })
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!(error = %e, "metrics encoding failed");
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    use warp::Filter;
+    let route = warp::path("metrics")
+        .and(warp::path::end())
+        .and(warp::get())
+        .map(move || {
+            warp::reply::with_header(
+                metrics.render(),
+                "content-type",
+                "text/plain; version=0.0.4",
+            )
+        });
+    warp::serve(route)
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+}
+
+/// Where the metrics endpoint listens, for logs.
+pub fn describe(addr: SocketAddr) -> String {
+    format!("http://{addr}/metrics")
+}

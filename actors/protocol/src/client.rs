@@ -1,0 +1,143 @@
+//! The typed native client. It sends [`RouterMsg`]s to a node's Router and waits for the reply
+//! with a deadline, so callers never build reply ports by hand.
+
+use std::time::Duration;
+
+use ractor::{ActorRef, RpcReplyPort};
+
+use crate::error::Error;
+use crate::messages::*;
+use crate::names;
+
+/// The default deadline of one call: long enough for a leader election and a retry.
+pub const CALL_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+
+/// A handle on one node's Router. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    router: ActorRef<RouterMsg>,
+    /// Deadline of every call; a fetch adds its own `max_wait_ms` on top.
+    timeout: Duration,
+}
+
+impl Client {
+    /// A client of the Router `router`.
+    pub fn new(router: ActorRef<RouterMsg>) -> Self {
+        Client {
+            router,
+            timeout: CALL_TIMEOUT_DEFAULT,
+        }
+    }
+
+    /// Finds the Router of the node `node` in this process's registry.
+    pub fn connect_local(node: &str) -> Result<Self, Error> {
+        ractor::registry::where_is(names::router(node))
+            .map(|cell| Client::new(cell.into()))
+            .ok_or_else(|| Error::unavailable(format!("no router for node {node:?} here")))
+    }
+
+    /// The same client with another call deadline.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    async fn call<T>(
+        &self,
+        timeout: Duration,
+        build: impl FnOnce(RpcReplyPort<Result<T, Error>>) -> RouterMsg,
+    ) -> Result<T, Error>
+    where
+        T: Send + 'static,
+    {
+        match self.router.call(build, Some(timeout)).await {
+            Ok(ractor::rpc::CallResult::Success(reply)) => reply,
+            Ok(ractor::rpc::CallResult::Timeout) => {
+                Err(Error::timeout("the node did not answer in time"))
+            }
+            Ok(ractor::rpc::CallResult::SenderError) => {
+                Err(Error::unavailable("the node dropped the request"))
+            }
+            Err(e) => Err(Error::unavailable(format!(
+                "the router is not running: {e}"
+            ))),
+        }
+    }
+
+    pub async fn create_topic(&self, spec: TopicSpec) -> Result<TopicDescription, Error> {
+        self.call(self.timeout, |reply| RouterMsg::CreateTopic { spec, reply })
+            .await
+    }
+
+    pub async fn list_topics(&self) -> Result<Vec<TopicDescription>, Error> {
+        self.call(self.timeout, |reply| RouterMsg::ListTopics { reply })
+            .await
+    }
+
+    pub async fn describe_topic(&self, topic: &str) -> Result<TopicDescription, Error> {
+        let topic = topic.to_string();
+        self.call(self.timeout, |reply| RouterMsg::DescribeTopic {
+            topic,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn delete_topic(&self, topic: &str) -> Result<(), Error> {
+        let topic = topic.to_string();
+        self.call(self.timeout, |reply| RouterMsg::DeleteTopic {
+            topic,
+            reply,
+        })
+        .await
+    }
+
+    /// Produces records; answers each record's position in request order once all are durable.
+    pub async fn produce(
+        &self,
+        topic: &str,
+        records: Vec<ProduceRecord>,
+    ) -> Result<Vec<RecordPosition>, Error> {
+        let topic = topic.to_string();
+        self.call(self.timeout, |reply| RouterMsg::Produce {
+            topic,
+            records,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn fetch(&self, request: FetchRequest) -> Result<FetchResponse, Error> {
+        let timeout = self.timeout + Duration::from_millis(u64::from(request.max_wait_ms));
+        self.call(timeout, |reply| RouterMsg::Fetch { request, reply })
+            .await
+    }
+
+    pub async fn commit_offsets(
+        &self,
+        group: &str,
+        offsets: Vec<TopicPartitionOffset>,
+    ) -> Result<(), Error> {
+        let group = group.to_string();
+        self.call(self.timeout, |reply| RouterMsg::CommitOffsets {
+            group,
+            offsets,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn committed_offsets(&self, group: &str) -> Result<GroupOffsets, Error> {
+        let group = group.to_string();
+        self.call(self.timeout, |reply| RouterMsg::FetchOffsets {
+            group,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn cluster_info(&self) -> Result<ClusterInfo, Error> {
+        self.call(self.timeout, |reply| RouterMsg::ClusterInfo { reply })
+            .await
+    }
+}

@@ -1,0 +1,129 @@
+//! Error codes and the error value every reply carries.
+//!
+//! Codes are stable snake_case names; the HTTP gateway maps each to a status in one function.
+//! Operating errors (not leader, unknown topic, timeout) are values; they never crash an actor.
+
+use serde::{Deserialize, Serialize};
+
+/// A stable error code. New codes are added at the end; none is ever renamed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The request is malformed: bad JSON, bad parameter, empty batch, bad name.
+    InvalidRequest,
+    UnknownTopic,
+    UnknownPartition,
+    TopicExists,
+    /// The fetch offset is outside `[log_start_offset, high_watermark]`.
+    OffsetOutOfRange,
+    /// A body, batch, key, value or header exceeds its configured limit.
+    PayloadTooLarge,
+    /// The service cannot answer now (no leader, replica restarting, overloaded): retry.
+    Unavailable,
+    /// The request did not complete within its deadline: its outcome is unknown; retry may duplicate.
+    Timeout,
+    /// This replica is not the partition's leader: the router retries elsewhere.
+    NotLeader,
+    /// A broken invariant or a storage failure.
+    Internal,
+    /// The route does not exist (HTTP only).
+    NotFound,
+}
+
+impl ErrorCode {
+    /// The stable snake_case name used in JSON bodies and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::UnknownTopic => "unknown_topic",
+            ErrorCode::UnknownPartition => "unknown_partition",
+            ErrorCode::TopicExists => "topic_exists",
+            ErrorCode::OffsetOutOfRange => "offset_out_of_range",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::NotLeader => "not_leader",
+            ErrorCode::Internal => "internal",
+            ErrorCode::NotFound => "not_found",
+        }
+    }
+
+    /// Whether a client may retry the same request and expect it to succeed later.
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::Unavailable | ErrorCode::Timeout | ErrorCode::NotLeader
+        )
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error reply: a code, a human message, and for `offset_out_of_range` the valid range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct Error {
+    pub code: ErrorCode,
+    pub message: String,
+    /// Set with [`ErrorCode::OffsetOutOfRange`]: the partition's first readable offset.
+    pub log_start_offset: Option<u64>,
+    /// Set with [`ErrorCode::OffsetOutOfRange`]: the partition's high watermark.
+    pub high_watermark: Option<u64>,
+}
+
+impl Error {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Error {
+            code,
+            message: message.into(),
+            log_start_offset: None,
+            high_watermark: None,
+        }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unavailable, message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Internal, message)
+    }
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Timeout, message)
+    }
+    pub fn unknown_topic(topic: &str) -> Self {
+        Self::new(
+            ErrorCode::UnknownTopic,
+            format!("topic {topic:?} does not exist"),
+        )
+    }
+    pub fn unknown_partition(topic: &str, partition: u32) -> Self {
+        Self::new(
+            ErrorCode::UnknownPartition,
+            format!("topic {topic:?} has no partition {partition}"),
+        )
+    }
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::PayloadTooLarge, message)
+    }
+    pub fn not_leader(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotLeader, message)
+    }
+    pub fn offset_out_of_range(offset: u64, log_start_offset: u64, high_watermark: u64) -> Self {
+        Error {
+            code: ErrorCode::OffsetOutOfRange,
+            message: format!("offset {offset} is outside [{log_start_offset}, {high_watermark}]"),
+            log_start_offset: Some(log_start_offset),
+            high_watermark: Some(high_watermark),
+        }
+    }
+    /// Whether a client may retry.
+    pub fn retryable(&self) -> bool {
+        self.code.retryable()
+    }
+}

@@ -1,0 +1,63 @@
+//! Domain newtypes. Wire and disk forms are fixed-width integers (never `usize`).
+
+use serde::{Deserialize, Serialize};
+
+/// A partition's index within its topic, from 0.
+pub type PartitionId = u32;
+
+/// A record's partition-local position: contiguous from 0, assigned at apply, never reused.
+pub type Offset = u64;
+
+/// The id of one Raft group (and of its slice of the node's fjall keyspaces).
+/// Group 0 is the metadata group; partition groups are numbered from 1 by the metadata state machine,
+/// never reused, so a topic deleted and created again never sees the old data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct GroupId(pub u64);
+
+impl GroupId {
+    /// The metadata Raft group.
+    pub const METADATA: GroupId = GroupId(0);
+}
+
+impl std::fmt::Display for GroupId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "g{}", self.0)
+    }
+}
+
+/// The longest topic or group name accepted (Kafka's limit).
+pub const NAME_LEN_MAX: usize = 249;
+
+/// Checks a topic or consumer-group name against `[A-Za-z0-9._-]{1,249}`.
+pub fn validate_name(kind: &str, name: &str) -> Result<(), crate::Error> {
+    if name.is_empty() || name.len() > NAME_LEN_MAX {
+        return Err(crate::Error::invalid(format!(
+            "{kind} name must be 1 to {NAME_LEN_MAX} characters, got {}",
+            name.len()
+        )));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(crate::Error::invalid(format!(
+            "{kind} name may only hold [A-Za-z0-9._-], found {c:?}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Names follow Kafka's alphabet and length.
+    #[test]
+    fn names_are_checked() {
+        assert!(validate_name("topic", "orders.v1_x-2").is_ok());
+        assert!(validate_name("topic", "").is_err());
+        assert!(validate_name("topic", "a/b").is_err());
+        assert!(validate_name("topic", &"a".repeat(249)).is_ok());
+        assert!(validate_name("topic", &"a".repeat(250)).is_err());
+    }
+}

@@ -1,0 +1,27 @@
+//! # daftka-protocol
+//!
+//! The public face of Daftka: everything an external Rust program needs to talk to a node.
+//! External actor systems depend on this crate alone.
+//!
+//! | module | role |
+//! |---|---|
+//! | [`ids`] | domain newtypes: topic names, partitions, offsets, raft group ids |
+//! | [`record`] | the record and its stored form, the batch encoding used on disk |
+//! | [`error`] | stable error codes ([`ErrorCode`]) and the error value every reply carries |
+//! | [`names`] | registered actor names (always scoped by node name) |
+//! | [`messages`] | the typed messages of Daftka's exposed actor, the Router |
+//! | [`client`] | [`Client`], the typed native client over those messages |
+#![deny(clippy::unwrap_used)]
+
+pub mod client;
+pub mod error;
+pub mod ids;
+pub mod messages;
+pub mod names;
+pub mod record;
+
+pub use client::Client;
+pub use error::{Error, ErrorCode};
+pub use ids::{GroupId, Offset, PartitionId};
+pub use messages::*;
+pub use record::{Header, Record, StoredRecord};

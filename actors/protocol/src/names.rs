@@ -1,0 +1,44 @@
+//! Registered actor names. ractor's registry is global to the process, so every name carries the
+//! node name: several nodes can then live in one test process. Names are built here only.
+
+use crate::ids::GroupId;
+
+/// The exposed client entry point of a node: [`crate::RouterMsg`].
+pub fn router(node: &str) -> String {
+    format!("daftka.{node}.router")
+}
+/// The control-plane root supervisor.
+pub fn control_plane(node: &str) -> String {
+    format!("daftka.{node}.control_plane")
+}
+pub fn cluster(node: &str) -> String {
+    format!("daftka.{node}.cluster")
+}
+pub fn metadata_sup(node: &str) -> String {
+    format!("daftka.{node}.metadata_sup")
+}
+pub fn metadata(node: &str) -> String {
+    format!("daftka.{node}.metadata")
+}
+pub fn rebalancer(node: &str) -> String {
+    format!("daftka.{node}.rebalancer")
+}
+pub fn gateway(node: &str) -> String {
+    format!("daftka.{node}.gateway")
+}
+pub fn partitions(node: &str) -> String {
+    format!("daftka.{node}.partitions")
+}
+/// One partition replica's supervisor.
+pub fn replica_sup(node: &str, group: GroupId) -> String {
+    format!("daftka.{node}.replica.{}.sup", group.0)
+}
+pub fn replica_raft(node: &str, group: GroupId) -> String {
+    format!("daftka.{node}.replica.{}.raft", group.0)
+}
+pub fn replica_storage(node: &str, group: GroupId) -> String {
+    format!("daftka.{node}.replica.{}.storage", group.0)
+}
+pub fn replica_server(node: &str, group: GroupId) -> String {
+    format!("daftka.{node}.replica.{}.server", group.0)
+}
