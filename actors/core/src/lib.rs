@@ -1,1 +1,16 @@
+//! # daftka-core
+//!
+//! Daftka's pure logic: no tokio, no fjall, no clock reads. Time and randomness are passed in.
+//!
+//! | module | role |
+//! |---|---|
+//! | [`config`] | the node's configuration, its defaults, parsing and `validate()` |
+//! | [`metadata`] | the metadata state machine replicated by the metadata Raft group |
+//! | [`partition`] | partition log rules: offset assignment at apply, partition choice for a record |
+//! | [`supervision`] | restart intensity and backoff math of the supervisors |
+#![deny(clippy::unwrap_used)]
 
+pub mod config;
+pub mod metadata;
+pub mod partition;
+pub mod supervision;

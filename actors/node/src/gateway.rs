@@ -1,1 +1,281 @@
-//! placeholder
+//! The Gateway: Daftka's HTTP JSON API v1, served by warp. Stateless: every HTTP request becomes
+//! one [`daftka_protocol::Client`] call on the node's Router, so the gateway holds no data.
+//!
+//! - **Owns**: the HTTP server task on the node's HTTP listener. Nothing else.
+//! - **Parent**: ControlPlane (one_for_one). **Registered as** `daftka_protocol::names::gateway(node)`
+//!   by whoever spawns it.
+//! - **Messages in**: [`GatewayMsg::LocalAddr`] (where it serves), [`GatewayMsg::ServerExited`]
+//!   (its own server task ended unexpectedly: the actor fails so its supervisor restarts it).
+//!   **Out**: `RouterMsg` calls through the `Client`; `daftka_http_requests_total` metrics.
+//!
+//! | module | role |
+//! |---|---|
+//! | [`routes`] | the route table and the per-request frame: request id, span, metrics, errors |
+//! | [`error`] | the one mapping from `ErrorCode` to HTTP status and the JSON error shape |
+//! | [`json`] | the JSON shapes and the utf8 / base64 encoding of record bytes |
+//! | [`topics`], [`records`], [`groups`], [`cluster`] | one module per resource |
+//!
+//! Endpoints: `POST|GET /v1/topics`, `GET|DELETE /v1/topics/{topic}`,
+//! `POST /v1/topics/{topic}/records`, `GET /v1/topics/{topic}/partitions/{partition}/records`,
+//! `POST|GET /v1/groups/{group}/offsets`, `GET /v1/cluster`, `GET /healthz`, `GET /readyz`.
+//! Every answer carries `x-request-id`; every error answer is
+//! `{"error": {"code", "message", "retryable"}}` (see [`error`]).
+//!
+//! # Invariants
+//! - Every request, matched or not, is answered in the JSON shape, counted once under its route
+//!   template (never the raw path) and status, and logged inside a span with its request id.
+//! - A body is never buffered beyond [`HttpLimits::body_bytes_max`], chunked or not.
+//!
+//! # Crash and recovery
+//! Nothing survives and nothing needs to: a restarted Gateway starts a new server on a
+//! `try_clone()` of the same bound listener, so it serves the same port. Connections waiting in the
+//! listen backlog while it restarts are accepted by the new server; requests in flight on the old
+//! one are cut after [`SHUTDOWN_GRACE`] (their outcome is unknown to the client, as with a timeout).
+
+pub mod cluster;
+pub mod error;
+pub mod groups;
+pub mod json;
+pub mod records;
+pub mod routes;
+pub mod topics;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Buf;
+use daftka_protocol::{Client, Error};
+use futures::StreamExt;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use warp::{Filter, Rejection, Reply};
+
+use crate::metrics::Metrics;
+use crate::readiness::Readiness;
+
+/// How long a stopping Gateway lets requests in flight finish before it aborts its server.
+/// Short, because a restart waits for it; long polls in flight are cut.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// The size limits of the HTTP API. Going over a produce limit answers 413 `payload_too_large`;
+/// fetch parameters above their limit are capped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Bytes of one request body, checked against `content-length` before reading and while
+    /// reading chunked bodies. Default 16 MiB.
+    pub body_bytes_max: u64,
+    /// Records in one produce request. Default 10 000.
+    pub records_per_request_max: u32,
+    /// Bytes of one record key, after decoding. Default 64 KiB.
+    pub key_bytes_max: u32,
+    /// Bytes of one record value, after decoding. Default 1 MiB.
+    pub value_bytes_max: u32,
+    /// Bytes of one header: its name plus its decoded value. Default 64 KiB.
+    pub header_bytes_max: u32,
+    /// Headers of one record. Default 64.
+    pub headers_per_record_max: u32,
+    /// Cap on a fetch's `max_records`. Default 10 000.
+    pub fetch_max_records_max: u32,
+    /// Cap on a fetch's `max_bytes`. Default 16 MiB.
+    pub fetch_max_bytes_max: u32,
+    /// Cap on a fetch's `max_wait_ms` (long poll). Default 30 000.
+    pub fetch_max_wait_ms_max: u32,
+    /// Offsets in one group commit. Default 10 000.
+    pub offsets_per_commit_max: u32,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            body_bytes_max: 16 * 1024 * 1024,
+            records_per_request_max: 10_000,
+            key_bytes_max: 64 * 1024,
+            value_bytes_max: 1024 * 1024,
+            header_bytes_max: 64 * 1024,
+            headers_per_record_max: 64,
+            fetch_max_records_max: 10_000,
+            fetch_max_bytes_max: 16 * 1024 * 1024,
+            fetch_max_wait_ms_max: 30_000,
+            offsets_per_commit_max: 10_000,
+        }
+    }
+}
+
+/// What every request handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct GatewayState {
+    /// The node's Router: every request becomes one call on it.
+    pub client: Client,
+    pub limits: HttpLimits,
+    /// Answers `/readyz`.
+    pub readiness: Readiness,
+    /// Counts requests by route template and status.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Every route of API v1. Never rejects: unknown routes, wrong methods and malformed requests are
+/// answered in the JSON error shape.
+pub fn routes(
+    state: GatewayState,
+) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::header::headers_cloned())
+        .and(raw_query)
+        .and(warp::body::stream())
+        .then(
+            move |method, path: warp::path::FullPath, headers, query, body| {
+                let body = into_body(body);
+                let request = routes::HttpRequest {
+                    method,
+                    path: path.as_str().to_string(),
+                    headers,
+                    query,
+                    body,
+                };
+                routes::handle(state.clone(), request)
+            },
+        )
+        .recover(|rejection: Rejection| async move {
+            // Only reachable if warp could not hand over the body: a bug, not a client error.
+            Ok::<_, Infallible>(error::reply(&Error::internal(format!(
+                "unhandled rejection: {rejection:?}"
+            ))))
+        })
+        .unify()
+}
+
+/// Boxes warp's body stream (an unnameable type) as contiguous chunks.
+fn into_body<S, B>(body: S) -> routes::Body
+where
+    S: futures::Stream<Item = Result<B, warp::Error>> + Send + 'static,
+    B: Buf,
+{
+    body.map(|chunk| chunk.map(|mut buf| buf.copy_to_bytes(buf.remaining())))
+        .boxed()
+}
+
+/// Serves API v1 on `listener` until `shutdown` resolves, then lets requests in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: GatewayState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    warp::serve(routes(state))
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+}
+
+/// What the Gateway starts from.
+pub struct GatewayArgs {
+    /// The HTTP listener, bound by the caller. The Gateway serves a `try_clone()` of it, so keep
+    /// this one (or another clone) to restart the Gateway on the same port. Starting sets the
+    /// shared socket non-blocking.
+    pub listener: std::net::TcpListener,
+    pub state: GatewayState,
+}
+
+/// The running server of one Gateway incarnation. (`GatewayState` is the handlers' shared state.)
+pub struct GatewayServer {
+    /// Where the server listens.
+    local_addr: SocketAddr,
+    /// Resolves the server's graceful-shutdown future; taken on stop.
+    shutdown: Option<oneshot::Sender<()>>,
+    /// The server task; aborted if it outlives the grace period or the actor is killed.
+    task: JoinHandle<()>,
+}
+
+impl Drop for GatewayServer {
+    fn drop(&mut self) {
+        // `kill()` skips `post_stop`: never leave a server running without its actor.
+        self.task.abort();
+    }
+}
+
+/// The Gateway's messages.
+pub enum GatewayMsg {
+    /// Where the Gateway serves.
+    LocalAddr { reply: RpcReplyPort<SocketAddr> },
+    /// The server task ended while the actor was running.
+    ServerExited,
+}
+
+/// The Gateway actor: see the module doc.
+pub struct Gateway;
+
+impl Actor for Gateway {
+    type Msg = GatewayMsg;
+    type State = GatewayServer;
+    type Arguments = GatewayArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: GatewayArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let listener = args.listener.try_clone()?;
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let local_addr = listener.local_addr()?;
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            serve(listener, args.state, async move {
+                // A dropped sender also means stop.
+                let _ = stopped.await;
+            })
+            .await;
+            // Fails harmlessly when the actor is the one stopping.
+            let _ = myself.cast(GatewayMsg::ServerExited);
+        });
+        tracing::info!(%local_addr, "gateway serving HTTP");
+        Ok(GatewayServer {
+            local_addr,
+            shutdown: Some(shutdown),
+            task,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut GatewayServer,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(shutdown) = state.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut state.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("gateway requests still in flight after the grace period: aborted");
+            state.task.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: GatewayMsg,
+        state: &mut GatewayServer,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            GatewayMsg::LocalAddr { reply } => {
+                let _ = reply.send(state.local_addr);
+                Ok(())
+            }
+            GatewayMsg::ServerExited => Err(format!(
+                "the HTTP server on {} exited unexpectedly",
+                state.local_addr
+            )
+            .into()),
+        }
+    }
+}

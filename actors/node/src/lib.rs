@@ -19,7 +19,17 @@
 //!
 //! [`supervision`] holds the in-house supervisor (one_for_one, one_for_all, rest_for_one, dynamic).
 
+pub mod cluster;
+pub mod consensus;
+pub mod context;
+pub mod control_plane;
 pub mod gateway;
+pub mod metadata;
 pub mod metrics;
+pub mod partitions;
 pub mod readiness;
+pub mod rebalancer;
+pub mod router;
 pub mod supervision;
+
+pub use control_plane::{run, start, Listeners, Node, NodeError};

@@ -147,16 +147,21 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     use warp::Filter;
-    let route = warp::path("metrics")
-        .and(warp::path::end())
-        .and(warp::get())
-        .map(move || {
-            warp::reply::with_header(
-                metrics.render(),
-                "content-type",
-                "text/plain; version=0.0.4",
-            )
-        });
+    let route = warp::path::full().map(move |path: warp::path::FullPath| {
+        if path.as_str() != "/metrics" {
+            let mut reply = warp::reply::Response::new("not found: try /metrics\n".into());
+            *reply.status_mut() = warp::http::StatusCode::NOT_FOUND;
+            return reply;
+        }
+        {
+            let mut reply = warp::reply::Response::new(metrics.render().into());
+            reply.headers_mut().insert(
+                warp::http::header::CONTENT_TYPE,
+                warp::http::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            reply
+        }
+    });
     warp::serve(route)
         .incoming(listener)
         .graceful(shutdown)

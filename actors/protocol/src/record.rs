@@ -83,3 +83,39 @@ pub fn decode_batch(data: &[u8]) -> Result<Vec<Record>, crate::Error> {
         Err(e) => Err(crate::Error::internal(format!("decode batch: {e}"))),
     }
 }
+
+/// The number of records in an encoded batch, read from its header without decoding the records:
+/// postcard writes the enum tag and then the list length, both as varints.
+pub fn batch_record_count(data: &[u8]) -> Result<u32, crate::Error> {
+    let corrupt = |e: postcard::Error| crate::Error::internal(format!("batch header: {e}"));
+    let (tag, rest) = postcard::take_from_bytes::<u32>(data).map_err(corrupt)?;
+    if tag != 0 {
+        return Err(crate::Error::internal(format!(
+            "unknown batch version {tag}"
+        )));
+    }
+    let (len, _) = postcard::take_from_bytes::<u64>(rest).map_err(corrupt)?;
+    u32::try_from(len).map_err(|_| crate::Error::internal(format!("batch of {len} records")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The header count agrees with the full decode, and garbage is an error, not a panic.
+    #[test]
+    fn batch_count_matches_decode() -> Result<(), crate::Error> {
+        for n in [0usize, 1, 127, 128, 300] {
+            let recs: Vec<Record> = (0..n)
+                .map(|i| Record::from_value(format!("v{i}")).with_key("k"))
+                .collect();
+            let data = encode_batch(recs.clone())?;
+            assert_eq!(batch_record_count(&data)? as usize, n);
+            assert_eq!(decode_batch(&data)?, recs);
+        }
+        assert!(batch_record_count(&[]).is_err());
+        assert!(batch_record_count(&[7, 1]).is_err());
+        assert!(decode_batch(&[0, 5, 1]).is_err());
+        Ok(())
+    }
+}

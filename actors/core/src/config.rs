@@ -1,0 +1,555 @@
+//! The node's configuration.
+//!
+//! Precedence: built-in defaults < the TOML file (`--config`) < `DAFTKA_*` environment < command-line
+//! flags. This module holds the defaults, the file format and [`Config::validate`]; the binary layers
+//! the environment and flags on top. Every key is listed, with its default and a comment, in
+//! `config/daftka.toml`. Durations are human-readable (`"150ms"`, `"5s"`, `"2m"`, or a number of
+//! milliseconds); sizes too (`"16MiB"`, `"64KiB"`, or a number of bytes).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::supervision::RestartPolicy;
+
+/// A configuration error that names the bad key.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("config file {path}: {message}")]
+    File { path: String, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// The whole configuration of one node.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub topics: TopicsConfig,
+    pub raft: RaftConfig,
+    pub storage: StorageConfig,
+    pub limits: LimitsConfig,
+    pub router: RouterConfig,
+    pub supervision: SupervisionConfig,
+    pub log: LogConfig,
+    pub debug: DebugConfig,
+}
+
+/// Identity and addresses of the node.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The node's name, unique in the cluster.
+    pub name: String,
+    /// Where this node keeps its data; empty means `./data/<name>`.
+    pub data_dir: PathBuf,
+    /// HTTP API listen address.
+    pub http_addr: String,
+    /// Prometheus metrics listen address (`GET /metrics`).
+    pub metrics_addr: String,
+    /// Address for other nodes (ractor_cluster); never all interfaces by default.
+    pub cluster_addr: String,
+    /// Seed nodes `host[:port]` to join; none means a one-node cluster.
+    pub seeds: Vec<String>,
+    /// Shared secret of the cluster; required when seeds are given.
+    pub cookie: String,
+}
+
+/// Defaults and limits of topics.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TopicsConfig {
+    /// Partitions of a topic created without a count.
+    pub default_partitions: u32,
+    /// Replication factor of a topic created without one.
+    pub default_replication_factor: u32,
+    /// The most partitions one topic may have.
+    pub partitions_max: u32,
+}
+
+/// Raft timing and flow control, shared by the metadata and partition groups.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RaftConfig {
+    /// One logical clock tick of every Raft group.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub tick: Duration,
+    /// Ticks without a heartbeat before a follower campaigns (randomised up to twice this).
+    pub election_ticks: usize,
+    /// Ticks between leader heartbeats; must be less than `election_ticks`.
+    pub heartbeat_ticks: usize,
+    /// Most in-flight append messages per follower.
+    pub max_inflight_msgs: usize,
+    /// Most bytes of entries in one append message.
+    #[serde(deserialize_with = "de_size", serialize_with = "ser_size")]
+    pub max_size_per_msg: u64,
+    /// Most proposals a Raft actor takes into one Ready round.
+    pub proposals_per_round_max: usize,
+}
+
+/// The node's fjall storage.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// fsync before acknowledging. Only tests that do not care about durability turn it off.
+    pub fsync: bool,
+    /// Most write requests merged into one group-commit fsync round.
+    pub commit_requests_max: usize,
+}
+
+/// Limits of requests; over a limit is a 413 `payload_too_large` (or 400 for counts).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest HTTP request body.
+    #[serde(deserialize_with = "de_size", serialize_with = "ser_size")]
+    pub body_bytes_max: u64,
+    /// Most records in one produce request.
+    pub records_per_request_max: u32,
+    /// Largest record key.
+    #[serde(deserialize_with = "de_size", serialize_with = "ser_size")]
+    pub key_bytes_max: u64,
+    /// Largest record value.
+    #[serde(deserialize_with = "de_size", serialize_with = "ser_size")]
+    pub value_bytes_max: u64,
+    /// Largest header (name plus value).
+    #[serde(deserialize_with = "de_size", serialize_with = "ser_size")]
+    pub header_bytes_max: u64,
+    /// Most headers on one record.
+    pub headers_per_record_max: u32,
+    /// Cap on a fetch's `max_records`.
+    pub fetch_records_max: u32,
+    /// Cap on a fetch's `max_bytes`.
+    #[serde(deserialize_with = "de_size", serialize_with = "ser_size")]
+    pub fetch_bytes_max: u64,
+    /// Cap on a fetch's `max_wait_ms`.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub fetch_wait_max: Duration,
+    /// Most bytes of produce requests waiting on one partition replica; beyond it, `unavailable`.
+    #[serde(deserialize_with = "de_size", serialize_with = "ser_size")]
+    pub inflight_bytes_per_partition_max: u64,
+    /// Most offsets in one group commit.
+    pub offsets_per_commit_max: u32,
+}
+
+/// The Router: deadlines and retries of forwarded requests.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouterConfig {
+    /// Deadline of one client request inside the node (a fetch adds its wait).
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub request_timeout: Duration,
+    /// First retry delay after a retryable error (not leader, replica restarting).
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub retry_backoff_min: Duration,
+    /// Largest retry delay.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub retry_backoff_max: Duration,
+}
+
+/// Restart intensity of every supervisor.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupervisionConfig {
+    /// Most restarts inside `window` before a supervisor gives up and escalates.
+    pub max_restarts: u32,
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub window: Duration,
+    /// First restart delay; doubles with each restart inside the window.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub backoff_base: Duration,
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub backoff_max: Duration,
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter, e.g. `info` or `daftka_node=debug,info`.
+    pub level: String,
+    /// `human` or `json`.
+    pub format: String,
+}
+
+/// Debugging aids; all off by default.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct DebugConfig {
+    /// Enables the admin endpoint that kills named actors on purpose.
+    pub chaos: bool,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            name: "a".into(),
+            data_dir: PathBuf::new(),
+            http_addr: "127.0.0.1:4001".into(),
+            metrics_addr: "127.0.0.1:9568".into(),
+            cluster_addr: "127.0.0.1:7000".into(),
+            seeds: Vec::new(),
+            cookie: String::new(),
+        }
+    }
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig {
+            default_partitions: 3,
+            default_replication_factor: 1,
+            partitions_max: 1024,
+        }
+    }
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        RaftConfig {
+            tick: Duration::from_millis(50),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            max_inflight_msgs: 256,
+            max_size_per_msg: 1 << 20,
+            proposals_per_round_max: 4096,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            fsync: true,
+            commit_requests_max: 1024,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            body_bytes_max: 16 << 20,
+            records_per_request_max: 10_000,
+            key_bytes_max: 64 << 10,
+            value_bytes_max: 1 << 20,
+            header_bytes_max: 64 << 10,
+            headers_per_record_max: 64,
+            fetch_records_max: 10_000,
+            fetch_bytes_max: 16 << 20,
+            fetch_wait_max: Duration::from_secs(30),
+            inflight_bytes_per_partition_max: 64 << 20,
+            offsets_per_commit_max: 10_000,
+        }
+    }
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            request_timeout: Duration::from_secs(5),
+            retry_backoff_min: Duration::from_millis(10),
+            retry_backoff_max: Duration::from_millis(500),
+        }
+    }
+}
+
+impl Default for SupervisionConfig {
+    fn default() -> Self {
+        let p = RestartPolicy::default();
+        SupervisionConfig {
+            max_restarts: p.max_restarts,
+            window: p.window,
+            backoff_base: p.backoff_base,
+            backoff_max: p.backoff_max,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: "human".into(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node: NodeConfig::default(),
+            topics: TopicsConfig::default(),
+            raft: RaftConfig::default(),
+            storage: StorageConfig::default(),
+            limits: LimitsConfig::default(),
+            router: RouterConfig::default(),
+            supervision: SupervisionConfig::default(),
+            log: LogConfig::default(),
+            debug: DebugConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses a TOML document over the defaults.
+    pub fn from_toml(text: &str, path: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::File {
+            path: path.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The node's data directory: `node.data_dir`, or `./data/<name>` when empty.
+    pub fn data_dir(&self) -> PathBuf {
+        if self.node.data_dir.as_os_str().is_empty() {
+            PathBuf::from("data").join(&self.node.name)
+        } else {
+            self.node.data_dir.clone()
+        }
+    }
+
+    /// The supervisors' restart policy.
+    pub fn restart_policy(&self) -> RestartPolicy {
+        RestartPolicy {
+            max_restarts: self.supervision.max_restarts,
+            window: self.supervision.window,
+            backoff_base: self.supervision.backoff_base,
+            backoff_max: self.supervision.backoff_max,
+        }
+    }
+
+    /// Checks every key and the rules across keys; the error names the bad key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn bad(key: &'static str, message: impl Into<String>) -> Result<(), ConfigError> {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.into(),
+            })
+        }
+        if let Err(e) = daftka_protocol::ids::validate_name("node", &self.node.name) {
+            return bad("node.name", e.message);
+        }
+        for (key, addr) in [
+            ("node.http_addr", &self.node.http_addr),
+            ("node.metrics_addr", &self.node.metrics_addr),
+            ("node.cluster_addr", &self.node.cluster_addr),
+        ] {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                return bad(key, format!("{addr:?} is not an ip:port address"));
+            }
+        }
+        if !self.node.seeds.is_empty() && self.node.cookie.is_empty() {
+            return bad(
+                "node.cookie",
+                "a node that joins seeds needs a cookie (--cookie or DAFTKA_COOKIE)",
+            );
+        }
+        let t = &self.topics;
+        if t.partitions_max == 0 {
+            return bad("topics.partitions_max", "must be at least 1");
+        }
+        if t.default_partitions == 0 || t.default_partitions > t.partitions_max {
+            return bad(
+                "topics.default_partitions",
+                format!("must be 1 to topics.partitions_max ({})", t.partitions_max),
+            );
+        }
+        if t.default_replication_factor == 0 {
+            return bad("topics.default_replication_factor", "must be at least 1");
+        }
+        let r = &self.raft;
+        if r.tick.is_zero() {
+            return bad("raft.tick", "must be positive");
+        }
+        if r.heartbeat_ticks == 0 {
+            return bad("raft.heartbeat_ticks", "must be at least 1");
+        }
+        if r.election_ticks <= r.heartbeat_ticks {
+            return bad(
+                "raft.election_ticks",
+                "must be greater than raft.heartbeat_ticks",
+            );
+        }
+        if r.max_inflight_msgs == 0 {
+            return bad("raft.max_inflight_msgs", "must be at least 1");
+        }
+        if r.proposals_per_round_max == 0 {
+            return bad("raft.proposals_per_round_max", "must be at least 1");
+        }
+        if self.storage.commit_requests_max == 0 {
+            return bad("storage.commit_requests_max", "must be at least 1");
+        }
+        let l = &self.limits;
+        if l.records_per_request_max == 0 {
+            return bad("limits.records_per_request_max", "must be at least 1");
+        }
+        if l.value_bytes_max > l.body_bytes_max {
+            return bad(
+                "limits.value_bytes_max",
+                "must not exceed limits.body_bytes_max",
+            );
+        }
+        if l.fetch_records_max == 0 {
+            return bad("limits.fetch_records_max", "must be at least 1");
+        }
+        if l.inflight_bytes_per_partition_max < l.body_bytes_max {
+            return bad(
+                "limits.inflight_bytes_per_partition_max",
+                "must be at least limits.body_bytes_max, or one request could never fit",
+            );
+        }
+        if self.router.retry_backoff_min > self.router.retry_backoff_max {
+            return bad(
+                "router.retry_backoff_min",
+                "must not exceed router.retry_backoff_max",
+            );
+        }
+        if self.supervision.backoff_base > self.supervision.backoff_max {
+            return bad(
+                "supervision.backoff_base",
+                "must not exceed supervision.backoff_max",
+            );
+        }
+        if !matches!(self.log.format.as_str(), "human" | "json") {
+            return bad("log.format", "must be `human` or `json`");
+        }
+        Ok(())
+    }
+}
+
+/// Parses `"150ms"`, `"5s"`, `"2m"`, `"1h"` (or a bare number of milliseconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 150ms, 5s, 2m"))?;
+    let ms = match unit.trim() {
+        "" | "ms" => n,
+        "s" => n * 1000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        u => return Err(format!("unknown duration unit {u:?} in {s:?}")),
+    };
+    Ok(Duration::from_millis(ms))
+}
+
+/// Parses `"16MiB"`, `"64KiB"`, `"1GiB"`, `"100KB"`, `"512B"` (or a bare number of bytes).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 16MiB"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        u => return Err(format!("unknown size unit {u:?} in {s:?}")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} overflows"))
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumOrStr {
+    Num(u64),
+    Str(String),
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    match NumOrStr::deserialize(d)? {
+        NumOrStr::Num(ms) => Ok(Duration::from_millis(ms)),
+        NumOrStr::Str(s) => parse_duration(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{}ms", d.as_millis()))
+}
+
+fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match NumOrStr::deserialize(d)? {
+        NumOrStr::Num(n) => Ok(n),
+        NumOrStr::Str(s) => parse_size(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+fn ser_size<S: serde::Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(*n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The defaults are valid, and the shipped config file parses to exactly the defaults.
+    #[test]
+    fn defaults_are_valid_and_match_the_shipped_file() {
+        let c = Config::default();
+        assert_eq!(c.validate(), Ok(()));
+        let shipped = include_str!("../../../config/daftka.toml");
+        let parsed = Config::from_toml(shipped, "config/daftka.toml");
+        assert_eq!(parsed, Ok(c));
+    }
+
+    /// Human-readable durations and sizes parse; nonsense is an error naming the value.
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("150ms"), Ok(Duration::from_millis(150)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("70"), Ok(Duration::from_millis(70)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("100KB"), Ok(100_000));
+        assert!(parse_size("lots").is_err());
+    }
+
+    /// Cross-key rules name the key at fault.
+    #[test]
+    fn validate_names_the_key() {
+        let mut c = Config::default();
+        c.raft.election_ticks = 2;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "raft.election_ticks",
+                ..
+            })
+        ));
+        let mut c = Config::default();
+        c.node.seeds = vec!["b".into()];
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "node.cookie",
+                ..
+            })
+        ));
+        let mut c = Config::default();
+        c.node.http_addr = "nowhere".into();
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "node.http_addr",
+                ..
+            })
+        ));
+        assert!(
+            Config::from_toml("[node]\nnmae = \"x\"", "f").is_err(),
+            "unknown keys are refused"
+        );
+    }
+}

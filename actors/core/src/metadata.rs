@@ -1,0 +1,392 @@
+//! The metadata state machine, replicated by the metadata Raft group (group 0).
+//!
+//! It holds the cluster's nodes, topics with their partitions, each partition's Raft group id,
+//! replicas and last reported leader, and every consumer group's committed offsets.
+//! [`MetadataState::apply`] is deterministic: every replica applying the same committed commands in
+//! the same order reaches the same state. Commands are validated again at apply, because the state a
+//! proposer saw may have changed before its command committed.
+//!
+//! # Invariants
+//! - Raft group ids are assigned at apply from `next_group_id`, never reused.
+//! - A topic's partitions are numbered `0..n` and each has `replication_factor` distinct replicas.
+//! - Committed offsets exist only for partitions that exist; deleting a topic drops them.
+
+use std::collections::BTreeMap;
+
+use daftka_protocol::{ids::validate_name, Error, ErrorCode, GroupId, PartitionId};
+use serde::{Deserialize, Serialize};
+
+/// One node as the cluster knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeMeta {
+    pub name: String,
+    /// The node's id inside Raft groups (raft-rs peer id, never 0).
+    pub raft_id: u64,
+    pub cluster_addr: String,
+    pub http_addr: String,
+}
+
+/// One partition of a topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionMeta {
+    pub partition: PartitionId,
+    /// The partition's Raft group.
+    pub group: GroupId,
+    /// Node names holding a replica; the first is the preferred leader.
+    pub replicas: Vec<String>,
+    /// The last leader that reported its election, if any.
+    pub leader: Option<String>,
+}
+
+/// A topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub name: String,
+    pub replication_factor: u32,
+    pub partitions: Vec<PartitionMeta>,
+}
+
+/// A change to the metadata, proposed through Raft. Variants are only ever appended (wire and disk).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetadataCommand {
+    RegisterNode(NodeMeta),
+    CreateTopic {
+        name: String,
+        replication_factor: u32,
+        /// One replica list per partition, chosen by the proposer with [`place_replicas`].
+        placement: Vec<Vec<String>>,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    CommitOffsets {
+        group: String,
+        offsets: Vec<(String, PartitionId, u64)>,
+    },
+    /// A partition leader reports its election.
+    SetLeader {
+        group: GroupId,
+        leader: String,
+    },
+}
+
+/// What applying a command changed, for the proposer's reply and for watchers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetadataEvent {
+    NodeRegistered(NodeMeta),
+    TopicCreated(TopicMeta),
+    TopicDeleted(TopicMeta),
+    OffsetsCommitted,
+    LeaderSet { group: GroupId, leader: String },
+}
+
+/// The replicated metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataState {
+    pub nodes: BTreeMap<String, NodeMeta>,
+    pub topics: BTreeMap<String, TopicMeta>,
+    /// Committed offsets: group -> (topic, partition) -> next offset to read.
+    pub group_offsets: BTreeMap<String, BTreeMap<(String, PartitionId), u64>>,
+    /// The next Raft group id to hand out (group 0 is the metadata group itself).
+    pub next_group_id: u64,
+}
+
+impl Default for MetadataState {
+    fn default() -> Self {
+        MetadataState {
+            nodes: BTreeMap::new(),
+            topics: BTreeMap::new(),
+            group_offsets: BTreeMap::new(),
+            next_group_id: 1,
+        }
+    }
+}
+
+/// Limits the state machine enforces on every command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetadataLimits {
+    pub partitions_per_topic_max: u32,
+}
+
+impl MetadataState {
+    /// Applies one committed command. An `Err` is a rejected command: the state is unchanged.
+    pub fn apply(
+        &mut self,
+        cmd: MetadataCommand,
+        limits: MetadataLimits,
+    ) -> Result<MetadataEvent, Error> {
+        match cmd {
+            MetadataCommand::RegisterNode(node) => {
+                self.nodes.insert(node.name.clone(), node.clone());
+                Ok(MetadataEvent::NodeRegistered(node))
+            }
+            MetadataCommand::CreateTopic {
+                name,
+                replication_factor,
+                placement,
+            } => {
+                validate_name("topic", &name)?;
+                if self.topics.contains_key(&name) {
+                    return Err(Error::new(
+                        ErrorCode::TopicExists,
+                        format!("topic {name:?} already exists"),
+                    ));
+                }
+                let n = placement.len() as u64;
+                if n == 0 || n > u64::from(limits.partitions_per_topic_max) {
+                    return Err(Error::invalid(format!(
+                        "partitions must be 1 to {}, got {n}",
+                        limits.partitions_per_topic_max
+                    )));
+                }
+                for replicas in &placement {
+                    check_replicas(replicas, replication_factor, &self.nodes)?;
+                }
+                let partitions = placement
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, replicas)| {
+                        let group = GroupId(self.next_group_id);
+                        self.next_group_id += 1;
+                        PartitionMeta {
+                            partition: i as PartitionId,
+                            group,
+                            replicas,
+                            leader: None,
+                        }
+                    })
+                    .collect();
+                let topic = TopicMeta {
+                    name: name.clone(),
+                    replication_factor,
+                    partitions,
+                };
+                self.topics.insert(name, topic.clone());
+                Ok(MetadataEvent::TopicCreated(topic))
+            }
+            MetadataCommand::DeleteTopic { name } => {
+                let topic = self
+                    .topics
+                    .remove(&name)
+                    .ok_or_else(|| Error::unknown_topic(&name))?;
+                for offsets in self.group_offsets.values_mut() {
+                    offsets.retain(|(t, _), _| t != &name);
+                }
+                self.group_offsets.retain(|_, o| !o.is_empty());
+                Ok(MetadataEvent::TopicDeleted(topic))
+            }
+            MetadataCommand::CommitOffsets { group, offsets } => {
+                validate_name("group", &group)?;
+                for (topic, partition, _) in &offsets {
+                    self.partition(topic, *partition)?;
+                }
+                let entry = self.group_offsets.entry(group).or_default();
+                for (topic, partition, offset) in offsets {
+                    entry.insert((topic, partition), offset);
+                }
+                Ok(MetadataEvent::OffsetsCommitted)
+            }
+            MetadataCommand::SetLeader { group, leader } => {
+                let p = self
+                    .topics
+                    .values_mut()
+                    .flat_map(|t| t.partitions.iter_mut())
+                    .find(|p| p.group == group)
+                    .ok_or_else(|| {
+                        Error::new(ErrorCode::UnknownPartition, format!("no partition {group}"))
+                    })?;
+                p.leader = Some(leader.clone());
+                Ok(MetadataEvent::LeaderSet { group, leader })
+            }
+        }
+    }
+
+    /// The partition `partition` of `topic`, or the matching not-found error.
+    pub fn partition(&self, topic: &str, partition: PartitionId) -> Result<&PartitionMeta, Error> {
+        let t = self
+            .topics
+            .get(topic)
+            .ok_or_else(|| Error::unknown_topic(topic))?;
+        t.partitions
+            .get(partition as usize)
+            .ok_or_else(|| Error::unknown_partition(topic, partition))
+    }
+
+    /// Every partition replica placed on `node`: (topic, partition meta).
+    pub fn replicas_on<'a>(
+        &'a self,
+        node: &'a str,
+    ) -> impl Iterator<Item = (&'a TopicMeta, &'a PartitionMeta)> + 'a {
+        self.topics.values().flat_map(move |t| {
+            t.partitions
+                .iter()
+                .filter(move |p| p.replicas.iter().any(|r| r == node))
+                .map(move |p| (t, p))
+        })
+    }
+}
+
+fn check_replicas(
+    replicas: &[String],
+    replication_factor: u32,
+    nodes: &BTreeMap<String, NodeMeta>,
+) -> Result<(), Error> {
+    if replication_factor == 0 || replicas.len() != replication_factor as usize {
+        return Err(Error::invalid(format!(
+            "replication factor {replication_factor} needs as many replicas, placement has {}",
+            replicas.len()
+        )));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for r in replicas {
+        if !nodes.contains_key(r) {
+            return Err(Error::invalid(format!(
+                "replica node {r:?} is not registered"
+            )));
+        }
+        if !seen.insert(r) {
+            return Err(Error::invalid(format!("replica node {r:?} appears twice")));
+        }
+    }
+    Ok(())
+}
+
+/// Places `partitions` partitions of `replication_factor` replicas on distinct nodes of `nodes`
+/// (sorted names), rotating the first replica (the preferred leader) so leaders spread evenly.
+/// `offset` rotates the start so that successive topics do not all lead on the first node.
+pub fn place_replicas(
+    nodes: &[String],
+    partitions: u32,
+    replication_factor: u32,
+    offset: usize,
+) -> Result<Vec<Vec<String>>, Error> {
+    if replication_factor == 0 {
+        return Err(Error::invalid("replication_factor must be at least 1"));
+    }
+    if replication_factor as usize > nodes.len() {
+        return Err(Error::invalid(format!(
+            "replication_factor {replication_factor} exceeds the {} live node(s)",
+            nodes.len()
+        )));
+    }
+    Ok((0..partitions as usize)
+        .map(|p| {
+            (0..replication_factor as usize)
+                .map(|r| nodes[(offset + p + r) % nodes.len()].clone())
+                .collect()
+        })
+        .collect())
+}
+
+/// Encodes a command as a Raft entry's data.
+pub fn encode_command(cmd: &MetadataCommand) -> Result<Vec<u8>, Error> {
+    postcard::to_allocvec(cmd).map_err(|e| Error::internal(format!("encode command: {e}")))
+}
+
+/// Decodes a Raft entry's data into a command; corrupt data is an error value.
+pub fn decode_command(data: &[u8]) -> Result<MetadataCommand, Error> {
+    postcard::from_bytes(data).map_err(|e| Error::internal(format!("decode command: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: MetadataLimits = MetadataLimits {
+        partitions_per_topic_max: 100,
+    };
+
+    fn node(name: &str, id: u64) -> MetadataCommand {
+        MetadataCommand::RegisterNode(NodeMeta {
+            name: name.into(),
+            raft_id: id,
+            cluster_addr: String::new(),
+            http_addr: String::new(),
+        })
+    }
+
+    fn create(name: &str, n: u32) -> MetadataCommand {
+        MetadataCommand::CreateTopic {
+            name: name.into(),
+            replication_factor: 1,
+            placement: (0..n).map(|_| vec!["a".to_string()]).collect(),
+        }
+    }
+
+    /// Group ids are handed out in order and never reused after a delete.
+    #[test]
+    fn group_ids_are_never_reused() -> Result<(), Error> {
+        let mut s = MetadataState::default();
+        s.apply(node("a", 1), LIMITS)?;
+        s.apply(create("t", 2), LIMITS)?;
+        assert_eq!(s.partition("t", 1)?.group, GroupId(2));
+        s.apply(MetadataCommand::DeleteTopic { name: "t".into() }, LIMITS)?;
+        s.apply(create("t", 1), LIMITS)?;
+        assert_eq!(s.partition("t", 0)?.group, GroupId(3));
+        Ok(())
+    }
+
+    /// Rejected commands leave the state unchanged and carry the right code.
+    #[test]
+    fn rejections_have_codes() -> Result<(), Error> {
+        let mut s = MetadataState::default();
+        s.apply(node("a", 1), LIMITS)?;
+        s.apply(create("t", 1), LIMITS)?;
+        let before = s.clone();
+        let code = |r: Result<MetadataEvent, Error>| r.err().map(|e| e.code);
+        assert_eq!(
+            code(s.apply(create("t", 1), LIMITS)),
+            Some(ErrorCode::TopicExists)
+        );
+        assert_eq!(
+            code(s.apply(create("bad/name", 1), LIMITS)),
+            Some(ErrorCode::InvalidRequest)
+        );
+        assert_eq!(
+            code(s.apply(create("u", 0), LIMITS)),
+            Some(ErrorCode::InvalidRequest)
+        );
+        assert_eq!(
+            code(s.apply(create("u", 101), LIMITS)),
+            Some(ErrorCode::InvalidRequest)
+        );
+        let commit = |t: &str, p| MetadataCommand::CommitOffsets {
+            group: "g".into(),
+            offsets: vec![(t.into(), p, 5)],
+        };
+        assert_eq!(
+            code(s.apply(commit("x", 0), LIMITS)),
+            Some(ErrorCode::UnknownTopic)
+        );
+        assert_eq!(
+            code(s.apply(commit("t", 1), LIMITS)),
+            Some(ErrorCode::UnknownPartition)
+        );
+        assert_eq!(s, before);
+        s.apply(commit("t", 0), LIMITS)?;
+        assert_eq!(s.group_offsets["g"][&("t".to_string(), 0)], 5);
+        s.apply(MetadataCommand::DeleteTopic { name: "t".into() }, LIMITS)?;
+        assert!(
+            s.group_offsets.is_empty(),
+            "offsets of a deleted topic go with it"
+        );
+        Ok(())
+    }
+
+    /// Placement puts replicas on distinct nodes and rotates leaders.
+    #[test]
+    fn placement_spreads_leaders() -> Result<(), Error> {
+        let nodes: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let p = place_replicas(&nodes, 6, 3, 0)?;
+        let leaders: Vec<&str> = p.iter().map(|r| r[0].as_str()).collect();
+        assert_eq!(leaders, vec!["a", "b", "c", "a", "b", "c"]);
+        for r in &p {
+            let mut d = r.clone();
+            d.sort();
+            d.dedup();
+            assert_eq!(d.len(), 3);
+        }
+        assert!(place_replicas(&nodes, 1, 4, 0).is_err());
+        Ok(())
+    }
+}

@@ -1,0 +1,50 @@
+//! What every actor of one node shares: configuration, the fjall store, metrics, readiness, the
+//! published metadata view and the Raft transport. Built once by [`crate::control_plane::start`];
+//! it outlives every actor restart (it holds no actor state, only handles).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use daftka_core::config::Config;
+use daftka_core::metadata::MetadataState;
+use daftka_storage::Store;
+use tokio::sync::watch;
+
+use crate::consensus::RaftTransport;
+use crate::metrics::Metrics;
+use crate::readiness::Readiness;
+
+/// The metadata as last applied on this node, published by the Metadata actor after every round.
+#[derive(Debug, Clone, Default)]
+pub struct MetadataView {
+    pub state: Arc<MetadataState>,
+    /// True once the metadata group has applied everything committed when it opened; until then
+    /// nobody may act on the (possibly stale or empty) state, e.g. delete "orphaned" replicas.
+    pub loaded: bool,
+    /// The metadata group's leader, by node name, if known.
+    pub leader: Option<String>,
+}
+
+/// The shared handles of one node.
+pub struct NodeContext {
+    /// This node's name (scopes every registered actor name).
+    pub node: String,
+    /// This node's id inside Raft groups.
+    pub raft_id: u64,
+    pub config: Config,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Readiness,
+    /// The Metadata actor publishes here; the Router and the Rebalancer subscribe.
+    pub metadata: watch::Sender<MetadataView>,
+    pub transport: Arc<dyn RaftTransport>,
+    pub http_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+}
+
+impl NodeContext {
+    /// The current metadata view.
+    pub fn metadata_view(&self) -> MetadataView {
+        self.metadata.borrow().clone()
+    }
+}

@@ -1,0 +1,330 @@
+//! ControlPlane: the root of a node's supervision tree, and the node's start and stop.
+//!
+//! Strategy one_for_one over, in start order: Cluster, MetadataSup (rest_for_one: Metadata),
+//! Partitions (dynamic), Rebalancer, Router, Gateway. Partitions starts before the Rebalancer,
+//! which fills it, and the Router and Gateway come last so requests find everything up. When the
+//! ControlPlane itself exceeds its restart intensity it stops, and [`run`] ends the process with an
+//! error: a node that cannot keep its tree up must not pretend to serve.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use daftka_core::config::{Config, ConfigError};
+use daftka_protocol::{names, Client};
+use daftka_storage::{StorageError, Store, StoreOptions};
+use ractor::ActorRef;
+use tokio::sync::watch;
+
+use crate::cluster::{Cluster, ClusterArgs};
+use crate::consensus::NoPeers;
+use crate::context::{MetadataView, NodeContext};
+use crate::gateway::{Gateway, GatewayArgs, GatewayState, HttpLimits};
+use crate::metrics::Metrics;
+use crate::readiness::Readiness;
+use crate::rebalancer::{Rebalancer, RebalancerArgs};
+use crate::router::{Router, RouterArgs};
+use crate::supervision::{
+    child, start_supervisor, OnRestart, Restart, Strategy, SupervisorArgs, SupervisorMsg,
+};
+
+/// Why a node could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("binding {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("starting the supervision tree: {0}")]
+    Spawn(String),
+    #[error("the control plane stopped: restart intensity exceeded")]
+    ControlPlaneDown,
+}
+
+/// The node's bound sockets. Binding is separate from starting so tests can bind port 0 and
+/// learn the address, and so a restarted Gateway keeps its port.
+pub struct Listeners {
+    pub http: std::net::TcpListener,
+    pub metrics: std::net::TcpListener,
+}
+
+impl Listeners {
+    /// Binds the addresses of `config`.
+    pub fn bind(config: &Config) -> Result<Listeners, NodeError> {
+        let bind = |what, addr: &str| {
+            std::net::TcpListener::bind(addr).map_err(|source| NodeError::Bind {
+                what,
+                addr: addr.to_string(),
+                source,
+            })
+        };
+        Ok(Listeners {
+            http: bind("the HTTP API", &config.node.http_addr)?,
+            metrics: bind("the metrics endpoint", &config.node.metrics_addr)?,
+        })
+    }
+}
+
+/// A running node.
+pub struct Node {
+    pub name: String,
+    pub http_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    /// A native client of this node's Router.
+    pub client: Client,
+    ctx: Arc<NodeContext>,
+    root: ActorRef<SupervisorMsg>,
+    root_handle: tokio::task::JoinHandle<()>,
+    /// Stops the metrics server and the gauge refresher.
+    side_tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// A restart callback that counts restarts per child id in `daftka_supervisor_restarts_total`.
+pub fn restart_counter(ctx: &NodeContext) -> OnRestart {
+    let counter = ctx.metrics.supervisor_restarts.clone();
+    Arc::new(move |child: &str| {
+        tracing::warn!(child, "supervisor restarted a child");
+        counter.with_label_values(&[child]).inc();
+    })
+}
+
+/// The HTTP limits of `config`.
+pub fn http_limits(config: &Config) -> HttpLimits {
+    let l = &config.limits;
+    let u32_of = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    HttpLimits {
+        body_bytes_max: l.body_bytes_max,
+        records_per_request_max: l.records_per_request_max,
+        key_bytes_max: u32_of(l.key_bytes_max),
+        value_bytes_max: u32_of(l.value_bytes_max),
+        header_bytes_max: u32_of(l.header_bytes_max),
+        headers_per_record_max: l.headers_per_record_max,
+        fetch_max_records_max: l.fetch_records_max,
+        fetch_max_bytes_max: u32_of(l.fetch_bytes_max),
+        fetch_max_wait_ms_max: u32_of(l.fetch_wait_max.as_millis() as u64),
+        offsets_per_commit_max: l.offsets_per_commit_max,
+    }
+}
+
+/// Starts a node on `listeners`: opens its store and builds its supervision tree.
+pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeError> {
+    config.validate()?;
+    let node = config.node.name.clone();
+    let dir = config.data_dir();
+    std::fs::create_dir_all(&dir).map_err(|source| NodeError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let store = Store::open(
+        &dir.join("fjall"),
+        StoreOptions {
+            fsync: config.storage.fsync,
+            commit_requests_max: config.storage.commit_requests_max,
+            ..StoreOptions::default()
+        },
+    )?;
+    let local = |l: &std::net::TcpListener, what| {
+        l.local_addr().map_err(|source| NodeError::Bind {
+            what,
+            addr: String::new(),
+            source,
+        })
+    };
+    let http_addr = local(&listeners.http, "the HTTP API")?;
+    let metrics_addr = local(&listeners.metrics, "the metrics endpoint")?;
+    let (metadata_tx, _) = watch::channel(MetadataView::default());
+    let metrics = Metrics::new();
+    let ctx = Arc::new(NodeContext {
+        node: node.clone(),
+        raft_id: 1,
+        config,
+        store,
+        metrics: metrics.clone(),
+        readiness: Readiness::new(),
+        metadata: metadata_tx,
+        transport: Arc::new(NoPeers),
+        http_addr,
+        metrics_addr,
+    });
+
+    let children = {
+        let c = ctx.clone();
+        let cluster = child(
+            "cluster",
+            Restart::Permanent,
+            Some(names::cluster(&node)),
+            move || (Cluster, ClusterArgs { ctx: c.clone() }),
+        );
+        let c = ctx.clone();
+        let rebalancer = child(
+            "rebalancer",
+            Restart::Permanent,
+            Some(names::rebalancer(&node)),
+            move || (Rebalancer, RebalancerArgs { ctx: c.clone() }),
+        );
+        let c = ctx.clone();
+        let router = child(
+            "router",
+            Restart::Permanent,
+            Some(names::router(&node)),
+            move || (Router, RouterArgs { ctx: c.clone() }),
+        );
+        let gateway = {
+            let listener = Arc::new(listeners.http);
+            let state_ctx = ctx.clone();
+            let node = node.clone();
+            child(
+                "gateway",
+                Restart::Permanent,
+                Some(names::gateway(&node)),
+                move || {
+                    let state = GatewayState {
+                        client: Client::new(ActorRef::from(
+                            ractor::registry::where_is(names::router(&node))
+                                .expect("the router starts before the gateway"),
+                        )),
+                        limits: http_limits(&state_ctx.config),
+                        readiness: state_ctx.readiness.clone(),
+                        metrics: state_ctx.metrics.clone(),
+                    };
+                    let listener = listener
+                        .try_clone()
+                        .expect("cloning a bound listener only fails when out of descriptors");
+                    (Gateway, GatewayArgs { listener, state })
+                },
+            )
+        };
+        vec![
+            cluster,
+            crate::metadata::spec(ctx.clone()),
+            crate::partitions::spec(ctx.clone()),
+            rebalancer,
+            router,
+            gateway,
+        ]
+    };
+    let (root, root_handle) = start_supervisor(
+        Some(names::control_plane(&node)),
+        SupervisorArgs {
+            strategy: Strategy::OneForOne,
+            policy: ctx.config.restart_policy(),
+            children,
+            on_restart: Some(restart_counter(&ctx)),
+        },
+        None,
+    )
+    .await
+    .map_err(|e| NodeError::Spawn(e.to_string()))?;
+
+    let client = Client::connect_local(&node).map_err(|e| NodeError::Spawn(e.to_string()))?;
+    let mut side_tasks = Vec::new();
+    listeners
+        .metrics
+        .set_nonblocking(true)
+        .map_err(|source| NodeError::Bind {
+            what: "the metrics endpoint",
+            addr: metrics_addr.to_string(),
+            source,
+        })?;
+    let metrics_listener =
+        tokio::net::TcpListener::from_std(listeners.metrics).map_err(|source| NodeError::Bind {
+            what: "the metrics endpoint",
+            addr: metrics_addr.to_string(),
+            source,
+        })?;
+    side_tasks.push(tokio::spawn(crate::metrics::serve(
+        metrics_listener,
+        metrics.clone(),
+        std::future::pending(),
+    )));
+    let gauges = ctx.clone();
+    side_tasks.push(tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            gauges
+                .metrics
+                .storage_bytes
+                .set(gauges.store.disk_bytes() as i64);
+            gauges
+                .metrics
+                .storage_commit_rounds
+                .set(gauges.store.commit_rounds() as i64);
+        }
+    }));
+    tracing::info!(node = %node, http = %http_addr, metrics = %metrics_addr, "node started");
+    Ok(Node {
+        name: node,
+        http_addr,
+        metrics_addr,
+        client,
+        ctx,
+        root,
+        root_handle,
+        side_tasks,
+    })
+}
+
+impl Node {
+    /// Waits until `/readyz` would answer 200, or `timeout` passes (then says why not).
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.ctx.readiness.check() {
+                Ok(()) => return Ok(()),
+                Err(why) if Instant::now() >= deadline => return Err(why),
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    }
+
+    /// The node's readiness flags.
+    pub fn readiness(&self) -> &Readiness {
+        &self.ctx.readiness
+    }
+
+    /// Stops the tree gracefully (every `post_stop` runs) and then the side tasks.
+    pub async fn shutdown(self) {
+        let _ = self
+            .root
+            .stop_and_wait(Some("shutdown".to_string()), Some(Duration::from_secs(10)))
+            .await;
+        for t in &self.side_tasks {
+            t.abort();
+        }
+        let _ = self.root_handle.await;
+    }
+
+    /// Resolves when the ControlPlane stops on its own (restart intensity exceeded).
+    pub async fn stopped(&mut self) {
+        let _ = (&mut self.root_handle).await;
+    }
+}
+
+/// Runs a node until `shutdown` resolves (or its control plane gives up).
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+    config.validate()?;
+    let listeners = Listeners::bind(&config)?;
+    let mut node = start(config, listeners).await?;
+    tokio::select! {
+        _ = shutdown => {
+            tracing::info!("shutting down");
+            node.shutdown().await;
+            Ok(())
+        }
+        _ = node.stopped() => Err(NodeError::ControlPlaneDown),
+    }
+}

@@ -1,0 +1,27 @@
+//! `/v1/cluster`, `/healthz` and `/readyz`.
+
+use daftka_protocol::Error;
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+use super::json::{ClusterJson, StatusJson};
+use super::routes::json_reply;
+use super::GatewayState;
+
+/// `GET /v1/cluster`: the nodes and the metadata leader, as this node sees them.
+pub async fn info(state: &GatewayState) -> Result<Response, Error> {
+    let info = state.client.cluster_info().await?;
+    Ok(json_reply(StatusCode::OK, &ClusterJson::from(info)))
+}
+
+/// `GET /healthz`: the process serves HTTP. Says nothing about data: see `/readyz`.
+pub fn healthz() -> Result<Response, Error> {
+    Ok(json_reply(StatusCode::OK, &StatusJson { status: "ok" }))
+}
+
+/// `GET /readyz`: 200 once metadata is loaded and every local replica has recovered, else 503
+/// `unavailable` saying what is missing.
+pub fn readyz(state: &GatewayState) -> Result<Response, Error> {
+    state.readiness.check().map_err(Error::unavailable)?;
+    Ok(json_reply(StatusCode::OK, &StatusJson { status: "ok" }))
+}

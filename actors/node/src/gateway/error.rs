@@ -1,0 +1,88 @@
+//! The one place that turns an [`Error`] into an HTTP response.
+//!
+//! Every error answer has the same body:
+//! `{"error": {"code": "<snake_case>", "message": "...", "retryable": bool}}`; an
+//! `offset_out_of_range` error also carries `log_start_offset` and `high_watermark` inside `error`
+//! so a consumer can reset without another request.
+
+use daftka_protocol::{Error, ErrorCode};
+use serde::Serialize;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Reply;
+
+/// The HTTP status of an error code. New codes default to 500 until mapped here.
+pub fn status(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
+        ErrorCode::UnknownTopic | ErrorCode::UnknownPartition | ErrorCode::NotFound => {
+            StatusCode::NOT_FOUND
+        }
+        ErrorCode::TopicExists => StatusCode::CONFLICT,
+        ErrorCode::OffsetOutOfRange => StatusCode::RANGE_NOT_SATISFIABLE,
+        ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        // A gateway that cannot reach a partition leader is "unavailable" to its client either way.
+        ErrorCode::Unavailable | ErrorCode::NotLeader => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        // `ErrorCode` is non-exhaustive: a code added later is a server-side condition until mapped.
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The `error` object of an error body.
+#[derive(Debug, Serialize)]
+struct ErrorObject<'a> {
+    code: &'static str,
+    message: &'a str,
+    retryable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_start_offset: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    high_watermark: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorObject<'a>,
+}
+
+/// The JSON error response of `err`, with the status of its code.
+pub fn reply(err: &Error) -> Response {
+    let body = ErrorBody {
+        error: ErrorObject {
+            code: err.code.as_str(),
+            message: &err.message,
+            retryable: err.retryable(),
+            log_start_offset: err.log_start_offset,
+            high_watermark: err.high_watermark,
+        },
+    };
+    warp::reply::with_status(warp::reply::json(&body), status(err.code)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each code has the status the API documents.
+    #[test]
+    fn codes_map_to_documented_statuses() {
+        let table = [
+            (ErrorCode::InvalidRequest, 400),
+            (ErrorCode::UnknownTopic, 404),
+            (ErrorCode::UnknownPartition, 404),
+            (ErrorCode::TopicExists, 409),
+            (ErrorCode::OffsetOutOfRange, 416),
+            (ErrorCode::PayloadTooLarge, 413),
+            (ErrorCode::Unavailable, 503),
+            (ErrorCode::Timeout, 504),
+            (ErrorCode::NotLeader, 503),
+            (ErrorCode::Internal, 500),
+            (ErrorCode::NotFound, 404),
+        ];
+        for (code, want) in table {
+            assert_eq!(status(code).as_u16(), want, "{code}");
+        }
+    }
+}

@@ -1,0 +1,416 @@
+//! The JSON shapes of HTTP API v1 and the encoding of record bytes.
+//!
+//! These types are the HTTP contract: they are kept apart from the protocol types so that a field
+//! added to a protocol type never leaks into responses by accident. Fields may be added, never
+//! renamed. Request bodies deny unknown fields, so a misspelt field is a 400 rather than silently
+//! ignored.
+//!
+//! Record keys, values and header values are bytes. They travel as JSON strings in one of two
+//! [`Encoding`]s: `utf8` (the default: the string is the bytes) or `base64` (standard alphabet,
+//! padded). Header names are always plain strings.
+
+use std::fmt;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use daftka_protocol::{
+    ClusterInfo, CommittedOffset, FetchResponse, GroupOffsets, NodeInfo, PartitionDescription,
+    RecordPosition, StoredRecord, TopicDescription,
+};
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// How record bytes are written as JSON strings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// The string's UTF-8 bytes are the bytes. Bytes that are not valid UTF-8 cannot be
+    /// answered this way: a fetch then fails with `invalid_request` asking for `base64`.
+    #[default]
+    Utf8,
+    /// Standard base64 with padding (RFC 4648 section 4).
+    Base64,
+}
+
+impl Encoding {
+    /// Parses a query parameter value.
+    pub fn parse(s: &str) -> Option<Encoding> {
+        match s {
+            "utf8" => Some(Encoding::Utf8),
+            "base64" => Some(Encoding::Base64),
+            _ => None,
+        }
+    }
+
+    /// The bytes a request string stands for; `Err` says why the string is not valid.
+    pub fn decode(self, s: String) -> Result<Bytes, String> {
+        match self {
+            Encoding::Utf8 => Ok(Bytes::from(s)),
+            Encoding::Base64 => base64::engine::general_purpose::STANDARD
+                .decode(s.as_bytes())
+                .map(Bytes::from)
+                .map_err(|e| format!("invalid base64: {e}")),
+        }
+    }
+
+    /// The string that stands for `bytes`; `None` when `utf8` was asked and the bytes are not UTF-8.
+    pub fn encode(self, bytes: &[u8]) -> Option<String> {
+        match self {
+            Encoding::Utf8 => std::str::from_utf8(bytes).ok().map(str::to_owned),
+            Encoding::Base64 => Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        }
+    }
+}
+
+/// Record headers as a JSON object, in the order written. Duplicate names are kept (a JSON object
+/// with repeated names is how they are answered too).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeadersJson(pub Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for HeadersJson {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = HeadersJson;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of header names to string values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, String>()? {
+                    out.push((k, v));
+                }
+                Ok(HeadersJson(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl Serialize for HeadersJson {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+// ---- requests ----
+
+/// `POST /v1/topics`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTopicBody {
+    pub name: String,
+    /// Absent: the node's configured default.
+    pub partitions: Option<u32>,
+    /// Absent: the node's configured default.
+    pub replication_factor: Option<u32>,
+}
+
+/// `POST /v1/topics/{topic}/records`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProduceBody {
+    pub records: Vec<ProduceRecordJson>,
+    /// Applies to every key, value and header value of the request.
+    #[serde(default)]
+    pub encoding: Encoding,
+}
+
+/// One record of a produce request; only `value` is required.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProduceRecordJson {
+    pub key: Option<String>,
+    pub value: String,
+    pub headers: Option<HeadersJson>,
+    /// Explicit partition; else a stable hash of the key; else spread.
+    pub partition: Option<u32>,
+    /// Milliseconds since the Unix epoch; absent: the partition leader sets it.
+    pub timestamp: Option<i64>,
+}
+
+/// `POST /v1/groups/{group}/offsets`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitBody {
+    pub offsets: Vec<CommitOffsetJson>,
+}
+
+/// One committed position: the next offset the group will read.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitOffsetJson {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+}
+
+// ---- responses ----
+
+#[derive(Debug, Serialize)]
+pub struct PartitionJson {
+    pub partition: u32,
+    /// Null while the partition has no known leader.
+    pub leader: Option<String>,
+    pub replicas: Vec<String>,
+    pub log_start_offset: u64,
+    pub high_watermark: u64,
+}
+
+/// A topic description: the answer of create and describe, and one item of list.
+#[derive(Debug, Serialize)]
+pub struct TopicJson {
+    pub name: String,
+    pub replication_factor: u32,
+    pub partitions: Vec<PartitionJson>,
+}
+
+impl From<TopicDescription> for TopicJson {
+    fn from(t: TopicDescription) -> Self {
+        TopicJson {
+            name: t.name,
+            replication_factor: t.replication_factor,
+            partitions: t
+                .partitions
+                .into_iter()
+                .map(|p: PartitionDescription| PartitionJson {
+                    partition: p.partition,
+                    leader: p.leader,
+                    replicas: p.replicas,
+                    log_start_offset: p.log_start_offset,
+                    high_watermark: p.high_watermark,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `GET /v1/topics`.
+#[derive(Debug, Serialize)]
+pub struct TopicsJson {
+    pub topics: Vec<TopicJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PositionJson {
+    pub partition: u32,
+    pub offset: u64,
+}
+
+/// The answer of a produce: each record's position, in request order.
+#[derive(Debug, Serialize)]
+pub struct ProducedJson {
+    pub offsets: Vec<PositionJson>,
+}
+
+impl From<Vec<RecordPosition>> for ProducedJson {
+    fn from(positions: Vec<RecordPosition>) -> Self {
+        ProducedJson {
+            offsets: positions
+                .into_iter()
+                .map(|p| PositionJson {
+                    partition: p.partition,
+                    offset: p.offset,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One fetched record.
+#[derive(Debug, Serialize)]
+pub struct FetchedRecordJson {
+    pub offset: u64,
+    /// Null when the record has no key.
+    pub key: Option<String>,
+    pub value: String,
+    pub headers: HeadersJson,
+    /// Null only if the record was stored without one.
+    pub timestamp: Option<i64>,
+}
+
+/// The answer of a fetch.
+#[derive(Debug, Serialize)]
+pub struct FetchedJson {
+    pub records: Vec<FetchedRecordJson>,
+    pub next_offset: u64,
+    pub high_watermark: u64,
+    pub log_start_offset: u64,
+}
+
+/// Why a fetched record cannot be written in the asked encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotUtf8 {
+    /// The offset of the first such record.
+    pub offset: u64,
+}
+
+impl FetchedJson {
+    /// Encodes a fetch response; fails on the first record whose bytes `encoding` cannot carry.
+    pub fn encode(response: FetchResponse, encoding: Encoding) -> Result<FetchedJson, NotUtf8> {
+        let records = response
+            .records
+            .into_iter()
+            .map(|r| encode_record(r, encoding))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(FetchedJson {
+            records,
+            next_offset: response.next_offset,
+            high_watermark: response.high_watermark,
+            log_start_offset: response.log_start_offset,
+        })
+    }
+}
+
+fn encode_record(r: StoredRecord, encoding: Encoding) -> Result<FetchedRecordJson, NotUtf8> {
+    let offset = r.offset;
+    let enc = |b: &[u8]| encoding.encode(b).ok_or(NotUtf8 { offset });
+    let key = match &r.record.key {
+        Some(k) => Some(enc(k)?),
+        None => None,
+    };
+    let value = enc(&r.record.value)?;
+    let headers = r
+        .record
+        .headers
+        .iter()
+        .map(|h| Ok((h.key.clone(), enc(&h.value)?)))
+        .collect::<Result<Vec<_>, NotUtf8>>()?;
+    Ok(FetchedRecordJson {
+        offset,
+        key,
+        value,
+        headers: HeadersJson(headers),
+        timestamp: r.record.timestamp_ms,
+    })
+}
+
+/// The answer of a commit.
+#[derive(Debug, Serialize)]
+pub struct CommittedJson {
+    /// How many offsets were committed.
+    pub committed: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GroupOffsetJson {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+    pub high_watermark: u64,
+    pub lag: u64,
+}
+
+/// `GET /v1/groups/{group}/offsets`.
+#[derive(Debug, Serialize)]
+pub struct GroupOffsetsJson {
+    pub group: String,
+    pub offsets: Vec<GroupOffsetJson>,
+}
+
+impl From<GroupOffsets> for GroupOffsetsJson {
+    fn from(g: GroupOffsets) -> Self {
+        GroupOffsetsJson {
+            group: g.group,
+            offsets: g
+                .offsets
+                .into_iter()
+                .map(|o: CommittedOffset| GroupOffsetJson {
+                    topic: o.topic,
+                    partition: o.partition,
+                    offset: o.offset,
+                    high_watermark: o.high_watermark,
+                    lag: o.lag,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeJson {
+    pub name: String,
+    pub cluster_addr: String,
+    pub http_addr: String,
+    /// `up` or `down`.
+    pub status: String,
+}
+
+/// `GET /v1/cluster`.
+#[derive(Debug, Serialize)]
+pub struct ClusterJson {
+    pub nodes: Vec<NodeJson>,
+    /// Null while the metadata group has no known leader.
+    pub metadata_leader: Option<String>,
+}
+
+impl From<ClusterInfo> for ClusterJson {
+    fn from(c: ClusterInfo) -> Self {
+        ClusterJson {
+            nodes: c
+                .nodes
+                .into_iter()
+                .map(|n: NodeInfo| NodeJson {
+                    name: n.name,
+                    cluster_addr: n.cluster_addr,
+                    http_addr: n.http_addr,
+                    status: n.status,
+                })
+                .collect(),
+            metadata_leader: c.metadata_leader,
+        }
+    }
+}
+
+/// `GET /healthz` and a successful `GET /readyz`.
+#[derive(Debug, Serialize)]
+pub struct StatusJson {
+    pub status: &'static str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both encodings round-trip bytes they can carry; utf8 refuses invalid UTF-8.
+    #[test]
+    fn encodings_round_trip() {
+        let raw = [0xffu8, 0x00, 0x41];
+        let b64 = Encoding::Base64
+            .encode(&raw)
+            .expect("base64 carries anything");
+        assert_eq!(Encoding::Base64.decode(b64).expect("valid").as_ref(), raw);
+        assert_eq!(Encoding::Utf8.encode(&raw), None);
+        assert_eq!(
+            Encoding::Utf8
+                .decode("héllo".into())
+                .expect("utf8")
+                .as_ref(),
+            "héllo".as_bytes()
+        );
+        assert!(Encoding::Base64.decode("not base64!".into()).is_err());
+    }
+
+    /// Headers keep their written order and duplicates, both ways.
+    #[test]
+    fn headers_keep_order() {
+        let h: HeadersJson = serde_json::from_str(r#"{"z":"1","a":"2","z":"3"}"#).expect("parse");
+        assert_eq!(
+            h.0,
+            vec![
+                ("z".into(), "1".into()),
+                ("a".into(), "2".into()),
+                ("z".into(), "3".into())
+            ]
+        );
+        assert_eq!(
+            serde_json::to_string(&h).expect("ser"),
+            r#"{"z":"1","a":"2","z":"3"}"#
+        );
+    }
+}

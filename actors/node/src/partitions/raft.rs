@@ -1,0 +1,271 @@
+//! Raft: the partition replica's Raft actor. It owns the group's raft-rs `RawNode` (through
+//! [`RaftGroup`]) and the partition's apply step, which assigns offsets.
+//!
+//! Parent: ReplicaSup (one_for_all). Registered as `names::replica_raft(node, group)`.
+//! Messages in: [`RaftMsg::Propose`] from the Server (a batch of records, answered with its base
+//! offset once committed, fsynced and applied), `Tick` from its own interval, `Step` from peers.
+//! Messages out: `Applied` to the Storage actor (new high watermark); `SetLeader` to the metadata
+//! group on election.
+//!
+//! Proposals are batched: a proposal only schedules a `ProcessReady` message, so every proposal
+//! already queued in the mailbox joins the same Ready round and the same group-commit fsync.
+//!
+//! # Invariants
+//! - Offsets are assigned at apply from the durable [`LogPosition`], contiguous, never reused.
+//! - A proposer is answered only after its entry is applied (so durable on a quorum).
+//! - The offset index rows and the apply position are written in one atomic batch.
+//!
+//! # Crash and recovery
+//! Everything comes back from fjall: the log, hard state, and the apply position with the offset
+//! index. Entries committed but not yet applied when it died are applied again after restart with
+//! the same offsets, because offsets are a function of the committed log. Waiting proposers of a
+//! killed actor get an error (their reply ports drop): their outcome is unknown to them.
+
+use std::sync::Arc;
+
+use daftka_core::partition::LogPosition;
+use daftka_protocol::record::batch_record_count;
+use daftka_protocol::{names, Error};
+use daftka_storage::{ApplyState, WriteBatch};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use super::replica_sup::ReplicaId;
+use super::storage::StorageMsg;
+use crate::consensus::{RaftGroup, StateMachine};
+use crate::context::NodeContext;
+
+/// The partition's apply step: offsets at apply, index rows with the position.
+pub struct PartitionMachine {
+    group: daftka_protocol::GroupId,
+    pub position: LogPosition,
+}
+
+impl StateMachine for PartitionMachine {
+    /// The base offset of the applied batch.
+    type Output = u64;
+
+    fn apply_entry(
+        &mut self,
+        index: u64,
+        data: &[u8],
+        batch: &mut WriteBatch,
+    ) -> Result<u64, Error> {
+        let count = batch_record_count(data)?;
+        match self.position.apply(index, count) {
+            Some(b) => {
+                batch.index_batch(self.group, b.base_offset, b.raft_index, b.record_count);
+                Ok(b.base_offset)
+            }
+            None => Err(Error::internal(format!(
+                "entry {index} applied twice or holds no records"
+            ))),
+        }
+    }
+
+    fn finish_round(&mut self, applied_index: u64, batch: &mut WriteBatch) {
+        self.position.applied_index = self.position.applied_index.max(applied_index);
+        batch.set_apply_state(
+            self.group,
+            &ApplyState {
+                applied_index: self.position.applied_index,
+                next_offset: self.position.next_offset,
+                log_start_offset: 0,
+            },
+        );
+    }
+}
+
+pub struct ReplicaRaftArgs {
+    pub ctx: Arc<NodeContext>,
+    pub replica: ReplicaId,
+}
+
+pub struct ReplicaRaftState {
+    ctx: Arc<NodeContext>,
+    replica: ReplicaId,
+    raft: RaftGroup<PartitionMachine>,
+    /// A `ProcessReady` is queued: further proposals join its round.
+    ready_scheduled: bool,
+    /// Proposals taken since the last round; capped so a leader still ticks under a flood.
+    proposals_in_round: usize,
+    /// The leader last reported to the metadata group, to report each election once.
+    reported_leader: bool,
+    tick: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub enum RaftMsg {
+    /// Appends one encoded batch ([`daftka_protocol::record::encode_batch`]); answers its base offset.
+    Propose {
+        data: Vec<u8>,
+        reply: RpcReplyPort<Result<u64, Error>>,
+    },
+    /// A peer's Raft message.
+    Step(Box<raft::eraftpb::Message>),
+    Tick,
+    ProcessReady,
+}
+
+pub struct ReplicaRaft;
+
+impl Actor for ReplicaRaft {
+    type Msg = RaftMsg;
+    type State = ReplicaRaftState;
+    type Arguments = ReplicaRaftArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RaftMsg>,
+        args: ReplicaRaftArgs,
+    ) -> Result<ReplicaRaftState, ActorProcessingErr> {
+        let ReplicaRaftArgs { ctx, replica } = args;
+        let storage = ctx.store.raft_storage(replica.group)?;
+        let st = storage.apply_state();
+        drop(storage);
+        let machine = PartitionMachine {
+            group: replica.group,
+            position: LogPosition {
+                applied_index: st.applied_index,
+                next_offset: st.next_offset,
+            },
+        };
+        let mut raft = RaftGroup::open(
+            ctx.store.clone(),
+            replica.group,
+            ctx.raft_id,
+            &replica.voters,
+            &ctx.config.raft,
+            machine,
+            st.applied_index,
+            ctx.transport.clone(),
+        )
+        .await?;
+        let histogram = ctx
+            .metrics
+            .append_latency
+            .with_label_values(&[replica.topic.as_str()]);
+        raft.set_latency_observer(Box::new(move |d| histogram.observe(d.as_secs_f64())));
+        let tick = myself.send_interval(ctx.config.raft.tick, || RaftMsg::Tick);
+        let mut state = ReplicaRaftState {
+            ctx,
+            replica,
+            raft,
+            ready_scheduled: false,
+            proposals_in_round: 0,
+            reported_leader: false,
+            tick: Some(tick),
+        };
+        state.publish_high_watermark();
+        schedule_ready(&myself, &mut state);
+        Ok(state)
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<RaftMsg>,
+        state: &mut ReplicaRaftState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(t) = state.tick.take() {
+            t.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<RaftMsg>,
+        msg: RaftMsg,
+        state: &mut ReplicaRaftState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RaftMsg::Propose { data, reply } => {
+                if state.proposals_in_round >= state.ctx.config.raft.proposals_per_round_max {
+                    // Cap a round: persist what we have before taking more.
+                    state.process_ready().await?;
+                }
+                state.raft.propose(data, reply);
+                state.proposals_in_round += 1;
+                schedule_ready(&myself, state);
+            }
+            RaftMsg::Step(m) => {
+                state.raft.step(*m);
+                schedule_ready(&myself, state);
+            }
+            RaftMsg::Tick => {
+                state.raft.raw.tick();
+                if state.raft.raw.has_ready() {
+                    schedule_ready(&myself, state);
+                }
+            }
+            RaftMsg::ProcessReady => {
+                state.ready_scheduled = false;
+                state.process_ready().await?;
+                if state.raft.raw.has_ready() {
+                    schedule_ready(&myself, state);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn schedule_ready(myself: &ActorRef<RaftMsg>, state: &mut ReplicaRaftState) {
+    if !state.ready_scheduled {
+        state.ready_scheduled = true;
+        // Failing to send to ourselves means we are stopping: nothing to schedule.
+        let _ = myself.cast(RaftMsg::ProcessReady);
+    }
+}
+
+impl ReplicaRaftState {
+    async fn process_ready(&mut self) -> Result<(), ActorProcessingErr> {
+        self.proposals_in_round = 0;
+        let outcome = self.raft.on_ready().await?;
+        let label = self.raft.group().to_string();
+        if let Some((_, leads)) = outcome.leader_changed {
+            self.ctx
+                .metrics
+                .raft_leader_changes
+                .with_label_values(&[label.as_str()])
+                .inc();
+            self.ctx
+                .metrics
+                .raft_term
+                .with_label_values(&[label.as_str()])
+                .set(self.raft.term() as i64);
+            if !leads {
+                self.reported_leader = false;
+            }
+        }
+        if outcome.applied_entries > 0 {
+            self.publish_high_watermark();
+        }
+        if self.raft.recovered() {
+            self.ctx.readiness.replica_ready(self.replica.group);
+        }
+        if self.raft.is_leader() && !self.reported_leader {
+            self.reported_leader = true;
+            crate::metadata::report_leader(&self.ctx, self.replica.group);
+        }
+        Ok(())
+    }
+
+    /// Tells the Storage actor (and the metrics) the applied high watermark.
+    fn publish_high_watermark(&self) {
+        let hwm = self.raft.machine.position.next_offset;
+        let partition = self.replica.partition.to_string();
+        self.ctx
+            .metrics
+            .high_watermark
+            .with_label_values(&[self.replica.topic.as_str(), partition.as_str()])
+            .set(hwm as i64);
+        if let Some(cell) =
+            ractor::registry::where_is(names::replica_storage(&self.ctx.node, self.replica.group))
+        {
+            let storage: ActorRef<StorageMsg> = cell.into();
+            // The Storage actor is a sibling under one_for_all: if it is gone, we are going too.
+            let _ = storage.cast(StorageMsg::Applied {
+                high_watermark: hwm,
+            });
+        }
+    }
+}

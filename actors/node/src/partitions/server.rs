@@ -1,0 +1,172 @@
+//! Server: the partition replica's front door.
+//!
+//! Parent: ReplicaSup (one_for_all). Registered as `names::replica_server(node, group)`.
+//! Messages in (from the Router): `Produce` (records of one request for this partition),
+//! `Fetch`, `Positions`. Produce stamps missing timestamps, encodes the batch once and proposes it
+//! to the Raft actor; fetches and positions go to the Storage actor, with the caller's reply port.
+//!
+//! # Invariants
+//! - At most `limits.inflight_bytes_per_partition_max` bytes of produce requests wait on this
+//!   replica; beyond it a produce is refused with `unavailable` (retryable) before it is proposed,
+//!   so overload shows as backpressure, not as memory growth.
+//!
+//! # Crash and recovery
+//! Holds only the in-flight byte count, which restarts at zero with the replica: the requests it
+//! counted died with the Raft actor (one_for_all) and their callers were answered with errors.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use daftka_protocol::record::encode_batch;
+use daftka_protocol::{names, Error, FetchRequest, FetchResponse, Record};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use super::raft::RaftMsg;
+use super::replica_sup::ReplicaId;
+use super::storage::StorageMsg;
+use crate::context::NodeContext;
+
+pub struct ServerArgs {
+    pub ctx: Arc<NodeContext>,
+    pub replica: ReplicaId,
+}
+
+pub struct ServerState {
+    ctx: Arc<NodeContext>,
+    replica: ReplicaId,
+    /// Bytes of produce requests proposed and not yet answered.
+    inflight_bytes: Arc<AtomicU64>,
+}
+
+pub enum ServerMsg {
+    /// Appends `records` contiguously, in order; answers the first record's offset.
+    Produce {
+        records: Vec<Record>,
+        reply: RpcReplyPort<Result<u64, Error>>,
+    },
+    Fetch {
+        request: FetchRequest,
+        reply: RpcReplyPort<Result<FetchResponse, Error>>,
+    },
+    /// (log start offset, high watermark).
+    Positions {
+        reply: RpcReplyPort<Result<(u64, u64), Error>>,
+    },
+}
+
+pub struct Server;
+
+impl Actor for Server {
+    type Msg = ServerMsg;
+    type State = ServerState;
+    type Arguments = ServerArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<ServerMsg>,
+        args: ServerArgs,
+    ) -> Result<ServerState, ActorProcessingErr> {
+        Ok(ServerState {
+            ctx: args.ctx,
+            replica: args.replica,
+            inflight_bytes: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<ServerMsg>,
+        msg: ServerMsg,
+        state: &mut ServerState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ServerMsg::Produce { records, reply } => state.produce(records, reply),
+            ServerMsg::Fetch { request, reply } => match state.storage() {
+                Some(s) => {
+                    let _ = s.cast(StorageMsg::Fetch { request, reply });
+                }
+                None => {
+                    let _ = reply.send(Err(Error::unavailable("replica storage restarting")));
+                }
+            },
+            ServerMsg::Positions { reply } => match state.storage() {
+                Some(s) => {
+                    let _ = s.cast(StorageMsg::Positions { reply });
+                }
+                None => {
+                    let _ = reply.send(Err(Error::unavailable("replica storage restarting")));
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+impl ServerState {
+    fn storage(&self) -> Option<ActorRef<StorageMsg>> {
+        ractor::registry::where_is(names::replica_storage(&self.ctx.node, self.replica.group))
+            .map(Into::into)
+    }
+
+    fn produce(&self, mut records: Vec<Record>, reply: RpcReplyPort<Result<u64, Error>>) {
+        let size: u64 = records.iter().map(|r| r.size_bytes() as u64).sum();
+        let limit = self.ctx.config.limits.inflight_bytes_per_partition_max;
+        let before = self.inflight_bytes.fetch_add(size, Ordering::AcqRel);
+        if before + size > limit && before > 0 {
+            self.inflight_bytes.fetch_sub(size, Ordering::AcqRel);
+            let _ = reply.send(Err(Error::unavailable(format!(
+                "partition overloaded: {before} bytes in flight (limit {limit})"
+            ))));
+            return;
+        }
+        let now_ms = now_ms();
+        let count = records.len() as u64;
+        for r in &mut records {
+            r.timestamp_ms.get_or_insert(now_ms);
+        }
+        let raft: Option<ActorRef<RaftMsg>> =
+            ractor::registry::where_is(names::replica_raft(&self.ctx.node, self.replica.group))
+                .map(Into::into);
+        let inflight = self.inflight_bytes.clone();
+        let appended = self.ctx.metrics.append_records.with_label_values(&[
+            self.replica.topic.as_str(),
+            self.replica.partition.to_string().as_str(),
+        ]);
+        let timeout = self.ctx.config.router.request_timeout;
+        tokio::spawn(async move {
+            let answer = match (raft, encode_batch(records)) {
+                (None, _) => Err(Error::unavailable("replica raft restarting")),
+                (_, Err(e)) => Err(e),
+                (Some(raft), Ok(data)) => {
+                    match raft
+                        .call(|reply| RaftMsg::Propose { data, reply }, Some(timeout))
+                        .await
+                    {
+                        Ok(ractor::rpc::CallResult::Success(r)) => r,
+                        Ok(ractor::rpc::CallResult::Timeout) => Err(Error::timeout(
+                            "commit not confirmed in time: outcome unknown",
+                        )),
+                        // The proposal may have been taken before the actor died.
+                        Ok(ractor::rpc::CallResult::SenderError) => {
+                            Err(Error::timeout("replica stopped: outcome unknown"))
+                        }
+                        // Not delivered at all: safe to retry.
+                        Err(_) => Err(Error::unavailable("replica raft restarting")),
+                    }
+                }
+            };
+            inflight.fetch_sub(size, Ordering::AcqRel);
+            if answer.is_ok() {
+                appended.inc_by(count);
+            }
+            let _ = reply.send(answer);
+        });
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,187 @@
+//! Rebalancer: makes this node host exactly the replicas the metadata places on it.
+//!
+//! Parent: ControlPlane (one_for_one). Registered as `names::rebalancer(node)`.
+//! Messages in: `MetadataChanged` (from its own watch task), `Reconcile` (from the Router, which
+//! waits for it after a topic create or delete so the reply means the change is carried out).
+//! It starts a ReplicaSup under Partitions for every placed replica that is not running, terminates
+//! the ones no longer placed here and deletes their data, and deletes data of groups that no topic
+//! knows (left over by a crash between a delete and its clean-up). Placement itself is decided when a
+//! topic is created (`place_replicas`); moving replicas between nodes comes with the cluster.
+//!
+//! # Invariants
+//! - Nothing is started or deleted before the metadata view is `loaded`.
+//!
+//! # Crash and recovery
+//! Stateless: after a restart it reconciles from the metadata view and the running children.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use daftka_protocol::{names, Error, GroupId};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use crate::context::NodeContext;
+use crate::partitions::replica_child_id;
+use crate::partitions::replica_sup::{self, ReplicaId};
+use crate::supervision::{self, SupervisorMsg};
+
+pub struct RebalancerArgs {
+    pub ctx: Arc<NodeContext>,
+}
+
+pub struct RebalancerState {
+    ctx: Arc<NodeContext>,
+    watch: tokio::task::JoinHandle<()>,
+}
+
+pub enum RebalancerMsg {
+    MetadataChanged,
+    Reconcile {
+        reply: RpcReplyPort<Result<(), Error>>,
+    },
+}
+
+pub struct Rebalancer;
+
+impl Actor for Rebalancer {
+    type Msg = RebalancerMsg;
+    type State = RebalancerState;
+    type Arguments = RebalancerArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RebalancerMsg>,
+        args: RebalancerArgs,
+    ) -> Result<RebalancerState, ActorProcessingErr> {
+        let mut rx = args.ctx.metadata.subscribe();
+        let me = myself.clone();
+        let watch = tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                if me.cast(RebalancerMsg::MetadataChanged).is_err() {
+                    break;
+                }
+            }
+        });
+        let _ = myself.cast(RebalancerMsg::MetadataChanged);
+        Ok(RebalancerState {
+            ctx: args.ctx,
+            watch,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<RebalancerMsg>,
+        state: &mut RebalancerState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.watch.abort();
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<RebalancerMsg>,
+        msg: RebalancerMsg,
+        state: &mut RebalancerState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RebalancerMsg::MetadataChanged => {
+                if let Err(e) = state.reconcile().await {
+                    // Retried at the next metadata change or explicit request.
+                    tracing::warn!(error = %e, "reconcile failed");
+                }
+            }
+            RebalancerMsg::Reconcile { reply } => {
+                let _ = reply.send(state.reconcile().await);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RebalancerState {
+    async fn reconcile(&self) -> Result<(), Error> {
+        let ctx = &self.ctx;
+        let view = ctx.metadata_view();
+        if !view.loaded {
+            return Err(Error::unavailable("metadata is loading"));
+        }
+        let partitions: ActorRef<SupervisorMsg> =
+            ractor::registry::where_is(names::partitions(&ctx.node))
+                .ok_or_else(|| Error::unavailable("partitions supervisor restarting"))?
+                .into();
+        let mut desired: BTreeMap<GroupId, ReplicaId> = BTreeMap::new();
+        for (t, p) in view.state.replicas_on(&ctx.node) {
+            let voters = p
+                .replicas
+                .iter()
+                .filter_map(|r| view.state.nodes.get(r).map(|n| n.raft_id))
+                .collect();
+            desired.insert(
+                p.group,
+                ReplicaId {
+                    topic: t.name.clone(),
+                    partition: p.partition,
+                    group: p.group,
+                    voters,
+                },
+            );
+        }
+        let running = supervision::which_children(&partitions)
+            .await
+            .map_err(|e| Error::unavailable(format!("partitions supervisor: {e}")))?;
+        let running: BTreeMap<String, ()> = running.into_iter().map(|(id, _)| (id, ())).collect();
+        for (group, replica) in &desired {
+            if running.contains_key(&replica_child_id(*group)) {
+                continue;
+            }
+            ctx.readiness.replica_recovering(*group);
+            let spec = replica_sup::spec(ctx.clone(), replica.clone());
+            supervision::start_child(&partitions, spec)
+                .await
+                .map_err(|e| Error::unavailable(format!("replica {group} did not start: {e}")))?;
+        }
+        for id in running.keys() {
+            let Some(group) = id
+                .strip_prefix("replica-")
+                .and_then(|g| g.parse().ok())
+                .map(GroupId)
+            else {
+                continue;
+            };
+            if !desired.contains_key(&group) {
+                supervision::terminate_child(&partitions, id.clone())
+                    .await
+                    .map_err(|e| Error::unavailable(format!("partitions supervisor: {e}")))?;
+                ctx.readiness.replica_ready(group);
+            }
+        }
+        let stored = ctx.store.groups().map_err(Error::from)?;
+        for group in stored {
+            // Data of a group not placed here: its topic was deleted, or it lives elsewhere.
+            if group != GroupId::METADATA && !desired.contains_key(&group) {
+                ctx.store.delete_group(group).await.map_err(Error::from)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Asks this node's Rebalancer to reconcile now and waits for it.
+pub async fn reconcile(ctx: &NodeContext) -> Result<(), Error> {
+    let Some(cell) = ractor::registry::where_is(names::rebalancer(&ctx.node)) else {
+        return Err(Error::unavailable("rebalancer restarting"));
+    };
+    let actor: ActorRef<RebalancerMsg> = cell.into();
+    match actor
+        .call(
+            |reply| RebalancerMsg::Reconcile { reply },
+            Some(ctx.config.router.request_timeout),
+        )
+        .await
+    {
+        Ok(ractor::rpc::CallResult::Success(r)) => r,
+        Ok(_) => Err(Error::timeout("rebalancer did not finish in time")),
+        Err(_) => Err(Error::unavailable("rebalancer restarting")),
+    }
+}

@@ -1,0 +1,109 @@
+//! Key layout of the shared keyspaces. Every key starts with the group id (8 bytes, big-endian), so
+//! one group's keys are contiguous and sort by the big-endian fields that follow.
+//!
+//! | keyspace       | key                                   | value                          |
+//! |----------------|---------------------------------------|--------------------------------|
+//! | `raft_log`     | group ‖ raft index (u64 BE)           | [`crate::codec::StoredEntry`]  |
+//! | `raft_meta`    | group ‖ tag (u8, see [`MetaTag`])     | postcard record per tag        |
+//! | `offset_index` | group ‖ base offset (u64 BE)          | raft index u64 BE ‖ count u32 BE |
+
+use daftka_protocol::GroupId;
+
+use crate::StorageError;
+
+/// Keyspace names. Changing one orphans existing data.
+pub(crate) const RAFT_LOG: &str = "raft_log";
+pub(crate) const RAFT_META: &str = "raft_meta";
+pub(crate) const OFFSET_INDEX: &str = "offset_index";
+
+/// The one-byte tag after the group prefix in `raft_meta`. Values are part of the disk format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum MetaTag {
+    HardState = 1,
+    ConfState = 2,
+    ApplyState = 3,
+    SnapshotMeta = 4,
+}
+
+pub(crate) fn group_prefix(group: GroupId) -> [u8; 8] {
+    group.0.to_be_bytes()
+}
+
+/// A key of `raft_log` or `offset_index`: the group then one big-endian u64.
+pub(crate) fn group_u64_key(group: GroupId, field: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&group.0.to_be_bytes());
+    k[8..].copy_from_slice(&field.to_be_bytes());
+    k
+}
+
+pub(crate) fn meta_key(group: GroupId, tag: MetaTag) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[..8].copy_from_slice(&group.0.to_be_bytes());
+    k[8] = tag as u8;
+    k
+}
+
+/// The group of any key.
+pub(crate) fn key_group(key: &[u8]) -> Result<GroupId, StorageError> {
+    let head: [u8; 8] = key
+        .get(..8)
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| StorageError::Corrupt(format!("key of {} bytes has no group", key.len())))?;
+    Ok(GroupId(u64::from_be_bytes(head)))
+}
+
+/// The u64 field of a `group ‖ u64` key.
+pub(crate) fn key_u64_field(key: &[u8]) -> Result<u64, StorageError> {
+    let field: [u8; 8] = key
+        .get(8..16)
+        .and_then(|s| s.try_into().ok())
+        .filter(|_| key.len() == 16)
+        .ok_or_else(|| {
+            StorageError::Corrupt(format!("expected a 16-byte key, got {}", key.len()))
+        })?;
+    Ok(u64::from_be_bytes(field))
+}
+
+/// The value of an `offset_index` row.
+pub(crate) fn index_value(raft_index: u64, record_count: u32) -> [u8; 12] {
+    let mut v = [0u8; 12];
+    v[..8].copy_from_slice(&raft_index.to_be_bytes());
+    v[8..].copy_from_slice(&record_count.to_be_bytes());
+    v
+}
+
+pub(crate) fn parse_index_value(v: &[u8]) -> Result<(u64, u32), StorageError> {
+    let bad = || StorageError::Corrupt(format!("offset index value of {} bytes", v.len()));
+    if v.len() != 12 {
+        return Err(bad());
+    }
+    let idx: [u8; 8] = v.get(..8).and_then(|s| s.try_into().ok()).ok_or_else(bad)?;
+    let cnt: [u8; 4] = v
+        .get(8..12)
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(bad)?;
+    Ok((u64::from_be_bytes(idx), u32::from_be_bytes(cnt)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keys of one group sort by their field, and all sort before the next group's keys.
+    #[test]
+    fn keys_sort_by_group_then_field() {
+        let a = group_u64_key(GroupId(1), 255);
+        let b = group_u64_key(GroupId(1), 256);
+        let c = group_u64_key(GroupId(2), 0);
+        assert!(a < b && b < c);
+        assert_eq!(key_group(&b).unwrap(), GroupId(1));
+        assert_eq!(key_u64_field(&b).unwrap(), 256);
+        assert!(
+            meta_key(GroupId(1), MetaTag::SnapshotMeta) < meta_key(GroupId(2), MetaTag::HardState)
+        );
+        assert_eq!(parse_index_value(&index_value(7, 9)).unwrap(), (7, 9));
+        assert!(parse_index_value(&[0; 11]).is_err());
+    }
+}

@@ -1,0 +1,113 @@
+//! [`PartitionReader`]: reads a partition's committed records for fetch, without the Raft actor.
+
+use daftka_protocol::record::decode_batch;
+use daftka_protocol::{GroupId, StoredRecord};
+
+use crate::codec::StoredEntryRef;
+use crate::keys;
+use crate::{StorageError, Store};
+
+/// Reads one partition's records through its offset index. Cheap to clone; safe to use from any
+/// thread (it is synchronous: call it from `spawn_blocking` for big reads).
+#[derive(Clone, Debug)]
+pub struct PartitionReader {
+    store: Store,
+    group: GroupId,
+}
+
+impl PartitionReader {
+    pub(crate) fn new(store: Store, group: GroupId) -> Self {
+        PartitionReader { store, group }
+    }
+
+    pub fn group(&self) -> GroupId {
+        self.group
+    }
+
+    /// Records with offsets in `[offset, high_watermark)`, at most `max_records`, stopping before a
+    /// record would take the sum of `Record::size_bytes` past `max_bytes`, but always at least one
+    /// record when `offset < high_watermark` and `max_records > 0`.
+    ///
+    /// Finds the index row with the greatest base offset `<= offset`, decodes that Raft entry,
+    /// skips to `offset`, then continues with the following rows. The caller checks `offset`
+    /// against the log start offset first; an offset below every index row is `Corrupt`.
+    pub fn read(
+        &self,
+        offset: u64,
+        high_watermark: u64,
+        max_records: u32,
+        max_bytes: u32,
+    ) -> Result<Vec<StoredRecord>, StorageError> {
+        let mut out = Vec::new();
+        if offset >= high_watermark || max_records == 0 {
+            return Ok(out);
+        }
+        let ks = &self.store.inner.ks;
+        let group = self.group;
+        let start = match ks
+            .offset_index
+            .range(keys::group_u64_key(group, 0)..=keys::group_u64_key(group, offset))
+            .next_back()
+        {
+            Some(guard) => keys::key_u64_field(&guard.key()?)?,
+            None => {
+                return Err(StorageError::Corrupt(format!(
+                    "{group}: no offset index row at or below offset {offset}"
+                )))
+            }
+        };
+        let rows = ks
+            .offset_index
+            .range(keys::group_u64_key(group, start)..keys::group_u64_key(group, high_watermark));
+        let mut bytes = 0u64;
+        let mut expected_base = start;
+        for guard in rows {
+            let (key, value) = guard.into_inner()?;
+            let base = keys::key_u64_field(&key)?;
+            let (raft_index, count) = keys::parse_index_value(&value)?;
+            if base != expected_base && base > offset {
+                return Err(StorageError::Corrupt(format!(
+                    "{group}: offsets [{expected_base}, {base}) have no index row"
+                )));
+            }
+            expected_base = base + u64::from(count);
+            let entry_key = keys::group_u64_key(group, raft_index);
+            let entry = ks.raft_log.get(entry_key)?.ok_or_else(|| {
+                StorageError::Corrupt(format!(
+                    "{group}: offset {base} points at missing raft entry {raft_index}"
+                ))
+            })?;
+            let entry = StoredEntryRef::decode(&entry)?;
+            let records = decode_batch(entry.data).map_err(|e| {
+                StorageError::Corrupt(format!("{group}: raft entry {raft_index}: {}", e.message))
+            })?;
+            if records.len() != count as usize {
+                return Err(StorageError::Corrupt(format!(
+                    "{group}: raft entry {raft_index} holds {} records, index says {count}",
+                    records.len()
+                )));
+            }
+            for (record_offset, record) in (base..).zip(records) {
+                if record_offset < offset {
+                    continue;
+                }
+                if record_offset >= high_watermark {
+                    return Ok(out);
+                }
+                let size = record.size_bytes() as u64;
+                if !out.is_empty() && bytes + size > u64::from(max_bytes) {
+                    return Ok(out);
+                }
+                bytes += size;
+                out.push(StoredRecord {
+                    offset: record_offset,
+                    record,
+                });
+                if out.len() >= max_records as usize {
+                    return Ok(out);
+                }
+            }
+        }
+        Ok(out)
+    }
+}

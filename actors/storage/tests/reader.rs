@@ -1,0 +1,184 @@
+//! `PartitionReader`: committed records by offset across batches, bounded by count, bytes and the
+//! high watermark.
+
+use bytes::Bytes;
+use daftka_protocol::record::encode_batch;
+use daftka_protocol::{GroupId, Record, StoredRecord};
+use daftka_storage::{StorageError, Store, StoreOptions, WriteBatch};
+use raft::eraftpb::Entry;
+
+const G: GroupId = GroupId(3);
+
+fn open(dir: &std::path::Path) -> Store {
+    Store::open(
+        dir,
+        StoreOptions {
+            fsync: false,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+fn rec(offset: u64, value_len: usize) -> Record {
+    Record::from_value(vec![b'v'; value_len]).with_key(format!("k{offset}").into_bytes())
+}
+
+/// Writes each batch as one Raft entry (after an empty election entry, which gets no index row),
+/// with its index row and apply state, as the Raft actor's apply does. Returns all records in order.
+async fn write_partition(store: &Store, group: GroupId, batches: &[Vec<usize>]) -> Vec<Record> {
+    let mut st = store.raft_storage(group).unwrap();
+    let mut apply = st.apply_state();
+    let mut all = Vec::new();
+    let mut ents = vec![Entry {
+        index: st.last_index() + 1,
+        term: 1,
+        ..Default::default()
+    }];
+    let mut b = WriteBatch::default();
+    for sizes in batches {
+        let index = st.last_index() + ents.len() as u64 + 1;
+        let records: Vec<Record> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| rec(apply.next_offset + i as u64, s))
+            .collect();
+        let data = Bytes::from(encode_batch(records.clone()).unwrap());
+        ents.push(Entry {
+            index,
+            term: 1,
+            data,
+            ..Default::default()
+        });
+        b.index_batch(group, apply.next_offset, index, records.len() as u32);
+        apply.next_offset += records.len() as u64;
+        apply.applied_index = index;
+        all.extend(records);
+    }
+    b.append_entries(group, &ents, st.last_index());
+    b.set_apply_state(group, &apply);
+    store.write(b, true).await.unwrap();
+    st.on_entries_written(&ents);
+    all
+}
+
+fn offsets(got: &[StoredRecord]) -> Vec<u64> {
+    got.iter().map(|r| r.offset).collect()
+}
+
+/// Every record comes back at its offset, across batches, and nothing at or past the watermark.
+#[tokio::test]
+async fn reads_across_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let all = write_partition(&store, G, &[vec![10; 3], vec![10; 1], vec![10; 4]]).await;
+    let reader = store.partition_reader(G);
+    let got = reader.read(0, 8, 100, u32::MAX).unwrap();
+    assert_eq!(offsets(&got), (0..8).collect::<Vec<_>>());
+    for (r, want) in got.iter().zip(&all) {
+        assert_eq!(&r.record, want);
+    }
+    assert!(reader.read(8, 8, 100, u32::MAX).unwrap().is_empty());
+    assert!(reader.read(9, 8, 100, u32::MAX).unwrap().is_empty());
+}
+
+/// A read may start in the middle of a batch.
+#[tokio::test]
+async fn reads_from_middle_of_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let all = write_partition(&store, G, &[vec![10; 5], vec![10; 5]]).await;
+    let got = store
+        .partition_reader(G)
+        .read(3, 10, 100, u32::MAX)
+        .unwrap();
+    assert_eq!(offsets(&got), (3..10).collect::<Vec<_>>());
+    assert_eq!(got[0].record, all[3]);
+    let got = store
+        .partition_reader(G)
+        .read(7, 10, 100, u32::MAX)
+        .unwrap();
+    assert_eq!(offsets(&got), vec![7, 8, 9]);
+}
+
+/// The high watermark bounds the read even inside a batch (records past it are not committed).
+#[tokio::test]
+async fn high_watermark_bounds_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    write_partition(&store, G, &[vec![10; 4], vec![10; 4]]).await;
+    let got = store.partition_reader(G).read(1, 6, 100, u32::MAX).unwrap();
+    assert_eq!(offsets(&got), vec![1, 2, 3, 4, 5]);
+    let got = store.partition_reader(G).read(0, 2, 100, u32::MAX).unwrap();
+    assert_eq!(offsets(&got), vec![0, 1]);
+}
+
+/// `max_records` caps the count.
+#[tokio::test]
+async fn max_records_caps_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    write_partition(&store, G, &[vec![10; 3], vec![10; 3]]).await;
+    let reader = store.partition_reader(G);
+    assert_eq!(
+        offsets(&reader.read(1, 6, 4, u32::MAX).unwrap()),
+        vec![1, 2, 3, 4]
+    );
+    assert_eq!(offsets(&reader.read(1, 6, 1, u32::MAX).unwrap()), vec![1]);
+    assert!(reader.read(1, 6, 0, u32::MAX).unwrap().is_empty());
+}
+
+/// `max_bytes` stops before the sum would pass it, but one record always comes back.
+#[tokio::test]
+async fn max_bytes_with_at_least_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // Record sizes: key "k<offset>" (2 bytes here) + value.
+    write_partition(&store, G, &[vec![8, 8], vec![8, 1000, 8]]).await;
+    let reader = store.partition_reader(G);
+    assert_eq!(offsets(&reader.read(0, 5, 100, 20).unwrap()), vec![0, 1]);
+    assert_eq!(offsets(&reader.read(0, 5, 100, 29).unwrap()), vec![0, 1]);
+    assert_eq!(offsets(&reader.read(0, 5, 100, 30).unwrap()), vec![0, 1, 2]);
+    assert_eq!(
+        offsets(&reader.read(0, 5, 100, 1).unwrap()),
+        vec![0],
+        "at least one"
+    );
+    assert_eq!(
+        offsets(&reader.read(3, 5, 100, 10).unwrap()),
+        vec![3],
+        "an oversized record alone"
+    );
+    assert_eq!(offsets(&reader.read(3, 5, 100, 2000).unwrap()), vec![3, 4]);
+}
+
+/// Groups do not see each other's records.
+#[tokio::test]
+async fn groups_are_separate() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let a = write_partition(&store, GroupId(1), &[vec![1; 2]]).await;
+    let b = write_partition(&store, GroupId(2), &[vec![2; 3]]).await;
+    let got = store
+        .partition_reader(GroupId(1))
+        .read(0, 10, 100, u32::MAX)
+        .unwrap();
+    assert_eq!(got.iter().map(|r| r.record.clone()).collect::<Vec<_>>(), a);
+    let got = store
+        .partition_reader(GroupId(2))
+        .read(0, 10, 100, u32::MAX)
+        .unwrap();
+    assert_eq!(got.iter().map(|r| r.record.clone()).collect::<Vec<_>>(), b);
+}
+
+/// A read below any index row (no data) is an error value, not a panic or an empty answer.
+#[tokio::test]
+async fn missing_index_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let err = store
+        .partition_reader(G)
+        .read(0, 5, 100, u32::MAX)
+        .unwrap_err();
+    assert!(matches!(err, StorageError::Corrupt(_)), "{err:?}");
+}

@@ -1,0 +1,160 @@
+//! The client subcommands of the `daftka` CLI: `topic`, `produce` and `consume`, over a node's HTTP API.
+//!
+//! | module | role |
+//! |---|---|
+//! | [`args`] | clap types: [`ClientOpts`], [`ClientCommand`] and each subcommand's arguments |
+//! | [`api`] | the HTTP API: wire types, one function per route, retries of retryable failures |
+//! | [`topic`] | `topic create|list|describe|delete` and their tab-separated output |
+//! | [`produce`] | stdin lines -> batched, base64 produce requests |
+//! | [`consume`] | fetch loop over partitions, group offsets, output lines |
+//!
+//! Output is meant for pipelines, like kcat's: data on stdout, one line per item, tab-separated fields,
+//! no headers. `produce` prints nothing on success unless `--verbose`. Errors are returned as
+//! [`ClientError`]; the binary prints them as `error: <code>: <message>` on stderr and exits with
+//! [`ClientError::exit_code`] (1, or 2 for usage errors).
+//!
+//! [`run`] takes stdin and stdout as parameters so tests drive it with in-memory buffers.
+
+mod api;
+mod args;
+mod consume;
+mod produce;
+mod topic;
+
+#[cfg(test)]
+mod mock;
+
+use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt};
+
+pub use args::{ClientCommand, ClientOpts};
+
+/// Why a client command failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The node answered with an error (`{"error": {"code", "message", "retryable"}}`).
+    #[error("{code}: {message}")]
+    Api {
+        code: String,
+        message: String,
+        retryable: bool,
+    },
+    /// The node could not be reached, or the connection failed mid-request.
+    #[error("unavailable: cannot reach {url}: {message}")]
+    Transport {
+        url: String,
+        message: String,
+        /// No connection was made, so the request certainly had no effect.
+        connect: bool,
+    },
+    /// The node answered 2xx with a body this client does not understand.
+    #[error("internal: unexpected reply from the node: {0}")]
+    Decode(String),
+    /// Reading stdin or writing stdout failed.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// The command line is wrong in a way clap could not see (for example a malformed `--url`).
+    #[error("usage: {0}")]
+    Usage(String),
+}
+
+impl ClientError {
+    /// The process exit code: 2 for usage errors, 1 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+
+    /// Whether the same request may succeed if sent again.
+    pub fn retryable(&self) -> bool {
+        match self {
+            ClientError::Api { retryable, .. } => *retryable,
+            ClientError::Transport { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Prints `error: <self>` to stderr and returns the exit code, for `main`.
+    pub fn report(&self) -> std::process::ExitCode {
+        eprintln!("error: {self}");
+        std::process::ExitCode::from(self.exit_code())
+    }
+}
+
+/// Runs one client command against the node at `opts.url`, reading records from `stdin` (produce)
+/// and writing output to `stdout`.
+///
+/// A closed stdout (`daftka consume t | head`) ends the command successfully.
+pub async fn run(
+    opts: ClientOpts,
+    cmd: ClientCommand,
+    stdin: impl AsyncBufRead + Unpin,
+    mut stdout: impl AsyncWrite + Unpin,
+) -> Result<(), ClientError> {
+    let api = api::Api::new(&opts.url)?;
+    let result = match cmd {
+        ClientCommand::Topic(args) => topic::run(&api, args.command, &mut stdout).await,
+        ClientCommand::Produce(args) => produce::run(&api, &args, stdin, &mut stdout).await,
+        ClientCommand::Consume(args) => consume::run(&api, &args, &mut stdout).await,
+    };
+    let result = match result {
+        Ok(()) => stdout.flush().await.map_err(ClientError::from),
+        Err(e) => Err(e),
+    };
+    match result {
+        Err(ClientError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::args::{TopicArgs, TopicCommand};
+    use super::*;
+
+    #[test]
+    fn errors_print_code_and_message_and_map_to_exit_codes() {
+        // The documented rendering and exit codes of each kind of failure.
+        let e = ClientError::Api {
+            code: "unknown_topic".into(),
+            message: r#"topic "x" does not exist"#.into(),
+            retryable: false,
+        };
+        assert_eq!(
+            format!("error: {e}"),
+            r#"error: unknown_topic: topic "x" does not exist"#
+        );
+        assert_eq!(e.exit_code(), 1);
+        assert_eq!(ClientError::Usage("bad".into()).exit_code(), 2);
+        let e = ClientError::Transport {
+            url: "http://h:1/v1/topics".into(),
+            message: "connection refused".into(),
+            connect: true,
+        };
+        assert_eq!(
+            e.to_string(),
+            "unavailable: cannot reach http://h:1/v1/topics: connection refused"
+        );
+        assert!(e.retryable());
+        assert_eq!(e.exit_code(), 1);
+    }
+
+    #[tokio::test]
+    async fn bad_url_fails_before_any_request() {
+        // A malformed --url is a usage error.
+        let opts = ClientOpts {
+            url: "not a url".into(),
+        };
+        let cmd = ClientCommand::Topic(TopicArgs {
+            command: TopicCommand::List,
+        });
+        let mut out = Vec::new();
+        let err = run(opts, cmd, &b""[..], &mut out)
+            .await
+            .expect_err("bad url");
+        assert_eq!(err.exit_code(), 2);
+        assert!(out.is_empty());
+    }
+}

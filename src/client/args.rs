@@ -1,0 +1,297 @@
+//! The client subcommands' arguments, as clap types.
+//!
+//! Limits a user can choose are parsed into ranges here, so a bad value is a usage error (exit 2)
+//! reported by clap before any request is made.
+
+use std::fmt;
+use std::str::FromStr;
+
+// Where the client finds a node's HTTP API. (A plain comment: a doc comment here would become the
+// `about` of the parser this struct is flattened into.)
+#[derive(clap::Args, Debug, Clone)]
+pub struct ClientOpts {
+    /// Base URL of any node's HTTP API; requests for partitions it does not lead are routed by it.
+    #[arg(
+        long,
+        env = "DAFTKA_URL",
+        default_value = "http://127.0.0.1:4001",
+        global = true
+    )]
+    pub url: String,
+}
+
+// The client subcommands: they talk to a running node over its HTTP API. (A plain comment: a doc
+// comment here would become the `about` of the parser this enum is flattened into.)
+#[derive(clap::Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Create, list, describe or delete topics.
+    Topic(TopicArgs),
+    /// Produce one record per line of standard input.
+    Produce(ProduceArgs),
+    /// Print a topic's records, one value per line.
+    Consume(ConsumeArgs),
+}
+
+/// `daftka topic ...`
+#[derive(clap::Args, Debug)]
+pub struct TopicArgs {
+    #[command(subcommand)]
+    pub command: TopicCommand,
+}
+
+/// The topic subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum TopicCommand {
+    /// Create a topic; the node's defaults apply to options not given.
+    Create {
+        name: String,
+        /// Number of partitions (the node's default when absent).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        partitions: Option<u32>,
+        /// Replicas per partition (the node's default when absent).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        replication_factor: Option<u32>,
+    },
+    /// Print one line per topic: name, partitions, replication factor (tab-separated).
+    List,
+    /// Print one line per partition: partition, leader, replicas, log start offset, high watermark.
+    Describe { name: String },
+    /// Delete a topic and all its records.
+    Delete { name: String },
+}
+
+/// `daftka produce TOPIC`: one record per stdin line, without its newline.
+#[derive(clap::Args, Debug)]
+pub struct ProduceArgs {
+    pub topic: String,
+    /// Key of every record (it selects the partition when --partition is absent).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Partition of every record (the node chooses by key, or spreads records, when absent).
+    #[arg(long)]
+    pub partition: Option<u32>,
+    /// Most lines sent in one request.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch: u32,
+    /// Most value bytes in one request; a longer single line is still sent, alone.
+    #[arg(long, default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_bytes_max: u64,
+    /// How long a batch waits for more lines after its first one before it is sent (interactive input).
+    #[arg(long, default_value_t = 10)]
+    pub linger_ms: u64,
+    /// Print `% produced N records to TOPIC in M requests` to stdout on success (silent otherwise).
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+/// `daftka consume TOPIC`
+#[derive(clap::Args, Debug)]
+pub struct ConsumeArgs {
+    pub topic: String,
+    /// Read only this partition (default: every partition, in turn).
+    #[arg(long)]
+    pub partition: Option<u32>,
+    /// Where to start: `earliest`, `latest` or an offset (with --group: only where nothing is committed).
+    #[arg(long, default_value = "earliest")]
+    pub from: StartOffset,
+    /// Consumer group: start from its committed offsets and commit after each printed batch.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Keep waiting for new records instead of stopping at the high watermark.
+    #[arg(long)]
+    pub follow: bool,
+    /// Stop after printing this many records.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_records: Option<u64>,
+    /// Print `partition<TAB>offset<TAB>key<TAB>value` instead of the value alone.
+    #[arg(long)]
+    pub print_offsets: bool,
+}
+
+/// Where a consumer starts reading a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOffset {
+    /// The partition's log start offset.
+    Earliest,
+    /// The partition's high watermark: only records produced from now on.
+    Latest,
+    /// This exact offset.
+    At(u64),
+}
+
+impl StartOffset {
+    /// The value of the fetch request's `offset` query parameter.
+    pub fn as_query(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for StartOffset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartOffset::Earliest => f.write_str("earliest"),
+            StartOffset::Latest => f.write_str("latest"),
+            StartOffset::At(offset) => write!(f, "{offset}"),
+        }
+    }
+}
+
+impl FromStr for StartOffset {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "earliest" => Ok(StartOffset::Earliest),
+            "latest" => Ok(StartOffset::Latest),
+            _ => s
+                .parse::<u64>()
+                .map(StartOffset::At)
+                .map_err(|_| format!("{s:?} is not `earliest`, `latest` or a non-negative offset")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// A stand-in for the lead's top-level parser, wired the way the report recommends.
+    #[derive(clap::Parser, Debug)]
+    #[command(name = "daftka")]
+    struct Cli {
+        #[command(flatten)]
+        client: ClientOpts,
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[derive(clap::Subcommand, Debug)]
+    enum Command {
+        /// Stands for the node subcommand.
+        Node,
+        #[command(flatten)]
+        Client(ClientCommand),
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("daftka").chain(args.iter().copied()))
+    }
+
+    fn consume(args: &[&str]) -> ConsumeArgs {
+        match parse(args) {
+            Ok(Cli {
+                command: Command::Client(ClientCommand::Consume(c)),
+                ..
+            }) => c,
+            other => panic!("not a consume command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn from_accepts_earliest_latest_and_offsets() {
+        // `--from` has three forms and defaults to earliest.
+        assert_eq!(consume(&["consume", "t"]).from, StartOffset::Earliest);
+        assert_eq!(
+            consume(&["consume", "t", "--from", "latest"]).from,
+            StartOffset::Latest
+        );
+        assert_eq!(
+            consume(&["consume", "t", "--from", "earliest"]).from,
+            StartOffset::Earliest
+        );
+        assert_eq!(
+            consume(&["consume", "t", "--from", "42"]).from,
+            StartOffset::At(42)
+        );
+        assert_eq!(StartOffset::At(7).as_query(), "7");
+        assert_eq!(StartOffset::Latest.as_query(), "latest");
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        // Bad values are rejected by clap with its usage exit code, 2.
+        for args in [
+            &["consume", "t", "--from", "-1"][..],
+            &["consume", "t", "--from", "Earliest"],
+            &["consume", "t", "--from", ""],
+            &["consume", "t", "--max-records", "0"],
+            &["consume", "t", "--partition", "x"],
+            &["produce", "t", "--batch", "0"],
+            &["produce", "t", "--batch", "abc"],
+            &["topic", "create", "t", "--partitions", "0"],
+            &["topic", "frobnicate"],
+            &["consume"],
+        ] {
+            let err = parse(args).expect_err(&format!("{args:?} should fail"));
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn subcommands_parse_with_global_url() {
+        // `--url` is accepted before or after the subcommand; defaults hold otherwise.
+        let cli = match parse(&[
+            "topic",
+            "create",
+            "orders",
+            "--partitions",
+            "3",
+            "--replication-factor",
+            "2",
+            "--url",
+            "http://n2:4001",
+        ]) {
+            Ok(cli) => cli,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(cli.client.url, "http://n2:4001");
+        match cli.command {
+            Command::Client(ClientCommand::Topic(TopicArgs {
+                command:
+                    TopicCommand::Create {
+                        name,
+                        partitions,
+                        replication_factor,
+                    },
+            })) => {
+                assert_eq!(name, "orders");
+                assert_eq!(partitions, Some(3));
+                assert_eq!(replication_factor, Some(2));
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let cli = match parse(&["--url", "http://x:1", "produce", "t", "--key", "k"]) {
+            Ok(cli) => cli,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(cli.client.url, "http://x:1");
+        match cli.command {
+            Command::Client(ClientCommand::Produce(p)) => {
+                assert_eq!(p.key.as_deref(), Some("k"));
+                assert_eq!(p.batch, 500);
+                assert_eq!(p.partition, None);
+                assert!(!p.verbose);
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let c = consume(&[
+            "consume",
+            "t",
+            "--partition",
+            "1",
+            "--group",
+            "g",
+            "--follow",
+            "--max-records",
+            "10",
+            "--print-offsets",
+        ]);
+        assert_eq!(c.partition, Some(1));
+        assert_eq!(c.group.as_deref(), Some("g"));
+        assert!(c.follow && c.print_offsets);
+        assert_eq!(c.max_records, Some(10));
+    }
+}

@@ -1,0 +1,232 @@
+//! `daftka topic create|list|describe|delete`.
+//!
+//! Output is tab-separated without a header: `list` prints `name partitions replication_factor`,
+//! `describe` prints `partition leader replicas log_start_offset high_watermark` with replicas joined
+//! by commas and `-` for a missing leader. `create` and `delete` print nothing on success.
+
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use super::api::{Api, TopicDescription};
+use super::args::TopicCommand;
+use super::ClientError;
+
+pub async fn run(
+    api: &Api,
+    command: TopicCommand,
+    out: &mut (impl AsyncWrite + Unpin),
+) -> Result<(), ClientError> {
+    match command {
+        TopicCommand::Create {
+            name,
+            partitions,
+            replication_factor,
+        } => {
+            api.create_topic(&name, partitions, replication_factor)
+                .await?;
+        }
+        TopicCommand::List => {
+            let mut topics = api.list_topics().await?;
+            topics.sort_by(|a, b| a.name.cmp(&b.name));
+            out.write_all(format_list(&topics).as_bytes()).await?;
+        }
+        TopicCommand::Describe { name } => {
+            let topic = api.describe_topic(&name).await?;
+            out.write_all(format_describe(&topic).as_bytes()).await?;
+        }
+        TopicCommand::Delete { name } => api.delete_topic(&name).await?,
+    }
+    Ok(())
+}
+
+/// One line per topic: name, partition count, replication factor.
+pub fn format_list(topics: &[TopicDescription]) -> String {
+    topics
+        .iter()
+        .map(|t| {
+            format!(
+                "{}\t{}\t{}\n",
+                t.name,
+                t.partitions.len(),
+                t.replication_factor
+            )
+        })
+        .collect()
+}
+
+/// One line per partition: partition, leader, replicas, log start offset, high watermark.
+pub fn format_describe(topic: &TopicDescription) -> String {
+    let mut partitions: Vec<_> = topic.partitions.iter().collect();
+    partitions.sort_by_key(|p| p.partition);
+    partitions
+        .into_iter()
+        .map(|p| {
+            let replicas: Vec<String> = p.replicas.iter().map(node).collect();
+            let replicas = if replicas.is_empty() {
+                "-".to_owned()
+            } else {
+                replicas.join(",")
+            };
+            format!(
+                "{}\t{}\t{}\t{}\t{}\n",
+                p.partition,
+                node(&p.leader),
+                replicas,
+                p.log_start_offset,
+                p.high_watermark
+            )
+        })
+        .collect()
+}
+
+/// A node as the API names it (a number or a string), or `-` when there is none.
+fn node(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => "-".to_owned(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::args::TopicArgs;
+    use crate::client::mock::{MockNode, Reply};
+    use crate::client::{ClientCommand, ClientOpts};
+    use serde_json::json;
+
+    fn description() -> TopicDescription {
+        serde_json::from_value(json!({
+            "name": "orders",
+            "replication_factor": 3,
+            "partitions": [
+                {"partition": 1, "leader": null, "replicas": [2, 3, 1],
+                 "log_start_offset": 0, "high_watermark": 0},
+                {"partition": 0, "leader": "n1", "replicas": ["n1", "n2", "n3"],
+                 "log_start_offset": 5, "high_watermark": 12}
+            ]
+        }))
+        .expect("valid description")
+    }
+
+    #[test]
+    fn describe_prints_a_sorted_line_per_partition() {
+        // Partitions come out in order; node ids print bare whether numbers or strings; no leader is `-`.
+        assert_eq!(
+            format_describe(&description()),
+            "0\tn1\tn1,n2,n3\t5\t12\n1\t-\t2,3,1\t0\t0\n"
+        );
+    }
+
+    #[test]
+    fn list_prints_name_partitions_replication_factor() {
+        // One tab-separated line per topic, no header.
+        let mut other = description();
+        other.name = "a".into();
+        other.partitions.truncate(1);
+        other.replication_factor = 1;
+        assert_eq!(
+            format_list(&[description(), other]),
+            "orders\t2\t3\na\t1\t1\n"
+        );
+        assert_eq!(format_list(&[]), "");
+    }
+
+    async fn topic(node: &MockNode, command: TopicCommand) -> Result<String, ClientError> {
+        let mut out = Vec::new();
+        crate::client::run(
+            ClientOpts { url: node.url() },
+            ClientCommand::Topic(TopicArgs { command }),
+            &b""[..],
+            &mut out,
+        )
+        .await?;
+        Ok(String::from_utf8(out).expect("utf8 output"))
+    }
+
+    #[tokio::test]
+    async fn topic_commands_use_the_documented_routes() {
+        // create/list/describe/delete send the documented requests and print the documented lines.
+        let node = MockNode::start(|req| match (req.method.as_str(), req.path.as_str()) {
+            ("POST", "/v1/topics") => {
+                let body: serde_json::Value = serde_json::from_slice(&req.body).expect("json body");
+                assert_eq!(
+                    body,
+                    json!({"name": "orders", "partitions": 2, "replication_factor": 3})
+                );
+                Reply::json(
+                    201,
+                    json!({"name": "orders", "replication_factor": 3, "partitions": []}),
+                )
+            }
+            ("GET", "/v1/topics") => Reply::json(
+                200,
+                json!({"topics": [
+                    {"name": "z", "replication_factor": 1, "partitions": []},
+                    {"name": "orders", "replication_factor": 3, "partitions": [
+                        {"partition": 0, "leader": 1, "replicas": [1], "log_start_offset": 0,
+                         "high_watermark": 4}]}
+                ]}),
+            ),
+            ("GET", "/v1/topics/orders") => Reply::json(
+                200,
+                json!({"name": "orders", "replication_factor": 1, "partitions": [
+                    {"partition": 0, "leader": 1, "replicas": [1], "log_start_offset": 0,
+                     "high_watermark": 4}]}),
+            ),
+            ("DELETE", "/v1/topics/orders") => Reply::empty(204),
+            _ => Reply::error(
+                404,
+                "unknown_topic",
+                &format!("topic {:?} does not exist", req.path),
+            ),
+        })
+        .await;
+
+        let created = topic(
+            &node,
+            TopicCommand::Create {
+                name: "orders".into(),
+                partitions: Some(2),
+                replication_factor: Some(3),
+            },
+        )
+        .await
+        .expect("create");
+        assert_eq!(created, "");
+        assert_eq!(
+            topic(&node, TopicCommand::List).await.expect("list"),
+            "orders\t1\t3\nz\t0\t1\n"
+        );
+        assert_eq!(
+            topic(
+                &node,
+                TopicCommand::Describe {
+                    name: "orders".into()
+                }
+            )
+            .await
+            .expect("describe"),
+            "0\t1\t1\t0\t4\n"
+        );
+        assert_eq!(
+            topic(
+                &node,
+                TopicCommand::Delete {
+                    name: "orders".into()
+                }
+            )
+            .await
+            .expect("delete"),
+            ""
+        );
+        let err = topic(&node, TopicCommand::Describe { name: "x".into() })
+            .await
+            .expect_err("unknown topic");
+        assert_eq!(
+            err.to_string(),
+            r#"unknown_topic: topic "/v1/topics/x" does not exist"#
+        );
+        assert_eq!(err.exit_code(), 1);
+    }
+}
