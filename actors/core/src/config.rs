@@ -24,7 +24,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration of one node.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub node: NodeConfig,
@@ -274,22 +274,6 @@ impl Default for LogConfig {
         LogConfig {
             level: "info".into(),
             format: "human".into(),
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            node: NodeConfig::default(),
-            topics: TopicsConfig::default(),
-            raft: RaftConfig::default(),
-            storage: StorageConfig::default(),
-            limits: LimitsConfig::default(),
-            router: RouterConfig::default(),
-            supervision: SupervisionConfig::default(),
-            log: LogConfig::default(),
-            debug: DebugConfig::default(),
         }
     }
 }

@@ -122,8 +122,10 @@ impl<M: StateMachine> RaftGroup<M> {
     ) -> Result<Self, ConsensusError> {
         let mut storage = store.raft_storage(group)?;
         if storage.conf_state().voters.is_empty() {
-            let mut cs = ConfState::default();
-            cs.voters = voters.to_vec();
+            let cs = ConfState {
+                voters: voters.to_vec(),
+                ..Default::default()
+            };
             let mut batch = WriteBatch::default();
             batch.set_conf_state(group, &cs);
             store.write(batch, true).await?;
@@ -296,7 +298,7 @@ impl<M: StateMachine> RaftGroup<M> {
                 EntryType::EntryConfChange => {
                     let mut cc = ConfChange::default();
                     protobuf::Message::merge_from_bytes(&mut cc, entry.get_data())
-                        .map_err(|e| raft::Error::CodecError(e))?;
+                        .map_err(raft::Error::CodecError)?;
                     let cs = self.raw.apply_conf_change(&cc)?;
                     batch.set_conf_state(self.group, &cs);
                     None
@@ -304,7 +306,7 @@ impl<M: StateMachine> RaftGroup<M> {
                 EntryType::EntryConfChangeV2 => {
                     let mut cc = ConfChangeV2::default();
                     protobuf::Message::merge_from_bytes(&mut cc, entry.get_data())
-                        .map_err(|e| raft::Error::CodecError(e))?;
+                        .map_err(raft::Error::CodecError)?;
                     let cs = self.raw.apply_conf_change(&cc)?;
                     batch.set_conf_state(self.group, &cs);
                     None

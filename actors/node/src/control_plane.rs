@@ -192,10 +192,8 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
                 Some(names::gateway(&node)),
                 move || {
                     let state = GatewayState {
-                        client: Client::new(ActorRef::from(
-                            ractor::registry::where_is(names::router(&node))
-                                .expect("the router starts before the gateway"),
-                        )),
+                        // By name: the gateway keeps working when the Router restarts alone.
+                        client: Client::local(&node),
                         limits: http_limits(&state_ctx.config),
                         readiness: state_ctx.readiness.clone(),
                         metrics: state_ctx.metrics.clone(),

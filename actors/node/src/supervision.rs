@@ -426,8 +426,9 @@ impl SupervisorState {
             RestartDecision::Restart { delay } => {
                 let due = now + delay;
                 self.restart_due = Some(self.restart_due.map_or(due, |d| d.max(due)));
-                // The timer task ends on its own; if the supervisor is gone the send just fails.
-                let _ = myself.send_after(delay, || SupervisorMsg::RestartPending);
+                // Detach the timer task: it ends on its own, and if the supervisor is gone by then the
+                // send just fails.
+                drop(myself.send_after(delay, || SupervisorMsg::RestartPending));
             }
             RestartDecision::Escalate => {
                 let p = self.intensity.policy();

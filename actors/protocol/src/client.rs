@@ -12,10 +12,19 @@ use crate::names;
 /// The default deadline of one call: long enough for a leader election and a retry.
 pub const CALL_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
 
+/// Which Router a client talks to.
+#[derive(Clone)]
+enum Target {
+    /// One actor: if it stops, calls fail until a new client is made.
+    Fixed(ActorRef<RouterMsg>),
+    /// Whatever actor holds this registered name at each call: survives Router restarts.
+    Named(String),
+}
+
 /// A handle on one node's Router. Cheap to clone.
 #[derive(Clone)]
 pub struct Client {
-    router: ActorRef<RouterMsg>,
+    router: Target,
     /// Deadline of every call; a fetch adds its own `max_wait_ms` on top.
     timeout: Duration,
 }
@@ -24,16 +33,32 @@ impl Client {
     /// A client of the Router `router`.
     pub fn new(router: ActorRef<RouterMsg>) -> Self {
         Client {
-            router,
+            router: Target::Fixed(router),
             timeout: CALL_TIMEOUT_DEFAULT,
         }
     }
 
-    /// Finds the Router of the node `node` in this process's registry.
+    /// Like [`Client::connect_local`], without checking that the Router runs now.
+    pub fn local(node: &str) -> Self {
+        Client {
+            router: Target::Named(names::router(node)),
+            timeout: CALL_TIMEOUT_DEFAULT,
+        }
+    }
+
+    /// A client of the Router of node `node` in this process, looked up by its registered name at
+    /// every call, so it keeps working across Router restarts. Fails if no such Router runs now.
     pub fn connect_local(node: &str) -> Result<Self, Error> {
-        ractor::registry::where_is(names::router(node))
-            .map(|cell| Client::new(cell.into()))
-            .ok_or_else(|| Error::unavailable(format!("no router for node {node:?} here")))
+        let name = names::router(node);
+        if ractor::registry::where_is(name.clone()).is_none() {
+            return Err(Error::unavailable(format!(
+                "no router for node {node:?} here"
+            )));
+        }
+        Ok(Client {
+            router: Target::Named(name),
+            timeout: CALL_TIMEOUT_DEFAULT,
+        })
     }
 
     /// The same client with another call deadline.
@@ -50,7 +75,14 @@ impl Client {
     where
         T: Send + 'static,
     {
-        match self.router.call(build, Some(timeout)).await {
+        let router = match &self.router {
+            Target::Fixed(r) => r.clone(),
+            Target::Named(name) => match ractor::registry::where_is(name.clone()) {
+                Some(cell) => cell.into(),
+                None => return Err(Error::unavailable("the router is restarting")),
+            },
+        };
+        match router.call(build, Some(timeout)).await {
             Ok(ractor::rpc::CallResult::Success(reply)) => reply,
             Ok(ractor::rpc::CallResult::Timeout) => {
                 Err(Error::timeout("the node did not answer in time"))

@@ -293,8 +293,7 @@ impl Writer {
         // Durable requests committed in this round, answered after the persist.
         let mut waiting: Vec<Reply> = Vec::new();
         while let Ok(first) = self.rx.recv() {
-            let gate = self.gate.clone();
-            let _round_gate = gate.lock().unwrap_or_else(|e| e.into_inner());
+            let _round_gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
             round.push(first);
             while round.len() < self.commit_requests_max {
                 match self.rx.try_recv() {

@@ -134,7 +134,8 @@ impl FetchParams {
             offset: FetchOffset::Earliest,
             max_records: FETCH_MAX_RECORDS_DEFAULT.min(limits.fetch_max_records_max),
             max_bytes: FETCH_MAX_BYTES_DEFAULT.min(limits.fetch_max_bytes_max),
-            max_wait_ms: FETCH_MAX_WAIT_MS_DEFAULT.min(limits.fetch_max_wait_ms_max),
+            // 0: never above any cap.
+            max_wait_ms: FETCH_MAX_WAIT_MS_DEFAULT,
             encoding: Encoding::Utf8,
         };
         let mut seen: Vec<&str> = Vec::new();

@@ -1,0 +1,235 @@
+//! Chaos on one node: while producers run, kill the Raft, Storage and Server actors of replicas,
+//! the Router and the Metadata actor, many times at random. Supervisors restore service; producers
+//! see only retryable errors; and a checker finds every acknowledged record exactly once, at its
+//! acknowledged offset, in order, with nothing that was never sent.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use daftka_protocol::{
+    names, Client, ErrorCode, FetchOffset, FetchRequest, GroupId, ProduceRecord, Record, TopicSpec,
+};
+use rand::{Rng, SeedableRng};
+
+const PARTITIONS: u32 = 3;
+const PRODUCERS: u64 = 3;
+const KILLS: usize = 40;
+const BATCH: u64 = 10;
+
+/// What producers learned: value -> (partition, offset) for acknowledged sends, and every value
+/// whose outcome is unknown (its send failed with `timeout`).
+#[derive(Default)]
+struct History {
+    acked: BTreeMap<String, (u32, u64)>,
+    unknown: BTreeSet<String>,
+    sent: BTreeSet<String>,
+}
+
+/// Produces batches of unique values until `stop`; only retryable errors are tolerated.
+async fn producer(
+    client: Client,
+    id: u64,
+    history: Arc<Mutex<History>>,
+    acks: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let partition = ((seq / BATCH) % u64::from(PARTITIONS)) as u32;
+        let values: Vec<String> = (0..BATCH)
+            .map(|i| format!("p{id}-{:08}", seq + i))
+            .collect();
+        seq += BATCH;
+        let records = values
+            .iter()
+            .map(|v| ProduceRecord {
+                partition: Some(partition),
+                record: Record::from_value(v.clone().into_bytes()),
+            })
+            .collect();
+        history
+            .lock()
+            .expect("history lock")
+            .sent
+            .extend(values.iter().cloned());
+        match client.produce("chaos", records).await {
+            Ok(positions) => {
+                let mut h = history.lock().expect("history lock");
+                for (v, p) in values.iter().zip(positions) {
+                    assert_eq!(p.partition, partition);
+                    h.acked.insert(v.clone(), (p.partition, p.offset));
+                }
+                acks.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                assert!(e.retryable(), "producer saw a non-retryable error: {e}");
+                // A client's retry backoff (not synchronisation): without it, a producer whose
+                // calls fail at once would spin and starve the runtime it shares with the node.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                if e.code == ErrorCode::Timeout {
+                    history
+                        .lock()
+                        .expect("history lock")
+                        .unknown
+                        .extend(values.iter().cloned());
+                }
+            }
+        }
+    }
+}
+
+/// The registered names a chaos kill may target.
+fn targets(node: &str, groups: &[GroupId]) -> Vec<String> {
+    let mut t = vec![names::router(node), names::metadata(node)];
+    for g in groups {
+        t.push(names::replica_raft(node, *g));
+        t.push(names::replica_storage(node, *g));
+        t.push(names::replica_server(node, *g));
+    }
+    t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_actors_loses_no_acknowledged_record() {
+    let seed: u64 = rand::thread_rng().gen();
+    eprintln!("chaos seed {seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let t = support::TestNode::start("chaos").await;
+    let node = &t.node;
+    let client = Client::local(&node.name);
+    client
+        .create_topic(TopicSpec {
+            name: "chaos".into(),
+            partitions: Some(PARTITIONS),
+            replication_factor: None,
+        })
+        .await
+        .expect("create topic");
+    let groups: Vec<GroupId> = (1..=u64::from(PARTITIONS)).map(GroupId).collect();
+
+    let history = Arc::new(Mutex::new(History::default()));
+    let acks = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|id| {
+            tokio::spawn(producer(
+                client.clone(),
+                id,
+                history.clone(),
+                acks.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+
+    let targets = targets(&node.name, &groups);
+    for kill in 0..KILLS {
+        let name = &targets[rng.gen_range(0..targets.len())];
+        let cell = support::eventually(
+            &format!("{name} to run (kill {kill}, seed {seed})"),
+            Duration::from_secs(20),
+            async || ractor::registry::where_is(name.clone()),
+        )
+        .await;
+        let before = acks.load(Ordering::Relaxed);
+        eprintln!("kill {kill}: {name}");
+        cell.kill();
+        // Service is restored when some producer is acknowledged again after the kill.
+        support::eventually(
+            &format!("a produce acknowledged after killing {name} (seed {seed})"),
+            Duration::from_secs(30),
+            async || (acks.load(Ordering::Relaxed) > before).then_some(()),
+        )
+        .await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for p in producers {
+        p.await.expect("producer task");
+    }
+    node.wait_ready(Duration::from_secs(20))
+        .await
+        .expect("ready after chaos");
+
+    // Read back every partition from offset 0.
+    let mut stored: BTreeMap<u32, Vec<(u64, String)>> = BTreeMap::new();
+    for p in 0..PARTITIONS {
+        let mut offset = 0;
+        loop {
+            let r = client
+                .fetch(FetchRequest {
+                    topic: "chaos".into(),
+                    partition: p,
+                    offset: FetchOffset::At(offset),
+                    max_records: 1000,
+                    max_bytes: 1 << 20,
+                    max_wait_ms: 0,
+                })
+                .await
+                .expect("fetch after chaos");
+            for rec in &r.records {
+                let v = String::from_utf8(rec.record.value.to_vec()).expect("utf8 value");
+                stored.entry(p).or_default().push((rec.offset, v));
+            }
+            offset = r.next_offset;
+            if offset >= r.high_watermark {
+                break;
+            }
+        }
+    }
+
+    let h = history.lock().expect("history lock");
+    assert!(
+        h.acked.len() as u64 >= KILLS as u64 * BATCH,
+        "too little was acknowledged"
+    );
+    let mut seen: BTreeMap<&str, (u32, u64)> = BTreeMap::new();
+    for (p, recs) in &stored {
+        for (i, (offset, v)) in recs.iter().enumerate() {
+            assert_eq!(
+                *offset, i as u64,
+                "partition {p}: offsets are contiguous from 0"
+            );
+            assert!(
+                h.sent.contains(v),
+                "partition {p} offset {offset}: {v} was never sent"
+            );
+            assert!(
+                seen.insert(v, (*p, *offset)).is_none(),
+                "{v} is stored twice"
+            );
+        }
+    }
+    for (v, at) in &h.acked {
+        assert_eq!(
+            seen.get(v.as_str()),
+            Some(at),
+            "acknowledged {v} is not at its offset"
+        );
+    }
+    for (v, _) in seen.iter() {
+        assert!(
+            h.acked.contains_key(*v) || h.unknown.contains(*v),
+            "{v} is stored but its send was refused with a definite error"
+        );
+    }
+    // Each producer's acknowledged records keep their send order within a partition.
+    for recs in stored.values() {
+        let mut last: BTreeMap<&str, &str> = BTreeMap::new();
+        for (_, v) in recs {
+            let producer = &v[..v.find('-').expect("value has a producer prefix")];
+            if let Some(prev) = last.insert(producer, v) {
+                assert!(prev < v.as_str(), "{prev} stored before {v}: order broken");
+            }
+        }
+    }
+    eprintln!(
+        "chaos: {} kills, {} acknowledged records, {} of unknown outcome",
+        KILLS,
+        h.acked.len(),
+        h.unknown.len()
+    );
+}
