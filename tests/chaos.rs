@@ -1,5 +1,6 @@
 //! Chaos on one node: while producers run, kill the Raft, Storage and Server actors of replicas,
-//! the Router and the Metadata actor, many times at random. Supervisors restore service; producers
+//! whole replica supervisors, the Partitions supervisor, the Router and the Metadata actor, many
+//! times at random (the seed is printed first). Supervisors restore service; producers
 //! see only retryable errors; and a checker finds every acknowledged record exactly once, at its
 //! acknowledged offset, in order, with nothing that was never sent.
 
@@ -17,7 +18,7 @@ use rand::{Rng, SeedableRng};
 
 const PARTITIONS: u32 = 3;
 const PRODUCERS: u64 = 3;
-const KILLS: usize = 40;
+const KILLS: usize = 60;
 const BATCH: u64 = 10;
 
 /// What producers learned: value -> (partition, offset) for acknowledged sends, and every value
@@ -84,8 +85,13 @@ async fn producer(
 
 /// The registered names a chaos kill may target.
 fn targets(node: &str, groups: &[GroupId]) -> Vec<String> {
-    let mut t = vec![names::router(node), names::metadata(node)];
+    let mut t = vec![
+        names::router(node),
+        names::metadata(node),
+        names::partitions(node),
+    ];
     for g in groups {
+        t.push(names::replica_sup(node, *g));
         t.push(names::replica_raft(node, *g));
         t.push(names::replica_storage(node, *g));
         t.push(names::replica_server(node, *g));

@@ -5,12 +5,14 @@
 //! | module | role |
 //! |---|---|
 //! | [`config`] | the node's configuration, its defaults, parsing and `validate()` |
+//! | [`limits`] | request limits checked on every path (HTTP and native) |
 //! | [`metadata`] | the metadata state machine replicated by the metadata Raft group |
 //! | [`partition`] | partition log rules: offset assignment at apply, partition choice for a record |
 //! | [`supervision`] | restart intensity and backoff math of the supervisors |
 #![deny(clippy::unwrap_used)]
 
 pub mod config;
+pub mod limits;
 pub mod metadata;
 pub mod partition;
 pub mod supervision;

@@ -3,19 +3,22 @@
 //! Every actor and supervisor of a Daftka node. The module tree is the supervision tree:
 //!
 //! ```text
-//! ControlPlane (one_for_one)                      control_plane
-//!  ├─ Cluster        membership                   cluster
-//!  ├─ MetadataSup    (rest_for_one)               metadata
-//!  │   └─ Metadata   Raft-replicated metadata
-//!  ├─ Rebalancer     places and starts replicas   rebalancer
-//!  ├─ Router         client entry point           router
-//!  ├─ Gateway        warp HTTP JSON API           gateway
-//!  └─ Partitions     dynamic supervisor           partitions
-//!      └─ ReplicaSup (one_for_all) per replica    partitions::replica_sup
-//!          ├─ Raft     raft-rs RawNode driver     partitions::raft
-//!          ├─ Storage  reads, long polls          partitions::storage
-//!          └─ Server   front door of the replica  partitions::server
+//! ControlPlane (one_for_one), children in start order  control_plane
+//!  ├─ Cluster        membership                        cluster
+//!  ├─ MetadataSup    (rest_for_one)                    metadata
+//!  │   └─ Metadata   Raft-replicated metadata (group 0)
+//!  ├─ Partitions     dynamic supervisor                partitions
+//!  │   └─ ReplicaSup (one_for_all) per replica         partitions::replica_sup
+//!  │       ├─ Storage  reads, long polls               partitions::storage
+//!  │       ├─ Raft     raft-rs RawNode driver          partitions::raft
+//!  │       └─ Server   front door of the replica       partitions::server
+//!  ├─ Rebalancer     starts/stops replicas             rebalancer
+//!  ├─ Router         client entry point                router
+//!  └─ Gateway        warp HTTP JSON API                gateway
 //! ```
+//!
+//! [`consensus`] is the Raft driver shared by Metadata and every partition's Raft actor;
+//! [`context`] the handles every actor of a node shares.
 //!
 //! [`supervision`] holds the in-house supervisor (one_for_one, one_for_all, rest_for_one, dynamic).
 

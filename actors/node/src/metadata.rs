@@ -221,17 +221,34 @@ pub async fn propose(ctx: &NodeContext, command: MetadataCommand) -> Result<Meta
     }
 }
 
+/// Most attempts to record one leader report.
+pub const LEADER_REPORT_ATTEMPTS_MAX: usize = 20;
+
 /// Reports this node as the leader of partition group `group`, in the background (best effort:
-/// a lost report is repeated at the next election, and leadership is only a routing hint).
+/// retried with backoff on retryable errors; leadership in the metadata is only a routing
+/// hint).
 pub fn report_leader(ctx: &Arc<NodeContext>, group: GroupId) {
     let ctx = ctx.clone();
     tokio::spawn(async move {
-        let cmd = MetadataCommand::SetLeader {
-            group,
-            leader: ctx.node.clone(),
-        };
-        if let Err(e) = propose(&ctx, cmd).await {
-            tracing::debug!(%group, error = %e, "leader report not recorded");
+        let mut backoff = ctx.config.router.retry_backoff_min;
+        // Bounded: a report that keeps failing is given up; the next election reports again.
+        for _ in 0..LEADER_REPORT_ATTEMPTS_MAX {
+            let cmd = MetadataCommand::SetLeader {
+                group,
+                leader: ctx.node.clone(),
+            };
+            match propose(&ctx, cmd).await {
+                Ok(_) => return,
+                Err(e) if e.retryable() => {
+                    tracing::debug!(%group, error = %e, "leader report retried");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(ctx.config.router.retry_backoff_max);
+                }
+                Err(e) => {
+                    tracing::warn!(%group, error = %e, "leader report refused");
+                    return;
+                }
+            }
         }
     });
 }

@@ -11,6 +11,9 @@
 //! # Invariants
 //! - Nothing is started or deleted before the metadata view is `loaded`.
 //!
+//! It also reconciles every [`RECONCILE_INTERVAL`], which brings replicas back after the
+//! Partitions supervisor restarted as a whole.
+//!
 //! # Crash and recovery
 //! Stateless: after a restart it reconciles from the metadata view and the running children.
 
@@ -29,9 +32,14 @@ pub struct RebalancerArgs {
     pub ctx: Arc<NodeContext>,
 }
 
+/// How often the Rebalancer reconciles without being asked: this is how replicas come back after
+/// the Partitions supervisor itself restarted (nothing else tells a sibling that happened).
+pub const RECONCILE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
 pub struct RebalancerState {
     ctx: Arc<NodeContext>,
     watch: tokio::task::JoinHandle<()>,
+    interval: tokio::task::JoinHandle<()>,
 }
 
 pub enum RebalancerMsg {
@@ -63,9 +71,11 @@ impl Actor for Rebalancer {
             }
         });
         let _ = myself.cast(RebalancerMsg::MetadataChanged);
+        let interval = myself.send_interval(RECONCILE_INTERVAL, || RebalancerMsg::MetadataChanged);
         Ok(RebalancerState {
             ctx: args.ctx,
             watch,
+            interval,
         })
     }
 
@@ -75,6 +85,7 @@ impl Actor for Rebalancer {
         state: &mut RebalancerState,
     ) -> Result<(), ActorProcessingErr> {
         state.watch.abort();
+        state.interval.abort();
         Ok(())
     }
 
@@ -86,9 +97,11 @@ impl Actor for Rebalancer {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             RebalancerMsg::MetadataChanged => {
-                if let Err(e) = state.reconcile().await {
-                    // Retried at the next metadata change or explicit request.
-                    tracing::warn!(error = %e, "reconcile failed");
+                match state.reconcile().await {
+                    Ok(()) => {}
+                    // Normal while the node starts or a sibling restarts; retried soon.
+                    Err(e) if e.retryable() => tracing::debug!(error = %e, "reconcile deferred"),
+                    Err(e) => tracing::warn!(error = %e, "reconcile failed"),
                 }
             }
             RebalancerMsg::Reconcile { reply } => {

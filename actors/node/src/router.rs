@@ -222,6 +222,10 @@ impl Inner {
                 "a produce request needs at least one record",
             ));
         }
+        daftka_core::limits::check_produce(
+            records.iter().map(|r| &r.record),
+            &self.ctx.config.limits,
+        )?;
         let t = self.topic(topic)?;
         let n = t.partitions.len() as u32;
         // Group by partition, keeping request order inside each partition.
@@ -303,6 +307,7 @@ impl Inner {
         if offsets.is_empty() {
             return Err(Error::invalid("a commit needs at least one offset"));
         }
+        daftka_core::limits::check_commit(offsets.len(), &self.ctx.config.limits)?;
         let view = self.ctx.metadata_view();
         for o in &offsets {
             view.state.partition(&o.topic, o.partition)?;

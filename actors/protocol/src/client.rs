@@ -87,9 +87,10 @@ impl Client {
             Ok(ractor::rpc::CallResult::Timeout) => {
                 Err(Error::timeout("the node did not answer in time"))
             }
-            Ok(ractor::rpc::CallResult::SenderError) => {
-                Err(Error::unavailable("the node dropped the request"))
-            }
+            // The router took the request and dropped it (it stopped): the outcome is unknown.
+            Ok(ractor::rpc::CallResult::SenderError) => Err(Error::timeout(
+                "the node stopped while handling the request: outcome unknown",
+            )),
             Err(e) => Err(Error::unavailable(format!(
                 "the router is not running: {e}"
             ))),
