@@ -17,7 +17,8 @@ use daftka_core::config::Config;
 /// Daftka: a Kafka-inspired replicated queue-log.
 ///
 /// Without a subcommand, runs a node. Configuration precedence: built-in defaults < --config FILE
-/// < DAFTKA_* environment < command-line flags.
+/// < DAFTKA_* environment (any key as DAFTKA_<SECTION>__<KEY>, e.g. DAFTKA_LIMITS__BODY_BYTES_MAX=1MiB)
+/// < command-line flags.
 #[derive(Parser, Debug)]
 #[command(name = "daftka", version, about, long_about = None)]
 struct Cli {
@@ -69,17 +70,22 @@ enum Command {
     Client(client::ClientCommand),
 }
 
-/// Builds the configuration: defaults, then the file, then environment and flags (clap has
-/// already merged those two, flags winning).
+/// Builds the configuration: defaults, then the file, then `DAFTKA_<SECTION>__<KEY>` environment
+/// variables, then the flags (each flag also reads its own `DAFTKA_*` variable; clap lets the flag win).
 fn load_config(args: &NodeArgs) -> Result<Config, String> {
-    let mut config = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("config file {}: {e}", path.display()))?;
-            Config::from_toml(&text, &path.display().to_string()).map_err(|e| e.to_string())?
-        }
-        None => Config::default(),
+    let text = match &args.config {
+        Some(path) => Some((
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("config file {}: {e}", path.display()))?,
+            path.display().to_string(),
+        )),
+        None => None,
     };
+    let mut config = Config::load(
+        text.as_ref().map(|(t, p)| (t.as_str(), p.as_str())),
+        std::env::vars(),
+    )
+    .map_err(|e| e.to_string())?;
     let n = &mut config.node;
     if let Some(v) = &args.node_name {
         n.name = v.clone();

@@ -13,6 +13,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::supervision::RestartPolicy;
 
+/// Prefix of the environment variables that override config keys: `DAFTKA_<SECTION>__<KEY>`.
+pub const ENV_PREFIX: &str = "DAFTKA_";
+
 /// A configuration error that names the bad key.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
@@ -281,10 +284,65 @@ impl Default for LogConfig {
 impl Config {
     /// Parses a TOML document over the defaults.
     pub fn from_toml(text: &str, path: &str) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::File {
-            path: path.to_string(),
-            message: e.to_string(),
-        })
+        Self::load(Some((text, path)), std::iter::empty())
+    }
+
+    /// The defaults, overlaid by an optional TOML file (`(text, path)`), overlaid by environment
+    /// variables `DAFTKA_<SECTION>__<KEY>` (e.g. `DAFTKA_LIMITS__BODY_BYTES_MAX=1MiB`,
+    /// `DAFTKA_RAFT__ELECTION_TICKS=20`). A value is read as a TOML literal when it is one
+    /// (`20`, `true`, `["a"]`), else as a string. Other variables are ignored.
+    pub fn load(
+        file: Option<(&str, &str)>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let (mut table, path) = match file {
+            Some((text, path)) => (
+                toml::from_str::<toml::Table>(text).map_err(|e| ConfigError::File {
+                    path: path.to_string(),
+                    message: e.to_string(),
+                })?,
+                path.to_string(),
+            ),
+            None => (toml::Table::new(), "(defaults)".to_string()),
+        };
+        let mut from_env = false;
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let Some((section, key)) = rest.split_once("__") else {
+                continue;
+            };
+            let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or(toml::Value::String(value));
+            let section = table
+                .entry(section.to_ascii_lowercase())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match section {
+                toml::Value::Table(t) => {
+                    t.insert(key.to_ascii_lowercase(), parsed);
+                }
+                _ => {
+                    return Err(ConfigError::File {
+                        path: name,
+                        message: "names a key, not a section".into(),
+                    })
+                }
+            }
+            from_env = true;
+        }
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::File {
+                path: if from_env {
+                    format!("{path} + {ENV_PREFIX}*__* environment")
+                } else {
+                    path
+                },
+                message: e.to_string(),
+            })
     }
 
     /// The node's data directory: `node.data_dir`, or `./data/<name>` when empty.
@@ -499,6 +557,40 @@ mod tests {
         assert_eq!(parse_size("16MiB"), Ok(16 << 20));
         assert_eq!(parse_size("100KB"), Ok(100_000));
         assert!(parse_size("lots").is_err());
+    }
+
+    /// Environment variables override the file, typed like TOML, and unknown keys are refused.
+    #[test]
+    fn environment_overrides_the_file() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let file = "[raft]\nelection_ticks = 12\n[node]\nname = \"f\"\n";
+        let c = Config::load(
+            Some((file, "f.toml")),
+            env(&[
+                ("DAFTKA_RAFT__ELECTION_TICKS", "20"),
+                ("DAFTKA_LIMITS__BODY_BYTES_MAX", "1MiB"),
+                ("DAFTKA_STORAGE__FSYNC", "false"),
+                ("DAFTKA_NODE__SEEDS", "[\"b:7000\"]"),
+                ("DAFTKA_NODE_NAME", "ignored: a flag's variable, not a key"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(c.raft.election_ticks, 20);
+        assert_eq!(c.limits.body_bytes_max, 1 << 20);
+        assert!(!c.storage.fsync);
+        assert_eq!(c.node.seeds, vec!["b:7000".to_string()]);
+        assert_eq!(c.node.name, "f");
+        let bad = Config::load(None, env(&[("DAFTKA_RAFT__ELECTION_TIKS", "3")]));
+        assert!(
+            matches!(&bad, Err(ConfigError::File { message, .. }) if message.contains("election_tiks")),
+            "{bad:?}"
+        );
     }
 
     /// Cross-key rules name the key at fault.

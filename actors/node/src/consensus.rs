@@ -232,10 +232,16 @@ impl<M: StateMachine> RaftGroup<M> {
 
     /// Handles every pending `Ready`. Storage errors are returned: the owner must stop.
     pub async fn on_ready(&mut self) -> Result<RoundOutcome, ConsensusError> {
-        let mut outcome = RoundOutcome::default();
         if !self.raw.has_ready() {
-            return Ok(outcome);
+            return Ok(RoundOutcome::default());
         }
+        use tracing::Instrument;
+        let span = tracing::debug_span!("raft_ready", group = %self.group, term = self.term());
+        self.handle_ready().instrument(span).await
+    }
+
+    async fn handle_ready(&mut self) -> Result<RoundOutcome, ConsensusError> {
+        let mut outcome = RoundOutcome::default();
         let mut ready = self.raw.ready();
         if let Some(ss) = ready.ss() {
             let leads = ss.raft_state == StateRole::Leader;

@@ -83,9 +83,18 @@ impl Actor for Router {
                 topic,
                 records,
                 reply,
-            } => answer(reply, async move { r.produce(&topic, records).await }),
+            } => {
+                let span = tracing::info_span!("produce", topic = %topic, records = records.len());
+                answer_in(span, reply, async move { r.produce(&topic, records).await })
+            }
             RouterMsg::Fetch { request, reply } => {
-                answer(reply, async move { r.fetch(request).await })
+                let span = tracing::info_span!(
+                    "fetch",
+                    topic = %request.topic,
+                    partition = request.partition,
+                    offset = ?request.offset
+                );
+                answer_in(span, reply, async move { r.fetch(request).await })
             }
             RouterMsg::CommitOffsets {
                 group,
@@ -106,9 +115,26 @@ fn answer<T: Send + 'static>(
     reply: RpcReplyPort<Result<T, Error>>,
     work: impl Future<Output = Result<T, Error>> + Send + 'static,
 ) {
-    tokio::spawn(async move {
-        let _ = reply.send(work.await);
-    });
+    answer_in(tracing::Span::none(), reply, work)
+}
+
+/// Like [`answer`], inside `span`; the outcome is logged in it at debug level.
+fn answer_in<T: Send + 'static>(
+    span: tracing::Span,
+    reply: RpcReplyPort<Result<T, Error>>,
+    work: impl Future<Output = Result<T, Error>> + Send + 'static,
+) {
+    use tracing::Instrument;
+    tokio::spawn(
+        async move {
+            let result = work.await;
+            if let Err(e) = &result {
+                tracing::debug!(code = %e.code, error = %e.message, "request failed");
+            }
+            let _ = reply.send(result);
+        }
+        .instrument(span),
+    );
 }
 
 impl Inner {
