@@ -155,6 +155,16 @@ impl Actor for Metadata {
             MetadataMsg::ProcessReady => {
                 state.ready_scheduled = false;
                 let outcome = state.raft.on_ready().await?;
+                if outcome.leader_changed.is_some() {
+                    let group = GroupId::METADATA.to_string();
+                    let m = &state.ctx.metrics;
+                    m.raft_leader_changes
+                        .with_label_values(&[group.as_str()])
+                        .inc();
+                    m.raft_term
+                        .with_label_values(&[group.as_str()])
+                        .set(state.raft.term() as i64);
+                }
                 if outcome.applied_entries > 0 || outcome.leader_changed.is_some() {
                     state.publish();
                 }

@@ -10,6 +10,10 @@ use daftka_protocol::GroupId;
 struct Inner {
     /// Set once the metadata state machine has replayed its log.
     metadata_loaded: bool,
+    /// Set once the Rebalancer has started every replica placed here (after metadata loaded), so
+    /// `recovering` lists all of them: without it, a restarted node would look ready in the moment
+    /// between loading metadata and starting its replicas.
+    replicas_placed: bool,
     /// Replicas this node should host whose Raft actor has not finished recovery yet.
     recovering: BTreeSet<GroupId>,
 }
@@ -32,6 +36,10 @@ impl Readiness {
     pub fn set_metadata_loaded(&self, loaded: bool) {
         self.with(|i| i.metadata_loaded = loaded)
     }
+    /// The Rebalancer has started every replica placed on this node.
+    pub fn set_replicas_placed(&self) {
+        self.with(|i| i.replicas_placed = true)
+    }
     /// A replica this node hosts starts recovering.
     pub fn replica_recovering(&self, group: GroupId) {
         self.with(|i| i.recovering.insert(group));
@@ -45,6 +53,8 @@ impl Readiness {
         self.with(|i| {
             if !i.metadata_loaded {
                 Err("metadata is not loaded".to_string())
+            } else if !i.replicas_placed {
+                Err("local replicas are not started yet".to_string())
             } else if let Some(g) = i.recovering.iter().next() {
                 Err(format!(
                     "{} local replica(s) still recovering, first {g}",
@@ -54,5 +64,26 @@ impl Readiness {
                 Ok(())
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ready needs metadata loaded, replicas placed, and no replica still recovering.
+    #[test]
+    fn readiness_needs_all_three() {
+        let r = Readiness::new();
+        assert!(r.check().is_err());
+        r.set_metadata_loaded(true);
+        assert!(r.check().is_err(), "replicas not placed yet");
+        r.replica_recovering(GroupId(1));
+        r.set_replicas_placed();
+        assert!(r.check().is_err(), "replica 1 still recovering");
+        r.replica_ready(GroupId(1));
+        assert_eq!(r.check(), Ok(()));
+        r.set_metadata_loaded(false);
+        assert!(r.check().is_err());
     }
 }

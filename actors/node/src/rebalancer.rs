@@ -176,6 +176,7 @@ impl RebalancerState {
                 ctx.store.delete_group(group).await.map_err(Error::from)?;
             }
         }
+        ctx.readiness.set_replicas_placed();
         Ok(())
     }
 }

@@ -267,6 +267,7 @@ async fn start_with(limits: HttpLimits) -> Harness {
     .expect("spawn fake router");
     let readiness = Readiness::new();
     readiness.set_metadata_loaded(true);
+    readiness.set_replicas_placed();
     let state = GatewayState {
         client: Client::new(router.clone()),
         limits,
