@@ -117,6 +117,29 @@ impl MetadataState {
     ) -> Result<MetadataEvent, Error> {
         match cmd {
             MetadataCommand::RegisterNode(node) => {
+                validate_name("node", &node.name)?;
+                // A node may change its addresses, never its Raft identity, and ids are unique.
+                if node.raft_id == 0 {
+                    return Err(Error::invalid("a node's raft id must not be 0"));
+                }
+                if let Some(other) = self
+                    .nodes
+                    .values()
+                    .find(|n| n.raft_id == node.raft_id && n.name != node.name)
+                {
+                    return Err(Error::invalid(format!(
+                        "raft id {} already belongs to node {:?}",
+                        node.raft_id, other.name
+                    )));
+                }
+                if let Some(old) = self.nodes.get(&node.name) {
+                    if old.raft_id != node.raft_id {
+                        return Err(Error::invalid(format!(
+                            "node {:?} has raft id {}, not {}",
+                            node.name, old.raft_id, node.raft_id
+                        )));
+                    }
+                }
                 self.nodes.insert(node.name.clone(), node.clone());
                 Ok(MetadataEvent::NodeRegistered(node))
             }
@@ -177,6 +200,9 @@ impl MetadataState {
             }
             MetadataCommand::CommitOffsets { group, offsets } => {
                 validate_name("group", &group)?;
+                if offsets.is_empty() {
+                    return Err(Error::invalid("a commit needs at least one offset"));
+                }
                 for (topic, partition, _) in &offsets {
                     self.partition(topic, *partition)?;
                 }
@@ -195,6 +221,11 @@ impl MetadataState {
                     .ok_or_else(|| {
                         Error::new(ErrorCode::UnknownPartition, format!("no partition {group}"))
                     })?;
+                if !p.replicas.contains(&leader) {
+                    return Err(Error::invalid(format!(
+                        "{leader:?} holds no replica of {group}"
+                    )));
+                }
                 p.leader = Some(leader.clone());
                 Ok(MetadataEvent::LeaderSet { group, leader })
             }
@@ -370,6 +401,42 @@ mod tests {
             s.group_offsets.is_empty(),
             "offsets of a deleted topic go with it"
         );
+        Ok(())
+    }
+
+    /// Nodes keep their Raft identity; leaders must be replicas; commits must name an offset.
+    #[test]
+    fn identities_leaders_and_empty_commits() -> Result<(), Error> {
+        let mut s = MetadataState::default();
+        s.apply(node("a", 1), LIMITS)?;
+        assert!(s.apply(node("b", 1), LIMITS).is_err(), "raft id 1 is a's");
+        assert!(s.apply(node("a", 2), LIMITS).is_err(), "a keeps raft id 1");
+        assert!(
+            s.apply(node("c", 0), LIMITS).is_err(),
+            "raft id 0 is reserved"
+        );
+        let moved = MetadataCommand::RegisterNode(NodeMeta {
+            name: "a".into(),
+            raft_id: 1,
+            cluster_addr: "x:1".into(),
+            http_addr: "x:2".into(),
+        });
+        s.apply(moved, LIMITS)?;
+        assert_eq!(s.nodes["a"].http_addr, "x:2", "addresses may change");
+        s.apply(create("t", 1), LIMITS)?;
+        let lead = |who: &str| MetadataCommand::SetLeader {
+            group: GroupId(1),
+            leader: who.into(),
+        };
+        assert!(s.apply(lead("zz"), LIMITS).is_err());
+        s.apply(lead("a"), LIMITS)?;
+        assert_eq!(s.partition("t", 0)?.leader.as_deref(), Some("a"));
+        let empty = MetadataCommand::CommitOffsets {
+            group: "g".into(),
+            offsets: vec![],
+        };
+        assert!(s.apply(empty, LIMITS).is_err());
+        assert!(s.group_offsets.is_empty());
         Ok(())
     }
 
