@@ -89,6 +89,9 @@ pub struct RaftGroup<M: StateMachine> {
     recovery_target: u64,
     /// Latency histogram of proposals, if the owner records one.
     on_latency: Option<Box<dyn Fn(std::time::Duration) + Send>>,
+    /// The owner has a round (`on_ready`) queued in its mailbox: proposals and messages arriving
+    /// before it join that round, which is how requests share one fsync.
+    round_queued: bool,
 }
 
 /// Errors of the driver: storage failures stop the owning actor (its supervisor restarts it).
@@ -158,7 +161,24 @@ impl<M: StateMachine> RaftGroup<M> {
             pending: BTreeMap::new(),
             recovery_target: commit,
             on_latency: None,
+            round_queued: false,
         })
+    }
+
+    /// Whether the owner must queue a round now: true at most once until the round runs.
+    /// Call after anything that may have produced work (a proposal, a step, a tick).
+    pub fn wants_round(&mut self) -> bool {
+        if self.round_queued || !self.raw.has_ready() {
+            return false;
+        }
+        self.round_queued = true;
+        true
+    }
+
+    /// Advances the logical clock one tick; true when the owner must queue a round.
+    pub fn tick(&mut self) -> bool {
+        self.raw.tick();
+        self.wants_round()
     }
 
     /// Records each answered proposal's latency with `f`.
@@ -232,6 +252,7 @@ impl<M: StateMachine> RaftGroup<M> {
 
     /// Handles every pending `Ready`. Storage errors are returned: the owner must stop.
     pub async fn on_ready(&mut self) -> Result<RoundOutcome, ConsensusError> {
+        self.round_queued = false;
         if !self.raw.has_ready() {
             return Ok(RoundOutcome::default());
         }

@@ -59,7 +59,6 @@ pub struct MetadataArgs {
 pub struct MetadataActorState {
     ctx: Arc<NodeContext>,
     raft: RaftGroup<MetadataMachine>,
-    ready_scheduled: bool,
     tick: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -108,10 +107,9 @@ impl Actor for Metadata {
         let mut state = MetadataActorState {
             ctx,
             raft,
-            ready_scheduled: false,
             tick: Some(tick),
         };
-        schedule(&myself, &mut state);
+        queue_round(&myself, &mut state.raft);
         Ok(state)
     }
 
@@ -136,7 +134,7 @@ impl Actor for Metadata {
             MetadataMsg::Propose { command, reply } => match encode_command(&command) {
                 Ok(data) => {
                     state.raft.propose(data, reply);
-                    schedule(&myself, state);
+                    queue_round(&myself, &mut state.raft);
                 }
                 Err(e) => {
                     let _ = reply.send(Err(e));
@@ -144,16 +142,14 @@ impl Actor for Metadata {
             },
             MetadataMsg::Step(m) => {
                 state.raft.step(*m);
-                schedule(&myself, state);
+                queue_round(&myself, &mut state.raft);
             }
             MetadataMsg::Tick => {
-                state.raft.raw.tick();
-                if state.raft.raw.has_ready() {
-                    schedule(&myself, state);
+                if state.raft.tick() {
+                    let _ = myself.cast(MetadataMsg::ProcessReady);
                 }
             }
             MetadataMsg::ProcessReady => {
-                state.ready_scheduled = false;
                 let outcome = state.raft.on_ready().await?;
                 if outcome.leader_changed.is_some() {
                     let group = GroupId::METADATA.to_string();
@@ -168,19 +164,10 @@ impl Actor for Metadata {
                 if outcome.applied_entries > 0 || outcome.leader_changed.is_some() {
                     state.publish();
                 }
-                if state.raft.raw.has_ready() {
-                    schedule(&myself, state);
-                }
+                queue_round(&myself, &mut state.raft);
             }
         }
         Ok(())
-    }
-}
-
-fn schedule(myself: &ActorRef<MetadataMsg>, state: &mut MetadataActorState) {
-    if !state.ready_scheduled {
-        state.ready_scheduled = true;
-        let _ = myself.cast(MetadataMsg::ProcessReady);
     }
 }
 
@@ -209,26 +196,13 @@ impl MetadataActorState {
 
 /// Proposes `command` to the metadata group through this node's Metadata actor.
 pub async fn propose(ctx: &NodeContext, command: MetadataCommand) -> Result<MetadataEvent, Error> {
-    let Some(cell) = ractor::registry::where_is(names::metadata(&ctx.node)) else {
-        return Err(Error::unavailable("metadata is restarting"));
-    };
-    let actor: ActorRef<MetadataMsg> = cell.into();
-    match actor
-        .call(
-            |reply| MetadataMsg::Propose { command, reply },
-            Some(ctx.config.router.request_timeout),
-        )
-        .await
-    {
-        Ok(ractor::rpc::CallResult::Success(r)) => r,
-        Ok(ractor::rpc::CallResult::Timeout) => {
-            Err(Error::timeout("metadata commit not confirmed in time"))
-        }
-        Ok(ractor::rpc::CallResult::SenderError) => {
-            Err(Error::timeout("metadata stopped: outcome unknown"))
-        }
-        Err(_) => Err(Error::unavailable("metadata is restarting")),
-    }
+    daftka_protocol::rpc::call_named(
+        &names::metadata(&ctx.node),
+        |reply| MetadataMsg::Propose { command, reply },
+        ctx.config.router.request_timeout,
+        "metadata",
+    )
+    .await
 }
 
 /// Most attempts to record one leader report.
@@ -287,4 +261,15 @@ pub fn spec(ctx: Arc<NodeContext>) -> ChildSpec {
             on_restart: Some(on_restart),
         },
     )
+}
+
+/// Queues a `ProcessReady` if the group has work and none is queued yet. Failing to send to
+/// ourselves means we are stopping: nothing to queue.
+fn queue_round<M: crate::consensus::StateMachine>(
+    myself: &ActorRef<MetadataMsg>,
+    raft: &mut RaftGroup<M>,
+) {
+    if raft.wants_round() {
+        let _ = myself.cast(MetadataMsg::ProcessReady);
+    }
 }

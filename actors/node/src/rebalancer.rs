@@ -183,19 +183,11 @@ impl RebalancerState {
 
 /// Asks this node's Rebalancer to reconcile now and waits for it.
 pub async fn reconcile(ctx: &NodeContext) -> Result<(), Error> {
-    let Some(cell) = ractor::registry::where_is(names::rebalancer(&ctx.node)) else {
-        return Err(Error::unavailable("rebalancer restarting"));
-    };
-    let actor: ActorRef<RebalancerMsg> = cell.into();
-    match actor
-        .call(
-            |reply| RebalancerMsg::Reconcile { reply },
-            Some(ctx.config.router.request_timeout),
-        )
-        .await
-    {
-        Ok(ractor::rpc::CallResult::Success(r)) => r,
-        Ok(_) => Err(Error::timeout("rebalancer did not finish in time")),
-        Err(_) => Err(Error::unavailable("rebalancer restarting")),
-    }
+    daftka_protocol::rpc::call_named(
+        &names::rebalancer(&ctx.node),
+        |reply| RebalancerMsg::Reconcile { reply },
+        ctx.config.router.request_timeout,
+        "the rebalancer",
+    )
+    .await
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use daftka_core::metadata::{place_replicas, MetadataCommand, MetadataEvent, TopicMeta};
 use daftka_core::partition::choose_partition;
 use daftka_protocol::{
-    ids::validate_name, names, ClusterInfo, CommittedOffset, Error, ErrorCode, FetchRequest,
+    ids::validate_name, names, rpc, ClusterInfo, CommittedOffset, Error, ErrorCode, FetchRequest,
     FetchResponse, GroupId, GroupOffsets, NodeInfo, PartitionDescription, ProduceRecord, Record,
     RecordPosition, RouterMsg, TopicDescription, TopicPartitionOffset, TopicSpec,
 };
@@ -423,26 +423,9 @@ impl Inner {
         let deadline = Instant::now() + cfg.request_timeout + extra;
         let mut backoff = cfg.retry_backoff_min;
         loop {
-            let result =
-                match ractor::registry::where_is(names::replica_server(&self.ctx.node, group)) {
-                    None => Err(Error::unavailable(format!(
-                        "replica {group} is not running"
-                    ))),
-                    Some(cell) => {
-                        let server: ActorRef<ServerMsg> = cell.into();
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        match server.call(&build, Some(left)).await {
-                            Ok(ractor::rpc::CallResult::Success(r)) => r,
-                            Ok(ractor::rpc::CallResult::Timeout) => {
-                                Err(Error::timeout("the replica did not answer in time"))
-                            }
-                            Ok(ractor::rpc::CallResult::SenderError) => {
-                                Err(Error::timeout("the replica stopped: outcome unknown"))
-                            }
-                            Err(_) => Err(Error::unavailable("the replica is restarting")),
-                        }
-                    }
-                };
+            let left = deadline.saturating_duration_since(Instant::now());
+            let server = names::replica_server(&self.ctx.node, group);
+            let result = rpc::call_named(&server, &build, left, "the replica").await;
             match result {
                 Err(e)
                     if matches!(e.code, ErrorCode::NotLeader | ErrorCode::Unavailable)

@@ -75,25 +75,9 @@ impl Client {
     where
         T: Send + 'static,
     {
-        let router = match &self.router {
-            Target::Fixed(r) => r.clone(),
-            Target::Named(name) => match ractor::registry::where_is(name.clone()) {
-                Some(cell) => cell.into(),
-                None => return Err(Error::unavailable("the router is restarting")),
-            },
-        };
-        match router.call(build, Some(timeout)).await {
-            Ok(ractor::rpc::CallResult::Success(reply)) => reply,
-            Ok(ractor::rpc::CallResult::Timeout) => {
-                Err(Error::timeout("the node did not answer in time"))
-            }
-            // The router took the request and dropped it (it stopped): the outcome is unknown.
-            Ok(ractor::rpc::CallResult::SenderError) => Err(Error::timeout(
-                "the node stopped while handling the request: outcome unknown",
-            )),
-            Err(e) => Err(Error::unavailable(format!(
-                "the router is not running: {e}"
-            ))),
+        match &self.router {
+            Target::Fixed(r) => crate::rpc::call(r, build, timeout, "the router").await,
+            Target::Named(name) => crate::rpc::call_named(name, build, timeout, "the router").await,
         }
     }
 

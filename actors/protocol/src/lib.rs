@@ -10,6 +10,7 @@
 //! | [`error`] | stable error codes ([`ErrorCode`]) and the error value every reply carries |
 //! | [`names`] | registered actor names (always scoped by node name) |
 //! | [`messages`] | the typed messages of Daftka's exposed actor, the Router |
+//! | [`rpc`] | one call with a deadline, and which failures may be retried |
 //! | [`client`] | [`Client`], the typed native client over those messages |
 #![deny(clippy::unwrap_used)]
 
@@ -19,6 +20,7 @@ pub mod ids;
 pub mod messages;
 pub mod names;
 pub mod record;
+pub mod rpc;
 
 pub use client::Client;
 pub use error::{Error, ErrorCode};

@@ -84,8 +84,6 @@ pub struct ReplicaRaftState {
     ctx: Arc<NodeContext>,
     replica: ReplicaId,
     raft: RaftGroup<PartitionMachine>,
-    /// A `ProcessReady` is queued: further proposals join its round.
-    ready_scheduled: bool,
     /// Proposals taken since the last round; capped so a leader still ticks under a flood.
     proposals_in_round: usize,
     /// The leader last reported to the metadata group, to report each election once.
@@ -149,13 +147,12 @@ impl Actor for ReplicaRaft {
             ctx,
             replica,
             raft,
-            ready_scheduled: false,
             proposals_in_round: 0,
             reported_leader: false,
             tick: Some(tick),
         };
         state.publish_high_watermark();
-        schedule_ready(&myself, &mut state);
+        queue_round(&myself, &mut state.raft);
         Ok(state)
     }
 
@@ -184,35 +181,23 @@ impl Actor for ReplicaRaft {
                 }
                 state.raft.propose(data, reply);
                 state.proposals_in_round += 1;
-                schedule_ready(&myself, state);
+                queue_round(&myself, &mut state.raft);
             }
             RaftMsg::Step(m) => {
                 state.raft.step(*m);
-                schedule_ready(&myself, state);
+                queue_round(&myself, &mut state.raft);
             }
             RaftMsg::Tick => {
-                state.raft.raw.tick();
-                if state.raft.raw.has_ready() {
-                    schedule_ready(&myself, state);
+                if state.raft.tick() {
+                    let _ = myself.cast(RaftMsg::ProcessReady);
                 }
             }
             RaftMsg::ProcessReady => {
-                state.ready_scheduled = false;
                 state.process_ready().await?;
-                if state.raft.raw.has_ready() {
-                    schedule_ready(&myself, state);
-                }
+                queue_round(&myself, &mut state.raft);
             }
         }
         Ok(())
-    }
-}
-
-fn schedule_ready(myself: &ActorRef<RaftMsg>, state: &mut ReplicaRaftState) {
-    if !state.ready_scheduled {
-        state.ready_scheduled = true;
-        // Failing to send to ourselves means we are stopping: nothing to schedule.
-        let _ = myself.cast(RaftMsg::ProcessReady);
     }
 }
 
@@ -267,5 +252,16 @@ impl ReplicaRaftState {
                 high_watermark: hwm,
             });
         }
+    }
+}
+
+/// Queues a `ProcessReady` if the group has work and none is queued yet. Failing to send to
+/// ourselves means we are stopping: nothing to queue.
+fn queue_round<M: crate::consensus::StateMachine>(
+    myself: &ActorRef<RaftMsg>,
+    raft: &mut RaftGroup<M>,
+) {
+    if raft.wants_round() {
+        let _ = myself.cast(RaftMsg::ProcessReady);
     }
 }

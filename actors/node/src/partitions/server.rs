@@ -138,21 +138,8 @@ impl ServerState {
                 (None, _) => Err(Error::unavailable("replica raft restarting")),
                 (_, Err(e)) => Err(e),
                 (Some(raft), Ok(data)) => {
-                    match raft
-                        .call(|reply| RaftMsg::Propose { data, reply }, Some(timeout))
-                        .await
-                    {
-                        Ok(ractor::rpc::CallResult::Success(r)) => r,
-                        Ok(ractor::rpc::CallResult::Timeout) => Err(Error::timeout(
-                            "commit not confirmed in time: outcome unknown",
-                        )),
-                        // The proposal may have been taken before the actor died.
-                        Ok(ractor::rpc::CallResult::SenderError) => {
-                            Err(Error::timeout("replica stopped: outcome unknown"))
-                        }
-                        // Not delivered at all: safe to retry.
-                        Err(_) => Err(Error::unavailable("replica raft restarting")),
-                    }
+                    let propose = |reply| RaftMsg::Propose { data, reply };
+                    daftka_protocol::rpc::call(&raft, propose, timeout, "the replica's raft").await
                 }
             };
             inflight.fetch_sub(size, Ordering::AcqRel);
