@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use crate::cluster::{Cluster, ClusterArgs};
 use crate::consensus::NoPeers;
 use crate::context::{MetadataView, NodeContext};
-use crate::gateway::{Gateway, GatewayArgs, GatewayState, HttpLimits};
+use crate::gateway::{Gateway, GatewayArgs, GatewayState};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::rebalancer::{Rebalancer, RebalancerArgs};
@@ -101,24 +101,6 @@ pub fn restart_counter(ctx: &NodeContext) -> OnRestart {
     })
 }
 
-/// The HTTP limits of `config`.
-pub fn http_limits(config: &Config) -> HttpLimits {
-    let l = &config.limits;
-    let u32_of = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
-    HttpLimits {
-        body_bytes_max: l.body_bytes_max,
-        records_per_request_max: l.records_per_request_max,
-        key_bytes_max: u32_of(l.key_bytes_max),
-        value_bytes_max: u32_of(l.value_bytes_max),
-        header_bytes_max: u32_of(l.header_bytes_max),
-        headers_per_record_max: l.headers_per_record_max,
-        fetch_max_records_max: l.fetch_records_max,
-        fetch_max_bytes_max: u32_of(l.fetch_bytes_max),
-        fetch_max_wait_ms_max: u32_of(l.fetch_wait_max.as_millis() as u64),
-        offsets_per_commit_max: l.offsets_per_commit_max,
-    }
-}
-
 /// Starts a node on `listeners`: opens its store and builds its supervision tree.
 pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeError> {
     config.validate()?;
@@ -194,7 +176,7 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
                     let state = GatewayState {
                         // By name: the gateway keeps working when the Router restarts alone.
                         client: Client::local(&node),
-                        limits: http_limits(&state_ctx.config),
+                        limits: state_ctx.config.limits.clone(),
                         readiness: state_ctx.readiness.clone(),
                         metrics: state_ctx.metrics.clone(),
                     };

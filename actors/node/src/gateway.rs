@@ -54,6 +54,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use warp::{Filter, Rejection, Reply};
 
+use daftka_core::config::LimitsConfig;
+
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 
@@ -61,49 +63,10 @@ use crate::readiness::Readiness;
 /// Short, because a restart waits for it; long polls in flight are cut.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// The size limits of the HTTP API. Going over a produce limit answers 413 `payload_too_large`;
-/// fetch parameters above their limit are capped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HttpLimits {
-    /// Bytes of one request body, checked against `content-length` before reading and while
-    /// reading chunked bodies. Default 16 MiB.
-    pub body_bytes_max: u64,
-    /// Records in one produce request. Default 10 000.
-    pub records_per_request_max: u32,
-    /// Bytes of one record key, after decoding. Default 64 KiB.
-    pub key_bytes_max: u32,
-    /// Bytes of one record value, after decoding. Default 1 MiB.
-    pub value_bytes_max: u32,
-    /// Bytes of one header: its name plus its decoded value. Default 64 KiB.
-    pub header_bytes_max: u32,
-    /// Headers of one record. Default 64.
-    pub headers_per_record_max: u32,
-    /// Cap on a fetch's `max_records`. Default 10 000.
-    pub fetch_max_records_max: u32,
-    /// Cap on a fetch's `max_bytes`. Default 16 MiB.
-    pub fetch_max_bytes_max: u32,
-    /// Cap on a fetch's `max_wait_ms` (long poll). Default 30 000.
-    pub fetch_max_wait_ms_max: u32,
-    /// Offsets in one group commit. Default 10 000.
-    pub offsets_per_commit_max: u32,
-}
-
-impl Default for HttpLimits {
-    fn default() -> Self {
-        HttpLimits {
-            body_bytes_max: 16 * 1024 * 1024,
-            records_per_request_max: 10_000,
-            key_bytes_max: 64 * 1024,
-            value_bytes_max: 1024 * 1024,
-            header_bytes_max: 64 * 1024,
-            headers_per_record_max: 64,
-            fetch_max_records_max: 10_000,
-            fetch_max_bytes_max: 16 * 1024 * 1024,
-            fetch_max_wait_ms_max: 30_000,
-            offsets_per_commit_max: 10_000,
-        }
-    }
-}
+/// The limits of the HTTP API are the node's [`LimitsConfig`]: going over a produce or commit limit
+/// answers 413 `payload_too_large` (checked by `daftka_core::limits`, as the Router does for native
+/// clients); fetch parameters above their limit are capped.
+pub type HttpLimits = LimitsConfig;
 
 /// What every request handler shares. Cheap to clone.
 #[derive(Clone)]

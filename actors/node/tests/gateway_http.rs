@@ -549,9 +549,9 @@ async fn base64_and_non_utf8() {
 #[tokio::test]
 async fn fetch_parameters_and_errors() {
     let limits = HttpLimits {
-        fetch_max_records_max: 100,
-        fetch_max_bytes_max: 4096,
-        fetch_max_wait_ms_max: 50,
+        fetch_records_max: 100,
+        fetch_bytes_max: 4096,
+        fetch_wait_max: std::time::Duration::from_millis(50),
         ..HttpLimits::default()
     };
     let h = start_with(limits).await;

@@ -16,13 +16,7 @@ pub async fn commit(state: &GatewayState, group: &str, body: &[u8]) -> Result<Re
     if body.offsets.is_empty() {
         return Err(Error::invalid("offsets must not be empty"));
     }
-    let max = state.limits.offsets_per_commit_max;
-    if body.offsets.len() as u64 > u64::from(max) {
-        return Err(Error::too_large(format!(
-            "{} offsets in one commit, at most {max}",
-            body.offsets.len()
-        )));
-    }
+    daftka_core::limits::check_commit(body.offsets.len(), &state.limits)?;
     let offsets = body
         .offsets
         .into_iter()

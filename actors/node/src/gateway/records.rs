@@ -37,72 +37,38 @@ pub async fn produce(state: &GatewayState, topic: &str, body: &[u8]) -> Result<R
     if body.records.is_empty() {
         return Err(Error::invalid("records must not be empty"));
     }
-    if body.records.len() as u64 > u64::from(limits.records_per_request_max) {
-        return Err(Error::too_large(format!(
-            "{} records in one request, at most {}",
-            body.records.len(),
-            limits.records_per_request_max
-        )));
-    }
     let encoding = body.encoding;
     let records = body
         .records
         .into_iter()
         .enumerate()
-        .map(|(i, r)| to_produce_record(i, r, encoding, limits))
+        .map(|(i, r)| to_produce_record(i, r, encoding))
         .collect::<Result<Vec<_>, Error>>()?;
+    daftka_core::limits::check_produce(records.iter().map(|r| &r.record), limits)?;
     let positions = state.client.produce(topic, records).await?;
     Ok(json_reply(StatusCode::OK, &ProducedJson::from(positions)))
 }
 
-/// Decodes record `i` of a produce request and checks it against the limits.
+/// Decodes record `i` of a produce request (limits are checked on the decoded records).
 fn to_produce_record(
     i: usize,
     r: ProduceRecordJson,
     encoding: Encoding,
-    limits: &HttpLimits,
 ) -> Result<ProduceRecord, Error> {
     let decode = |what: &str, s: String| {
         encoding
             .decode(s)
             .map_err(|e| Error::invalid(format!("records[{i}].{what}: {e}")))
     };
-    let check = |what: &str, len: usize, max: u32| {
-        if len as u64 > u64::from(max) {
-            Err(Error::too_large(format!(
-                "records[{i}].{what} is {len} bytes, at most {max}"
-            )))
-        } else {
-            Ok(())
-        }
-    };
-    let key = match r.key {
-        Some(k) => {
-            let k = decode("key", k)?;
-            check("key", k.len(), limits.key_bytes_max)?;
-            Some(k)
-        }
-        None => None,
-    };
+    let key = r.key.map(|k| decode("key", k)).transpose()?;
     let value = decode("value", r.value)?;
-    check("value", value.len(), limits.value_bytes_max)?;
-    let headers_json = r.headers.map(|h| h.0).unwrap_or_default();
-    if headers_json.len() as u64 > u64::from(limits.headers_per_record_max) {
-        return Err(Error::too_large(format!(
-            "records[{i}] has {} headers, at most {}",
-            headers_json.len(),
-            limits.headers_per_record_max
-        )));
-    }
-    let headers = headers_json
+    let headers = r
+        .headers
+        .map(|h| h.0)
+        .unwrap_or_default()
         .into_iter()
         .map(|(name, value)| {
             let value = decode(&format!("headers.{name}"), value)?;
-            check(
-                &format!("headers.{name}"),
-                name.len() + value.len(),
-                limits.header_bytes_max,
-            )?;
             Ok(Header { key: name, value })
         })
         .collect::<Result<Vec<_>, Error>>()?;
@@ -115,6 +81,11 @@ fn to_produce_record(
             timestamp_ms: r.timestamp,
         },
     })
+}
+
+/// A u64 limit as a u32 fetch parameter cap (limits beyond u32 cap at u32::MAX).
+fn u32_cap(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
 }
 
 /// The parsed query of a fetch.
@@ -132,8 +103,8 @@ impl FetchParams {
     pub fn parse(query: &[(String, String)], limits: &HttpLimits) -> Result<FetchParams, Error> {
         let mut p = FetchParams {
             offset: FetchOffset::Earliest,
-            max_records: FETCH_MAX_RECORDS_DEFAULT.min(limits.fetch_max_records_max),
-            max_bytes: FETCH_MAX_BYTES_DEFAULT.min(limits.fetch_max_bytes_max),
+            max_records: FETCH_MAX_RECORDS_DEFAULT.min(limits.fetch_records_max),
+            max_bytes: FETCH_MAX_BYTES_DEFAULT.min(u32_cap(limits.fetch_bytes_max)),
             // 0: never above any cap.
             max_wait_ms: FETCH_MAX_WAIT_MS_DEFAULT,
             encoding: Encoding::Utf8,
@@ -154,12 +125,17 @@ impl FetchParams {
                         v => FetchOffset::At(number(name, v)?),
                     }
                 }
-                "max_records" => {
-                    p.max_records = capped(name, value, 1, limits.fetch_max_records_max)?
+                "max_records" => p.max_records = capped(name, value, 1, limits.fetch_records_max)?,
+                "max_bytes" => {
+                    p.max_bytes = capped(name, value, 1, u32_cap(limits.fetch_bytes_max))?
                 }
-                "max_bytes" => p.max_bytes = capped(name, value, 1, limits.fetch_max_bytes_max)?,
                 "max_wait_ms" => {
-                    p.max_wait_ms = capped(name, value, 0, limits.fetch_max_wait_ms_max)?
+                    p.max_wait_ms = capped(
+                        name,
+                        value,
+                        0,
+                        u32_cap(limits.fetch_wait_max.as_millis() as u64),
+                    )?
                 }
                 "encoding" => {
                     p.encoding = Encoding::parse(value).ok_or_else(|| {
@@ -264,8 +240,8 @@ mod tests {
         )
         .expect("capped");
         assert_eq!(p.offset, FetchOffset::Latest);
-        assert_eq!(p.max_records, limits.fetch_max_records_max);
-        assert_eq!(p.max_wait_ms, limits.fetch_max_wait_ms_max);
+        assert_eq!(p.max_records, limits.fetch_records_max);
+        assert_eq!(p.max_wait_ms, limits.fetch_wait_max.as_millis() as u32);
         assert_eq!(p.encoding, Encoding::Base64);
         for bad in [
             q(&[("offset", "-1")]),
