@@ -109,9 +109,15 @@ pub struct BinaryNode {
 impl BinaryNode {
     /// Starts `daftka --node-name NAME` on fresh ports with its data in `data_dir`.
     pub fn spawn(name: &str, data_dir: &Path) -> BinaryNode {
+        Self::spawn_with(name, data_dir, &[])
+    }
+
+    /// Like [`BinaryNode::spawn`], with extra command-line arguments.
+    pub fn spawn_with(name: &str, data_dir: &Path, extra: &[String]) -> BinaryNode {
         let http_port = free_port();
         let metrics_port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_daftka"))
+            .args(extra)
             .args(["--node-name", name])
             .arg("--data-dir")
             .arg(data_dir)

@@ -16,6 +16,9 @@ use crate::supervision::RestartPolicy;
 /// Prefix of the environment variables that override config keys: `DAFTKA_<SECTION>__<KEY>`.
 pub const ENV_PREFIX: &str = "DAFTKA_";
 
+/// The cluster port of a seed given without one (`--seeds b,c`).
+pub const CLUSTER_PORT_DEFAULT: u16 = 7000;
+
 /// A configuration error that names the bad key.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
@@ -31,6 +34,7 @@ pub enum ConfigError {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub node: NodeConfig,
+    pub cluster: ClusterConfig,
     pub topics: TopicsConfig,
     pub raft: RaftConfig,
     pub storage: StorageConfig,
@@ -59,6 +63,31 @@ pub struct NodeConfig {
     pub seeds: Vec<String>,
     /// Shared secret of the cluster; required when seeds are given.
     pub cookie: String,
+}
+
+/// Membership: how this node joins and watches the others.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// First delay before dialling a seed again after a failed or lost session; doubles.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub seed_retry_min: Duration,
+    /// Largest delay between two dials of one seed.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub seed_retry_max: Duration,
+    /// Largest cluster frame accepted from a peer (ractor_cluster's inbound limit).
+    #[serde(deserialize_with = "de_size", serialize_with = "ser_size")]
+    pub frame_bytes_max: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            seed_retry_min: Duration::from_millis(100),
+            seed_retry_max: Duration::from_secs(5),
+            frame_bytes_max: 16 << 20,
+        }
+    }
 }
 
 /// Defaults and limits of topics.
@@ -414,6 +443,14 @@ impl Config {
             return bad(
                 "raft.election_ticks",
                 "must be greater than raft.heartbeat_ticks",
+            );
+        }
+        if self.cluster.seed_retry_min.is_zero()
+            || self.cluster.seed_retry_min > self.cluster.seed_retry_max
+        {
+            return bad(
+                "cluster.seed_retry_min",
+                "must be positive and not exceed cluster.seed_retry_max",
             );
         }
         if r.max_inflight_msgs == 0 {

@@ -1,34 +1,118 @@
 //! Cluster: this node's membership.
 //!
 //! Parent: ControlPlane (one_for_one). Registered as `names::cluster(node)`.
-//! For now a cluster is one node: the actor registers this node (name, Raft id, addresses) in the
-//! metadata group, retrying with backoff until it is recorded, and again whenever its addresses
-//! changed since the last start. Seeds, cookies and failure detection come with the cluster issue.
+//! It registers this node (name, Raft id, addresses) in the metadata, retrying with backoff until
+//! recorded. When `node.cookie` is set it also runs the ractor_cluster `NodeServer` on
+//! `node.cluster_addr` only (never all interfaces), dials every seed (`host[:port]`, default port
+//! [`CLUSTER_PORT_DEFAULT`]) and dials it again with backoff whenever the dial fails or the session
+//! closes, and follows session events: a peer is `up` while an authenticated session with it is
+//! open, `down` after it closed. Peers must present the same cookie: a session that closes before
+//! authenticating counts as a failed attempt of its seed. It publishes what it sees as a
+//! [`Membership`] on the node's watch channel (shown by `GET /v1/cluster`).
+//!
+//! Not yet: heartbeats with deadlines (a SIGSTOPped peer keeps its session open and stays `up`),
+//! and any use of the peers (Raft groups still have one voter).
 //!
 //! # Crash and recovery
-//! Stateless: a restarted Cluster actor checks the metadata and registers again if needed.
+//! Membership is rebuilt from scratch: a restarted Cluster actor stops the previous NodeServer
+//! (found by its registered name, even after a kill), starts a new one and dials the seeds again.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use daftka_core::config::CLUSTER_PORT_DEFAULT;
 use daftka_core::metadata::{MetadataCommand, NodeMeta};
+use daftka_protocol::{names, SeedInfo};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
 
-use crate::context::NodeContext;
+use crate::context::{Membership, NodeContext, Peer};
+
+/// How long a restarted Cluster actor waits for its predecessor's NodeServer to stop.
+pub const NODE_SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct ClusterArgs {
     pub ctx: Arc<NodeContext>,
+}
+
+/// One seed and the state of our dialling of it.
+struct SeedSlot {
+    info: SeedInfo,
+    /// The address of the last dial, to recognise its session when it opens.
+    dialled: Option<String>,
+    /// Delay before the next dial; doubles up to `cluster.seed_retry_max`.
+    backoff: Duration,
+}
+
+/// One open session, by ractor_cluster node id.
+struct Session {
+    /// The seed this is our dial of, if it is one.
+    seed: Option<usize>,
+    /// The peer's Daftka node name, once authenticated.
+    name: Option<String>,
+    addr: String,
 }
 
 pub struct ClusterState {
     ctx: Arc<NodeContext>,
     /// Delay before the next registration attempt; doubles up to the router's backoff max.
     backoff: Duration,
+    server: Option<ActorRef<NodeServerMessage>>,
+    seeds: Vec<SeedSlot>,
+    sessions: BTreeMap<u64, Session>,
+    peers: BTreeMap<String, Peer>,
 }
 
+#[derive(ractor_cluster::RactorMessage)]
 pub enum ClusterMsg {
     /// Registers this node in the metadata if it is not there as it is now.
     Register,
+    /// Dials seed number `seed`.
+    Dial {
+        seed: usize,
+    },
+    SessionOpened {
+        node_id: u64,
+        addr: String,
+        incoming: bool,
+    },
+    SessionAuthenticated {
+        node_id: u64,
+        /// `name@host` as the peer presented itself.
+        peer: Option<String>,
+        /// The address the peer's own NodeServer listens on, as it advertised it.
+        listen: Option<String>,
+    },
+    SessionClosed {
+        node_id: u64,
+    },
+}
+
+/// Forwards the NodeServer's session events to the Cluster actor.
+struct Events(ActorRef<ClusterMsg>);
+
+impl NodeEventSubscription for Events {
+    fn node_session_opened(&self, ses: ractor_cluster::node::NodeServerSessionInformation) {
+        let _ = self.0.cast(ClusterMsg::SessionOpened {
+            node_id: ses.node_id,
+            addr: ses.peer_addr,
+            incoming: ses.is_server,
+        });
+    }
+    fn node_session_disconnected(&self, ses: ractor_cluster::node::NodeServerSessionInformation) {
+        let _ = self.0.cast(ClusterMsg::SessionClosed {
+            node_id: ses.node_id,
+        });
+    }
+    fn node_session_authenticated(&self, ses: ractor_cluster::node::NodeServerSessionInformation) {
+        let _ = self.0.cast(ClusterMsg::SessionAuthenticated {
+            node_id: ses.node_id,
+            listen: ses.peer_name.as_ref().map(|n| n.connection_string.clone()),
+            peer: ses.peer_name.map(|n| n.name),
+        });
+    }
 }
 
 pub struct Cluster;
@@ -43,11 +127,51 @@ impl Actor for Cluster {
         myself: ActorRef<ClusterMsg>,
         args: ClusterArgs,
     ) -> Result<ClusterState, ActorProcessingErr> {
+        let ctx = args.ctx;
         let _ = myself.cast(ClusterMsg::Register);
-        Ok(ClusterState {
-            backoff: args.ctx.config.router.retry_backoff_min,
-            ctx: args.ctx,
-        })
+        let mut state = ClusterState {
+            backoff: ctx.config.router.retry_backoff_min,
+            server: None,
+            seeds: ctx
+                .config
+                .node
+                .seeds
+                .iter()
+                .map(|s| SeedSlot {
+                    info: SeedInfo {
+                        seed: s.clone(),
+                        connected: false,
+                        failed_attempts: 0,
+                    },
+                    dialled: None,
+                    backoff: ctx.config.cluster.seed_retry_min,
+                })
+                .collect(),
+            sessions: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            ctx,
+        };
+        if !state.ctx.config.node.cookie.is_empty() {
+            state.server = Some(start_node_server(&myself, &state.ctx).await?);
+            for seed in 0..state.seeds.len() {
+                let _ = myself.cast(ClusterMsg::Dial { seed });
+            }
+        }
+        state.publish();
+        Ok(state)
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<ClusterMsg>,
+        state: &mut ClusterState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(server) = state.server.take() {
+            let _ = server
+                .stop_and_wait(None, Some(NODE_SERVER_STOP_TIMEOUT))
+                .await;
+        }
+        Ok(())
     }
 
     async fn handle(
@@ -57,37 +181,222 @@ impl Actor for Cluster {
         state: &mut ClusterState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            ClusterMsg::Register => {
-                let ctx = &state.ctx;
-                let me = NodeMeta {
-                    name: ctx.node.clone(),
-                    raft_id: ctx.raft_id,
-                    cluster_addr: ctx.config.node.cluster_addr.clone(),
-                    http_addr: ctx.http_addr.to_string(),
-                };
-                let view = ctx.metadata_view();
-                if view.loaded && view.state.nodes.get(&me.name) == Some(&me) {
-                    return Ok(());
-                }
-                let result = if view.loaded {
-                    crate::metadata::propose(ctx, MetadataCommand::RegisterNode(me)).await
+            ClusterMsg::Register => state.register(&myself).await,
+            ClusterMsg::Dial { seed } => state.dial(&myself, seed).await,
+            ClusterMsg::SessionOpened {
+                node_id,
+                addr,
+                incoming,
+            } => {
+                let seed = if incoming {
+                    None
                 } else {
-                    Err(daftka_protocol::Error::unavailable("metadata is loading"))
+                    state
+                        .seeds
+                        .iter()
+                        .position(|s| s.dialled.as_deref() == Some(addr.as_str()))
                 };
-                match result {
-                    Ok(_) => {
-                        tracing::info!(node = %ctx.node, "node registered in the metadata");
-                        state.backoff = ctx.config.router.retry_backoff_min;
+                state.sessions.insert(
+                    node_id,
+                    Session {
+                        seed,
+                        name: None,
+                        addr,
+                    },
+                );
+            }
+            ClusterMsg::SessionAuthenticated {
+                node_id,
+                peer,
+                listen,
+            } => {
+                if let Some(s) = state.sessions.get_mut(&node_id) {
+                    if let Some(listen) = listen.filter(|l| !l.is_empty()) {
+                        s.addr = listen;
                     }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "node registration retried");
-                        myself.send_after(state.backoff, || ClusterMsg::Register);
-                        state.backoff =
-                            (state.backoff * 2).min(ctx.config.router.retry_backoff_max);
+                    // ractor_cluster names a node `name@host`: ours is the part before the `@`.
+                    let name = peer
+                        .as_deref()
+                        .map(|p| p.split('@').next().unwrap_or(p).to_string());
+                    if let Some(name) = &name {
+                        tracing::info!(peer = %name, addr = %s.addr, "node up");
+                        state.peers.insert(
+                            name.clone(),
+                            Peer {
+                                addr: s.addr.clone(),
+                                up: true,
+                            },
+                        );
+                    }
+                    s.name = name;
+                    if let Some(i) = s.seed {
+                        let slot = &mut state.seeds[i];
+                        slot.info.connected = true;
+                        slot.backoff = state.ctx.config.cluster.seed_retry_min;
                     }
                 }
+                state.publish();
+            }
+            ClusterMsg::SessionClosed { node_id } => {
+                if let Some(s) = state.sessions.remove(&node_id) {
+                    match &s.name {
+                        Some(name) => {
+                            tracing::warn!(peer = %name, addr = %s.addr, "node down");
+                            if let Some(p) = state.peers.get_mut(name) {
+                                p.up = false;
+                            }
+                        }
+                        None => tracing::warn!(
+                            addr = %s.addr,
+                            "cluster session closed before authenticating (wrong cookie?)"
+                        ),
+                    }
+                    if let Some(i) = s.seed {
+                        let slot = &mut state.seeds[i];
+                        slot.info.connected = false;
+                        if s.name.is_none() {
+                            slot.info.failed_attempts += 1;
+                        }
+                        state.retry_later(&myself, i);
+                    }
+                }
+                state.publish();
             }
         }
         Ok(())
+    }
+}
+
+/// Starts the NodeServer on `node.cluster_addr`, after stopping a predecessor's.
+async fn start_node_server(
+    myself: &ActorRef<ClusterMsg>,
+    ctx: &NodeContext,
+) -> Result<ActorRef<NodeServerMessage>, ActorProcessingErr> {
+    let name = names::node_server(&ctx.node);
+    if let Some(old) = ractor::registry::where_is(name.clone()) {
+        // Left by a killed predecessor (a kill skips post_stop): free the port and the name.
+        let _ = old
+            .stop_and_wait(None, Some(NODE_SERVER_STOP_TIMEOUT))
+            .await;
+    }
+    let addr: SocketAddr = ctx.config.node.cluster_addr.parse()?;
+    let server = NodeServer::new(
+        addr.port(),
+        ctx.config.node.cookie.clone(),
+        ctx.node.clone(),
+        addr.ip().to_string(),
+        None,
+        None,
+    )
+    .with_listen_addr(addr.ip())
+    .with_max_inbound_frame_size(ctx.config.cluster.frame_bytes_max);
+    let (server, _) = Actor::spawn_linked(Some(name), server, (), myself.get_cell()).await?;
+    server.cast(NodeServerMessage::SubscribeToEvents {
+        id: "daftka.cluster".to_string(),
+        subscription: Box::new(Events(myself.clone())),
+    })?;
+    tracing::info!(addr = %addr, "cluster listener started");
+    Ok(server)
+}
+
+/// `host[:port]` with the default cluster port when none is given.
+pub fn seed_address(seed: &str) -> String {
+    let has_port = seed
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok());
+    if has_port {
+        seed.to_string()
+    } else {
+        format!("{seed}:{CLUSTER_PORT_DEFAULT}")
+    }
+}
+
+impl ClusterState {
+    fn publish(&self) {
+        self.ctx.membership.send_replace(Membership {
+            peers: self.peers.clone(),
+            seeds: self.seeds.iter().map(|s| s.info.clone()).collect(),
+        });
+    }
+
+    fn retry_later(&mut self, myself: &ActorRef<ClusterMsg>, seed: usize) {
+        let slot = &mut self.seeds[seed];
+        let delay = slot.backoff;
+        slot.backoff = (slot.backoff * 2).min(self.ctx.config.cluster.seed_retry_max);
+        myself.send_after(delay, move || ClusterMsg::Dial { seed });
+    }
+
+    async fn dial(&mut self, myself: &ActorRef<ClusterMsg>, seed: usize) {
+        let Some(server) = self.server.clone() else {
+            return;
+        };
+        if self.seeds[seed].info.connected {
+            return;
+        }
+        let target = seed_address(&self.seeds[seed].info.seed);
+        let resolved = tokio::net::lookup_host(target.as_str())
+            .await
+            .ok()
+            .and_then(|mut a| a.next());
+        let result = match resolved {
+            Some(addr) => ractor_cluster::client_connect(&server, addr)
+                .await
+                .map(|()| addr)
+                .map_err(|e| e.to_string()),
+            None => Err(format!("{target} does not resolve")),
+        };
+        match result {
+            // The session's events tell how it goes from here.
+            Ok(addr) => self.seeds[seed].dialled = Some(addr.to_string()),
+            Err(e) => {
+                tracing::debug!(seed = %target, error = %e, "seed dial failed");
+                self.seeds[seed].info.failed_attempts += 1;
+                self.publish();
+                self.retry_later(myself, seed);
+            }
+        }
+    }
+
+    async fn register(&mut self, myself: &ActorRef<ClusterMsg>) {
+        let ctx = &self.ctx;
+        let me = NodeMeta {
+            name: ctx.node.clone(),
+            raft_id: ctx.raft_id,
+            cluster_addr: ctx.config.node.cluster_addr.clone(),
+            http_addr: ctx.http_addr.to_string(),
+        };
+        let view = ctx.metadata_view();
+        if view.loaded && view.state.nodes.get(&me.name) == Some(&me) {
+            return;
+        }
+        let result = if view.loaded {
+            crate::metadata::propose(ctx, MetadataCommand::RegisterNode(me)).await
+        } else {
+            Err(daftka_protocol::Error::unavailable("metadata is loading"))
+        };
+        match result {
+            Ok(_) => {
+                tracing::info!(node = %ctx.node, "node registered in the metadata");
+                self.backoff = ctx.config.router.retry_backoff_min;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "node registration retried");
+                myself.send_after(self.backoff, || ClusterMsg::Register);
+                self.backoff = (self.backoff * 2).min(ctx.config.router.retry_backoff_max);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A seed without a port takes the default cluster port; one with a port keeps it.
+    #[test]
+    fn seeds_take_the_default_port() {
+        assert_eq!(seed_address("b"), "b:7000");
+        assert_eq!(seed_address("10.0.0.2:7101"), "10.0.0.2:7101");
+        assert_eq!(seed_address("host.example"), "host.example:7000");
     }
 }

@@ -25,6 +25,23 @@ pub struct MetadataView {
     pub leader: Option<String>,
 }
 
+/// One peer node as membership sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The peer's cluster address as this node sees the session.
+    pub addr: String,
+    /// An authenticated session with it is open.
+    pub up: bool,
+}
+
+/// What the Cluster actor knows of the other nodes and of its seeds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Membership {
+    /// Peers by node name.
+    pub peers: std::collections::BTreeMap<String, Peer>,
+    pub seeds: Vec<daftka_protocol::SeedInfo>,
+}
+
 /// The shared handles of one node.
 pub struct NodeContext {
     /// This node's name (scopes every registered actor name).
@@ -38,6 +55,8 @@ pub struct NodeContext {
     /// The Metadata actor publishes here; the Router and the Rebalancer subscribe.
     pub metadata: watch::Sender<MetadataView>,
     pub transport: Arc<dyn RaftTransport>,
+    /// The Cluster actor publishes the peers it sees here; the Router reads it.
+    pub membership: watch::Sender<Membership>,
     pub http_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
 }

@@ -138,6 +138,7 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
         readiness: Readiness::new(),
         metadata: metadata_tx,
         transport: Arc::new(NoPeers),
+        membership: watch::channel(Default::default()).0,
         http_addr,
         metrics_addr,
     });

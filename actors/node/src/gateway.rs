@@ -163,6 +163,7 @@ impl Drop for GatewayServer {
 }
 
 /// The Gateway's messages.
+#[derive(ractor_cluster::RactorMessage)]
 pub enum GatewayMsg {
     /// Where the Gateway serves.
     LocalAddr { reply: RpcReplyPort<SocketAddr> },

@@ -62,6 +62,7 @@ pub struct MetadataActorState {
     tick: Option<tokio::task::JoinHandle<()>>,
 }
 
+#[derive(ractor_cluster::RactorMessage)]
 pub enum MetadataMsg {
     Propose {
         command: MetadataCommand,

@@ -42,6 +42,7 @@ pub struct RebalancerState {
     interval: tokio::task::JoinHandle<()>,
 }
 
+#[derive(ractor_cluster::RactorMessage)]
 pub enum RebalancerMsg {
     MetadataChanged,
     Reconcile {

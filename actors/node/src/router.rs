@@ -376,9 +376,25 @@ impl Inner {
         })
     }
 
+    /// The nodes the metadata knows plus the peers membership sees; status `up` for this node and
+    /// for peers with an open authenticated session, `down` for peers whose session closed,
+    /// `unknown` for registered nodes membership has not seen.
     fn cluster_info(&self) -> Result<ClusterInfo, Error> {
         let view = self.ctx.metadata_view();
-        let nodes = view
+        let membership = self.ctx.membership.borrow().clone();
+        let status = |name: &str| {
+            if name == self.ctx.node {
+                "up"
+            } else {
+                match membership.peers.get(name) {
+                    Some(p) if p.up => "up",
+                    Some(_) => "down",
+                    None => "unknown",
+                }
+            }
+            .to_string()
+        };
+        let mut nodes: Vec<NodeInfo> = view
             .state
             .nodes
             .values()
@@ -386,18 +402,23 @@ impl Inner {
                 name: n.name.clone(),
                 cluster_addr: n.cluster_addr.clone(),
                 http_addr: n.http_addr.clone(),
-                // One node: the only node we can vouch for is this one.
-                status: if n.name == self.ctx.node {
-                    "up"
-                } else {
-                    "unknown"
-                }
-                .to_string(),
+                status: status(&n.name),
             })
             .collect();
+        for (name, peer) in &membership.peers {
+            if !view.state.nodes.contains_key(name) {
+                nodes.push(NodeInfo {
+                    name: name.clone(),
+                    cluster_addr: peer.addr.clone(),
+                    http_addr: String::new(),
+                    status: status(name),
+                });
+            }
+        }
         Ok(ClusterInfo {
             nodes,
             metadata_leader: view.leader,
+            seeds: membership.seeds,
         })
     }
 

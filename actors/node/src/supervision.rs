@@ -197,6 +197,7 @@ pub struct SupervisorState {
 }
 
 /// Messages of a [`Supervisor`].
+#[derive(ractor_cluster::RactorMessage)]
 pub enum SupervisorMsg {
     /// Append a child and start it; `Err` if the id exists, the limit is reached or the start fails.
     StartChild {
@@ -685,6 +686,7 @@ mod tests {
         fail_start: Arc<AtomicBool>,
     }
 
+    #[derive(ractor_cluster::RactorMessage)]
     enum ProbeMsg {
         Panic,
         Stop(Option<String>),

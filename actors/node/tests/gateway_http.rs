@@ -227,6 +227,7 @@ impl Actor for FakeRouter {
                         status: "up".into(),
                     }],
                     metadata_leader: Some("a".into()),
+                    seeds: vec![],
                 }));
             }
         }
@@ -669,7 +670,7 @@ async fn cluster_and_health() {
     assert_eq!(
         a.body,
         json!({"nodes": [{"name": "a", "cluster_addr": "127.0.0.1:7000", "http_addr": "127.0.0.1:8080", "status": "up"}],
-               "metadata_leader": "a"})
+               "metadata_leader": "a", "seeds": []})
     );
     let a = h.get("/healthz").await;
     assert_eq!(

@@ -121,15 +121,28 @@ pub struct NodeInfo {
     pub status: String,
 }
 
+/// A seed this node dials to join the cluster, and how that goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedInfo {
+    /// The seed as configured, `host[:port]`.
+    pub seed: String,
+    /// A session with it is open and authenticated.
+    pub connected: bool,
+    /// Sessions with it that closed before authenticating (wrong cookie, not a Daftka node...).
+    pub failed_attempts: u64,
+}
+
 /// The cluster as described to clients.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterInfo {
     pub nodes: Vec<NodeInfo>,
     pub metadata_leader: Option<String>,
+    /// This node's seeds (empty for a node that joins nobody).
+    pub seeds: Vec<SeedInfo>,
 }
 
 /// The messages of the Router, Daftka's exposed actor. See [`crate::Client`] for typed calls.
-#[derive(Debug)]
+#[derive(Debug, ractor_cluster::RactorMessage)]
 pub enum RouterMsg {
     CreateTopic {
         spec: TopicSpec,

@@ -42,3 +42,7 @@ pub fn replica_storage(node: &str, group: GroupId) -> String {
 pub fn replica_server(node: &str, group: GroupId) -> String {
     format!("daftka.{node}.replica.{}.server", group.0)
 }
+/// The ractor_cluster NodeServer run by the Cluster actor.
+pub fn node_server(node: &str) -> String {
+    format!("daftka.{node}.node_server")
+}

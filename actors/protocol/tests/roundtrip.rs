@@ -10,7 +10,7 @@ use daftka_protocol::record::{batch_record_count, decode_batch, encode_batch, En
 use daftka_protocol::{
     ClusterInfo, CommittedOffset, Error, ErrorCode, FetchOffset, FetchRequest, FetchResponse,
     GroupOffsets, Header, NodeInfo, PartitionDescription, ProduceRecord, Record, RecordPosition,
-    StoredRecord, TopicDescription, TopicPartitionOffset, TopicSpec,
+    SeedInfo, StoredRecord, TopicDescription, TopicPartitionOffset, TopicSpec,
 };
 use proptest::prelude::*;
 use serde::{de::DeserializeOwned, Serialize};
@@ -282,11 +282,19 @@ proptest! {
     fn cluster_types_roundtrip(
         nodes in prop::collection::vec(node_info(), 0..5),
         metadata_leader in prop::option::of(text()),
+        seeds in prop::collection::vec((text(), any::<bool>(), any::<u64>()), 0..4),
     ) {
         for n in &nodes {
             roundtrip(n)?;
         }
-        roundtrip(&ClusterInfo { nodes, metadata_leader })?;
+        let seeds: Vec<SeedInfo> = seeds
+            .into_iter()
+            .map(|(seed, connected, failed_attempts)| SeedInfo { seed, connected, failed_attempts })
+            .collect();
+        for s in &seeds {
+            roundtrip(s)?;
+        }
+        roundtrip(&ClusterInfo { nodes, metadata_leader, seeds })?;
     }
 
     // An error value with any code, message and range survives postcard.

@@ -347,6 +347,15 @@ pub struct ClusterJson {
     pub nodes: Vec<NodeJson>,
     /// Null while the metadata group has no known leader.
     pub metadata_leader: Option<String>,
+    /// This node's seeds and whether it is connected to them.
+    pub seeds: Vec<SeedJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SeedJson {
+    pub seed: String,
+    pub connected: bool,
+    pub failed_attempts: u64,
 }
 
 impl From<ClusterInfo> for ClusterJson {
@@ -363,6 +372,15 @@ impl From<ClusterInfo> for ClusterJson {
                 })
                 .collect(),
             metadata_leader: c.metadata_leader,
+            seeds: c
+                .seeds
+                .into_iter()
+                .map(|s| SeedJson {
+                    seed: s.seed,
+                    connected: s.connected,
+                    failed_attempts: s.failed_attempts,
+                })
+                .collect(),
         }
     }
 }

@@ -91,6 +91,7 @@ pub struct ReplicaRaftState {
     tick: Option<tokio::task::JoinHandle<()>>,
 }
 
+#[derive(ractor_cluster::RactorMessage)]
 pub enum RaftMsg {
     /// Appends one encoded batch ([`daftka_protocol::record::encode_batch`]); answers its base offset.
     Propose {

@@ -38,6 +38,7 @@ pub struct ServerState {
     inflight_bytes: Arc<AtomicU64>,
 }
 
+#[derive(ractor_cluster::RactorMessage)]
 pub enum ServerMsg {
     /// Appends `records` contiguously, in order; answers the first record's offset.
     Produce {

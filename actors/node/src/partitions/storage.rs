@@ -47,6 +47,7 @@ pub struct ReplicaStorageState {
     next_waiter_id: u64,
 }
 
+#[derive(ractor_cluster::RactorMessage)]
 pub enum StorageMsg {
     /// The Raft actor applied entries up to this high watermark.
     Applied { high_watermark: u64 },

@@ -1,0 +1,132 @@
+//! Membership with the real binary as separate processes on loopback: nodes with the same cookie
+//! join through their seeds and see each other up; a node with a wrong cookie is never admitted; a
+//! killed peer shows down; a node dials its seed again after the seed restarts; and a node given
+//! seeds without a cookie refuses to start.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{eventually, free_port, BinaryNode};
+
+fn cluster_args(port: u16, cookie: &str, seeds: Option<u16>) -> Vec<String> {
+    let mut a = vec![
+        "--cluster-addr".to_string(),
+        format!("127.0.0.1:{port}"),
+        "--cookie".to_string(),
+        cookie.to_string(),
+    ];
+    if let Some(seed) = seeds {
+        a.push("--seeds".into());
+        a.push(format!("127.0.0.1:{seed}"));
+    }
+    a
+}
+
+async fn cluster(http: &reqwest::Client, node: &BinaryNode) -> Option<Value> {
+    let r = http
+        .get(format!("{}/v1/cluster", node.url()))
+        .send()
+        .await
+        .ok()?;
+    r.json().await.ok()
+}
+
+/// The status `node` reports for `peer`, if it lists it.
+fn status_of(view: &Value, peer: &str) -> Option<String> {
+    view["nodes"]
+        .as_array()?
+        .iter()
+        .find(|n| n["name"] == peer)
+        .and_then(|n| n["status"].as_str().map(str::to_string))
+}
+
+fn spawn(name: &str, dir: &Path, args: Vec<String>) -> BinaryNode {
+    BinaryNode::spawn_with(name, &dir.join(name), &args)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_join_with_the_cookie_and_only_with_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let http = reqwest::Client::new();
+    let wait = Duration::from_secs(30);
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let mut a = spawn("a", dir.path(), cluster_args(pa, "s3cret", None));
+    a.wait_ready(&http).await;
+    let b = spawn("b", dir.path(), cluster_args(pb, "s3cret", Some(pa)));
+    let c = spawn("c", dir.path(), cluster_args(pc, "wrong", Some(pa)));
+    for n in [&b, &c] {
+        n.wait_ready(&http).await;
+    }
+
+    // a and b see each other up, with b's advertised cluster address.
+    let view = eventually("a to see b up", wait, async || {
+        cluster(&http, &a)
+            .await
+            .filter(|v| status_of(v, "b").as_deref() == Some("up"))
+    })
+    .await;
+    let b_entry = view["nodes"]
+        .as_array()
+        .and_then(|ns| ns.iter().find(|n| n["name"] == "b").cloned())
+        .expect("b listed");
+    assert_eq!(b_entry["cluster_addr"], format!("127.0.0.1:{pb}"));
+    eventually("b to see a up", wait, async || {
+        cluster(&http, &b)
+            .await
+            .filter(|v| status_of(v, "a").as_deref() == Some("up"))
+    })
+    .await;
+
+    // c tried and was refused, more than once; a never admitted it.
+    let c_view = eventually("c to fail twice", wait, async || {
+        cluster(&http, &c)
+            .await
+            .filter(|v| v["seeds"][0]["failed_attempts"].as_u64() >= Some(2))
+    })
+    .await;
+    assert_eq!(c_view["seeds"][0]["connected"], false);
+    assert_eq!(status_of(&c_view, "a"), None, "c never saw a");
+    let a_view = cluster(&http, &a).await.expect("a answers");
+    assert_eq!(status_of(&a_view, "c"), None, "a never admitted c");
+
+    // kill -9 the seed: b sees it down; start it again: b dials it again and sees it up.
+    a.kill9();
+    eventually("b to see a down", wait, async || {
+        cluster(&http, &b)
+            .await
+            .filter(|v| status_of(v, "a").as_deref() == Some("down"))
+    })
+    .await;
+    let a = BinaryNode::spawn_with(
+        "a",
+        &dir.path().join("a"),
+        &cluster_args(pa, "s3cret", None),
+    );
+    a.wait_ready(&http).await;
+    eventually("b to see a up again", wait, async || {
+        cluster(&http, &b)
+            .await
+            .filter(|v| status_of(v, "a").as_deref() == Some("up"))
+    })
+    .await;
+}
+
+/// A node given seeds but no cookie refuses to start and says why.
+#[test]
+fn seeds_without_a_cookie_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_daftka"))
+        .args(["--node-name", "x", "--seeds", "127.0.0.1:1"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("DAFTKA_COOKIE")
+        .output()
+        .expect("run the binary");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("node.cookie"), "stderr: {stderr}");
+}
