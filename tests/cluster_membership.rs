@@ -1,7 +1,8 @@
 //! Membership with the real binary as separate processes on loopback: nodes with the same cookie
-//! join through their seeds and see each other up; a node with a wrong cookie is never admitted; a
-//! killed peer shows down; a node dials its seed again after the seed restarts; and a node given
-//! seeds without a cookie refuses to start.
+//! join through their seeds and see each other up; a paused (SIGSTOP) peer, whose session stays open,
+//! shows down once its heartbeats stop and up again after SIGCONT; a node with a wrong cookie is never
+//! admitted; a killed peer shows down; a node dials its seed again after the seed restarts; and a
+//! node given seeds without a cookie refuses to start.
 
 mod support;
 
@@ -44,6 +45,16 @@ fn status_of(view: &Value, peer: &str) -> Option<String> {
         .and_then(|n| n["status"].as_str().map(str::to_string))
 }
 
+/// Sends `signal` (e.g. `STOP`, `CONT`) to the node's process.
+fn signal(node: &BinaryNode, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(node.child.id().to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} failed");
+}
+
 fn spawn(name: &str, dir: &Path, args: Vec<String>) -> BinaryNode {
     BinaryNode::spawn_with(name, &dir.join(name), &args)
 }
@@ -78,6 +89,22 @@ async fn nodes_join_with_the_cookie_and_only_with_it() {
         cluster(&http, &b)
             .await
             .filter(|v| status_of(v, "a").as_deref() == Some("up"))
+    })
+    .await;
+
+    // Pause b: no session closes, but its heartbeats stop, so a sees it down; resume: up again.
+    signal(&b, "STOP");
+    eventually("a to see the paused b down", wait, async || {
+        cluster(&http, &a)
+            .await
+            .filter(|v| status_of(v, "b").as_deref() == Some("down"))
+    })
+    .await;
+    signal(&b, "CONT");
+    eventually("a to see the resumed b up", wait, async || {
+        cluster(&http, &a)
+            .await
+            .filter(|v| status_of(v, "b").as_deref() == Some("up"))
     })
     .await;
 

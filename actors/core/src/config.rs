@@ -78,6 +78,13 @@ pub struct ClusterConfig {
     /// Largest cluster frame accepted from a peer (ractor_cluster's inbound limit).
     #[serde(deserialize_with = "de_size", serialize_with = "ser_size")]
     pub frame_bytes_max: u64,
+    /// How often this node sends a heartbeat to every peer.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub heartbeat_interval: Duration,
+    /// A peer with an open session but no heartbeat for this long is `down` (a paused or hung
+    /// process closes no session); must exceed `heartbeat_interval`.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub heartbeat_timeout: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -86,6 +93,8 @@ impl Default for ClusterConfig {
             seed_retry_min: Duration::from_millis(100),
             seed_retry_max: Duration::from_secs(5),
             frame_bytes_max: 16 << 20,
+            heartbeat_interval: Duration::from_millis(200),
+            heartbeat_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -451,6 +460,14 @@ impl Config {
             return bad(
                 "cluster.seed_retry_min",
                 "must be positive and not exceed cluster.seed_retry_max",
+            );
+        }
+        if self.cluster.heartbeat_interval.is_zero()
+            || self.cluster.heartbeat_timeout <= self.cluster.heartbeat_interval
+        {
+            return bad(
+                "cluster.heartbeat_timeout",
+                "must exceed cluster.heartbeat_interval, which must be positive",
             );
         }
         if r.max_inflight_msgs == 0 {

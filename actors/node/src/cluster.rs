@@ -10,8 +10,12 @@
 //! authenticating counts as a failed attempt of its seed. It publishes what it sees as a
 //! [`Membership`] on the node's watch channel (shown by `GET /v1/cluster`).
 //!
-//! Not yet: heartbeats with deadlines (a SIGSTOPped peer keeps its session open and stays `up`),
-//! and any use of the peers (Raft groups still have one voter).
+//! A session alone does not prove a peer alive: a paused (SIGSTOPped) or hung process keeps its
+//! session open. So every `cluster.heartbeat_interval` the actor sends a beat to every other node's
+//! [`heartbeat::Heartbeat`] actor (found in a pg group), and a peer whose beats stop for
+//! `cluster.heartbeat_timeout` is `down` until they resume.
+//!
+//! Not yet: any use of the peers (Raft groups still have one voter).
 //!
 //! # Crash and recovery
 //! Membership is rebuilt from scratch: a restarted Cluster actor stops the previous NodeServer
@@ -20,7 +24,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use daftka_core::config::CLUSTER_PORT_DEFAULT;
 use daftka_core::metadata::{MetadataCommand, NodeMeta};
@@ -29,6 +33,10 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
 
 use crate::context::{Membership, NodeContext, Peer};
+
+pub mod heartbeat;
+
+use heartbeat::{Heartbeat, HeartbeatArgs, HeartbeatMsg};
 
 /// How long a restarted Cluster actor waits for its predecessor's NodeServer to stop.
 pub const NODE_SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -63,6 +71,12 @@ pub struct ClusterState {
     seeds: Vec<SeedSlot>,
     sessions: BTreeMap<u64, Session>,
     peers: BTreeMap<String, Peer>,
+    /// When each peer's last heartbeat arrived.
+    heard: BTreeMap<String, Instant>,
+    heartbeat: Option<ActorRef<HeartbeatMsg>>,
+    /// Beats sent since start.
+    beats: u64,
+    ticker: Option<tokio::task::JoinHandle<()>>,
 }
 
 #[derive(ractor_cluster::RactorMessage)]
@@ -87,6 +101,12 @@ pub enum ClusterMsg {
     },
     SessionClosed {
         node_id: u64,
+    },
+    /// Time to beat and to check the peers' deadlines.
+    Tick,
+    /// A peer's heartbeat arrived.
+    Heard {
+        from: String,
     },
 }
 
@@ -149,10 +169,17 @@ impl Actor for Cluster {
                 .collect(),
             sessions: BTreeMap::new(),
             peers: BTreeMap::new(),
+            heard: BTreeMap::new(),
+            heartbeat: None,
+            beats: 0,
+            ticker: None,
             ctx,
         };
         if !state.ctx.config.node.cookie.is_empty() {
+            state.heartbeat = Some(start_heartbeat(&myself, &state.ctx).await?);
             state.server = Some(start_node_server(&myself, &state.ctx).await?);
+            let every = state.ctx.config.cluster.heartbeat_interval;
+            state.ticker = Some(myself.send_interval(every, || ClusterMsg::Tick));
             for seed in 0..state.seeds.len() {
                 let _ = myself.cast(ClusterMsg::Dial { seed });
             }
@@ -166,10 +193,16 @@ impl Actor for Cluster {
         _myself: ActorRef<ClusterMsg>,
         state: &mut ClusterState,
     ) -> Result<(), ActorProcessingErr> {
+        if let Some(t) = state.ticker.take() {
+            t.abort();
+        }
         if let Some(server) = state.server.take() {
             let _ = server
                 .stop_and_wait(None, Some(NODE_SERVER_STOP_TIMEOUT))
                 .await;
+        }
+        if let Some(h) = state.heartbeat.take() {
+            let _ = h.stop_and_wait(None, Some(NODE_SERVER_STOP_TIMEOUT)).await;
         }
         Ok(())
     }
@@ -220,6 +253,7 @@ impl Actor for Cluster {
                         .map(|p| p.split('@').next().unwrap_or(p).to_string());
                     if let Some(name) = &name {
                         tracing::info!(peer = %name, addr = %s.addr, "node up");
+                        state.heard.insert(name.clone(), Instant::now());
                         state.peers.insert(
                             name.clone(),
                             Peer {
@@ -236,6 +270,21 @@ impl Actor for Cluster {
                     }
                 }
                 state.publish();
+            }
+            ClusterMsg::Tick => state.tick(),
+            ClusterMsg::Heard { from } => {
+                state.heard.insert(from.clone(), Instant::now());
+                let in_session = state
+                    .sessions
+                    .values()
+                    .any(|s| s.name.as_deref() == Some(from.as_str()));
+                if let Some(p) = state.peers.get_mut(&from) {
+                    if in_session && !p.up {
+                        tracing::info!(peer = %from, "node responsive again");
+                        p.up = true;
+                        state.publish();
+                    }
+                }
             }
             ClusterMsg::SessionClosed { node_id } => {
                 if let Some(s) = state.sessions.remove(&node_id) {
@@ -265,6 +314,24 @@ impl Actor for Cluster {
         }
         Ok(())
     }
+}
+
+/// Starts this node's Heartbeat actor, after stopping a predecessor's.
+async fn start_heartbeat(
+    myself: &ActorRef<ClusterMsg>,
+    ctx: &NodeContext,
+) -> Result<ActorRef<HeartbeatMsg>, ActorProcessingErr> {
+    let name = names::heartbeat(&ctx.node);
+    if let Some(old) = ractor::registry::where_is(name.clone()) {
+        let _ = old
+            .stop_and_wait(None, Some(NODE_SERVER_STOP_TIMEOUT))
+            .await;
+    }
+    let args = HeartbeatArgs {
+        cluster: myself.clone(),
+    };
+    let (h, _) = Actor::spawn_linked(Some(name), Heartbeat, args, myself.get_cell()).await?;
+    Ok(h)
 }
 
 /// Starts the NodeServer on `node.cluster_addr`, after stopping a predecessor's.
@@ -317,6 +384,36 @@ impl ClusterState {
             peers: self.peers.clone(),
             seeds: self.seeds.iter().map(|s| s.info.clone()).collect(),
         });
+    }
+
+    /// Sends a beat to every other node's Heartbeat actor, then marks `down` every peer whose
+    /// session is open but whose beats stopped for longer than the timeout.
+    fn tick(&mut self) {
+        let Some(own) = &self.heartbeat else {
+            return;
+        };
+        self.beats += 1;
+        let own_id = own.get_id();
+        for member in ractor::pg::get_members(&names::HEARTBEAT_GROUP.to_string()) {
+            if member.get_id() != own_id {
+                let peer: ActorRef<HeartbeatMsg> = member.into();
+                // A beat lost to a closing session is what the deadline is for.
+                let _ = peer.cast(HeartbeatMsg::Beat(self.ctx.node.clone(), self.beats));
+            }
+        }
+        let timeout = self.ctx.config.cluster.heartbeat_timeout;
+        let mut changed = false;
+        for (name, peer) in self.peers.iter_mut() {
+            let silent = self.heard.get(name).is_none_or(|t| t.elapsed() > timeout);
+            if peer.up && silent {
+                tracing::warn!(peer = %name, "node unresponsive: no heartbeat within the timeout");
+                peer.up = false;
+                changed = true;
+            }
+        }
+        if changed {
+            self.publish();
+        }
     }
 
     fn retry_later(&mut self, myself: &ActorRef<ClusterMsg>, seed: usize) {

@@ -42,6 +42,14 @@ pub fn replica_storage(node: &str, group: GroupId) -> String {
 pub fn replica_server(node: &str, group: GroupId) -> String {
     format!("daftka.{node}.replica.{}.server", group.0)
 }
+/// The pg group of every node's Heartbeat actor (remote members appear once sessions authenticate).
+pub const HEARTBEAT_GROUP: &str = "daftka.heartbeat";
+
+/// A node's Heartbeat actor, which receives the other nodes' heartbeats.
+pub fn heartbeat(node: &str) -> String {
+    format!("daftka.{node}.heartbeat")
+}
+
 /// The ractor_cluster NodeServer run by the Cluster actor.
 pub fn node_server(node: &str) -> String {
     format!("daftka.{node}.node_server")
