@@ -98,6 +98,7 @@ pub async fn run(
         ClientCommand::Topic(args) => topic::run(&api, args.command, &mut stdout).await,
         ClientCommand::Produce(args) => produce::run(&api, &args, stdin, &mut stdout).await,
         ClientCommand::Consume(args) => consume::run(&api, &args, &mut stdout).await,
+        ClientCommand::Chaos(args) => chaos(&api, args.command, &mut stdout).await,
     };
     let result = match result {
         Ok(()) => stdout.flush().await.map_err(ClientError::from),
@@ -107,6 +108,26 @@ pub async fn run(
         Err(ClientError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other,
     }
+}
+
+/// `daftka chaos list|kill`.
+async fn chaos(
+    api: &api::Api,
+    command: args::ChaosCommand,
+    out: &mut (impl AsyncWrite + Unpin),
+) -> Result<(), ClientError> {
+    match command {
+        args::ChaosCommand::List => {
+            let mut text = String::new();
+            for a in api.list_actors().await? {
+                text.push_str(&a);
+                text.push('\n');
+            }
+            out.write_all(text.as_bytes()).await?;
+        }
+        args::ChaosCommand::Kill { actor } => api.kill_actor(&actor).await?,
+    }
+    Ok(())
 }
 
 #[cfg(test)]

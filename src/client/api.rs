@@ -216,6 +216,38 @@ impl Api {
         .and_then(decode)
     }
 
+    /// The node's registered actors (`GET /v1/admin/actors`; needs `debug.chaos = true`).
+    pub async fn list_actors(&self) -> Result<Vec<String>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Actors {
+            actors: Vec<String>,
+        }
+        let list: Actors = self
+            .once(
+                Method::GET,
+                self.url(&["v1", "admin", "actors"]),
+                &[],
+                None::<&()>,
+                0,
+            )
+            .await
+            .and_then(decode)?;
+        Ok(list.actors)
+    }
+
+    /// Kills one registered actor of the node (`DELETE /v1/admin/actors/{actor}`).
+    pub async fn kill_actor(&self, name: &str) -> Result<(), ClientError> {
+        self.once(
+            Method::DELETE,
+            self.url(&["v1", "admin", "actors", name]),
+            &[],
+            None::<&()>,
+            0,
+        )
+        .await
+        .map(|_| ())
+    }
+
     pub async fn delete_topic(&self, name: &str) -> Result<(), ClientError> {
         self.once(
             Method::DELETE,

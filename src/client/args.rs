@@ -30,6 +30,24 @@ pub enum ClientCommand {
     Produce(ProduceArgs),
     /// Print a topic's records, one value per line.
     Consume(ConsumeArgs),
+    /// Kill a node's actors on purpose (the node must run with debug.chaos = true).
+    Chaos(ChaosArgs),
+}
+
+/// `daftka chaos ...`
+#[derive(clap::Args, Debug)]
+pub struct ChaosArgs {
+    #[command(subcommand)]
+    pub command: ChaosCommand,
+}
+
+/// The chaos subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum ChaosCommand {
+    /// Print the node's registered actors, one per line.
+    List,
+    /// Kill the named actor (as `list` prints it), like a crash: its supervisor restarts it.
+    Kill { actor: String },
 }
 
 /// `daftka topic ...`

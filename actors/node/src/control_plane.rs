@@ -180,6 +180,7 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
                         limits: state_ctx.config.limits.clone(),
                         readiness: state_ctx.readiness.clone(),
                         metrics: state_ctx.metrics.clone(),
+                        chaos_node: state_ctx.config.debug.chaos.then(|| state_ctx.node.clone()),
                     };
                     let listener = listener
                         .try_clone()

@@ -32,6 +32,7 @@
 //! listen backlog while it restarts are accepted by the new server; requests in flight on the old
 //! one are cut after [`SHUTDOWN_GRACE`] (their outcome is unknown to the client, as with a timeout).
 
+pub mod admin;
 pub mod cluster;
 pub mod error;
 pub mod groups;
@@ -78,6 +79,8 @@ pub struct GatewayState {
     pub readiness: Readiness,
     /// Counts requests by route template and status.
     pub metrics: Arc<Metrics>,
+    /// This node's name when `debug.chaos` is on: enables `/v1/admin/actors`. `None`: off.
+    pub chaos_node: Option<String>,
 }
 
 /// Every route of API v1. Never rejects: unknown routes, wrong methods and malformed requests are

@@ -274,6 +274,7 @@ async fn start_with(limits: HttpLimits) -> Harness {
         limits,
         readiness,
         metrics: Metrics::new(),
+        chaos_node: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -22,7 +22,7 @@ use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use warp::reply::Response;
 use warp::Reply;
 
-use super::{cluster, error, groups, records, topics, GatewayState};
+use super::{admin, cluster, error, groups, records, topics, GatewayState};
 
 /// The request header (and response header) carrying the request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -61,6 +61,8 @@ pub enum Route {
     Fetch { topic: String, partition: String },
     CommitOffsets { group: String },
     CommittedOffsets { group: String },
+    ListActors,
+    KillActor { actor: String },
 }
 
 /// The route template of `path` (the metric label) and the operation `method` selects there.
@@ -112,6 +114,16 @@ pub fn recognise(method: &Method, path: &str) -> (&'static str, Result<Route, Er
                 "POST" => Some(Route::CommitOffsets { group: s(group) }),
                 _ => None,
             },
+        ),
+        ["v1", "admin", "actors"] => (
+            "/v1/admin/actors",
+            "GET",
+            (m == "GET").then_some(Route::ListActors),
+        ),
+        ["v1", "admin", "actors", actor] => (
+            "/v1/admin/actors/{actor}",
+            "DELETE",
+            (m == "DELETE").then(|| Route::KillActor { actor: s(actor) }),
         ),
         _ => {
             return (
@@ -206,6 +218,8 @@ async fn dispatch(state: &GatewayState, route: Route, req: HttpRequest) -> Resul
             groups::commit(state, &group, &body).await
         }
         Route::CommittedOffsets { group } => groups::committed(state, &group).await,
+        Route::ListActors => admin::list(state),
+        Route::KillActor { actor } => admin::kill(state, &actor),
     }
 }
 
