@@ -2,6 +2,8 @@
 //! temp dir, and the real binary as a child process that is killed when dropped.
 #![allow(dead_code)]
 
+pub mod history;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
