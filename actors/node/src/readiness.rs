@@ -1,7 +1,7 @@
 //! Readiness of a node: `/readyz` answers 200 only when metadata is loaded and every local replica
 //! has recovered. The Metadata actor and the replicas report here; the gateway reads it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use daftka_protocol::GroupId;
@@ -16,6 +16,10 @@ struct Inner {
     replicas_placed: bool,
     /// Replicas this node should host whose Raft actor has not finished recovery yet.
     recovering: BTreeSet<GroupId>,
+    /// Registered names of the Raft actors of every replica placed here: a replica whose actor is
+    /// not registered (killed, not yet restarted) makes the node not ready, even in the moment
+    /// before anybody noticed.
+    expected_rafts: BTreeMap<GroupId, String>,
 }
 
 /// Shared readiness flags of one node. Cheap to clone.
@@ -40,6 +44,10 @@ impl Readiness {
     pub fn set_replicas_placed(&self) {
         self.with(|i| i.replicas_placed = true)
     }
+    /// The replicas placed on this node, by the registered name of their Raft actor.
+    pub fn set_expected_replicas(&self, rafts: BTreeMap<GroupId, String>) {
+        self.with(|i| i.expected_rafts = rafts)
+    }
     /// A replica this node hosts starts recovering.
     pub fn replica_recovering(&self, group: GroupId) {
         self.with(|i| i.recovering.insert(group));
@@ -55,6 +63,13 @@ impl Readiness {
                 Err("metadata is not loaded".to_string())
             } else if !i.replicas_placed {
                 Err("local replicas are not started yet".to_string())
+            } else if let Some(g) = i
+                .expected_rafts
+                .iter()
+                .find(|(_, name)| ractor::registry::where_is(name).is_none())
+                .map(|(g, _)| *g)
+            {
+                Err(format!("local replica {g} is not running"))
             } else if let Some(g) = i.recovering.iter().next() {
                 Err(format!(
                     "{} local replica(s) still recovering, first {g}",
@@ -85,5 +100,24 @@ mod tests {
         assert_eq!(r.check(), Ok(()));
         r.set_metadata_loaded(false);
         assert!(r.check().is_err());
+    }
+
+    /// A placed replica whose Raft actor is not registered makes the node not ready.
+    #[test]
+    fn a_missing_raft_actor_is_not_ready() {
+        let r = Readiness::new();
+        r.set_metadata_loaded(true);
+        r.set_replicas_placed();
+        assert_eq!(r.check(), Ok(()));
+        r.set_expected_replicas(BTreeMap::from([(
+            GroupId(7),
+            "daftka.readiness-test.replica.7.raft".to_string(),
+        )]));
+        assert_eq!(
+            r.check(),
+            Err("local replica g7 is not running".to_string())
+        );
+        r.set_expected_replicas(BTreeMap::new());
+        assert_eq!(r.check(), Ok(()));
     }
 }

@@ -141,6 +141,12 @@ impl RebalancerState {
                 },
             );
         }
+        ctx.readiness.set_expected_replicas(
+            desired
+                .keys()
+                .map(|g| (*g, names::replica_raft(&ctx.node, *g)))
+                .collect(),
+        );
         let running = supervision::which_children(&partitions)
             .await
             .map_err(|e| Error::unavailable(format!("partitions supervisor: {e}")))?;

@@ -117,6 +117,8 @@ impl Actor for ReplicaRaft {
         args: ReplicaRaftArgs,
     ) -> Result<ReplicaRaftState, ActorProcessingErr> {
         let ReplicaRaftArgs { ctx, replica } = args;
+        // Not ready until this incarnation has applied what was committed (see process_ready).
+        ctx.readiness.replica_recovering(replica.group);
         let storage = ctx.store.raft_storage(replica.group)?;
         let st = storage.apply_state();
         drop(storage);
@@ -153,6 +155,9 @@ impl Actor for ReplicaRaft {
             tick: Some(tick),
         };
         state.publish_high_watermark();
+        if state.raft.recovered() {
+            state.ctx.readiness.replica_ready(state.replica.group);
+        }
         queue_round(&myself, &mut state.raft);
         Ok(state)
     }
