@@ -69,9 +69,9 @@ async fn nodes_join_with_the_cookie_and_only_with_it() {
     a.wait_ready(&http).await;
     let b = spawn("b", dir.path(), cluster_args(pb, "s3cret", Some(pa)));
     let c = spawn("c", dir.path(), cluster_args(pc, "wrong", Some(pa)));
-    for n in [&b, &c] {
-        n.wait_ready(&http).await;
-    }
+    b.wait_ready(&http).await;
+    // c serves HTTP but is never ready: it cannot join the metadata group without the cookie.
+    c.wait_live(&http).await;
 
     // a and b see each other up, with b's advertised cluster address.
     let view = eventually("a to see b up", wait, async || {
@@ -119,6 +119,16 @@ async fn nodes_join_with_the_cookie_and_only_with_it() {
     assert_eq!(status_of(&c_view, "a"), None, "c never saw a");
     let a_view = cluster(&http, &a).await.expect("a answers");
     assert_eq!(status_of(&a_view, "c"), None, "a never admitted c");
+    let ready = http
+        .get(format!("{}/readyz", c.url()))
+        .send()
+        .await
+        .expect("c answers");
+    assert_eq!(
+        ready.status().as_u16(),
+        503,
+        "c is not ready: it never joined"
+    );
 
     // kill -9 the seed: b sees it down; start it again: b dials it again and sees it up.
     a.kill9();

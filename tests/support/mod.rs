@@ -27,6 +27,8 @@ pub fn test_config(name: &str, dir: &Path) -> Config {
     c.node.http_addr = "127.0.0.1:0".into();
     c.node.metrics_addr = "127.0.0.1:0".into();
     c.node.cluster_addr = "127.0.0.1:0".into();
+    // Nodes of different tests in this process share ractor's pg groups: keep their clusters apart.
+    c.cluster.name = format!("{name}-cluster");
     c.supervision.backoff_base = Duration::from_millis(1);
     c.supervision.backoff_max = Duration::from_millis(50);
     // Chaos tests kill actors many times in a row; the budget is the supervisor's, not the test's.
@@ -91,12 +93,54 @@ pub async fn eventually<T>(
     }
 }
 
-/// Two free loopback ports (bound, then released for the child process to take).
+/// The config of member `name` of an in-process test cluster: a cookie, a cluster listener on
+/// `cluster_port`, seeds (none for the founder), the cluster's own name (so clusters of parallel
+/// tests in this process never meet), and quick elections.
+pub fn cluster_config(
+    cluster: &str,
+    name: &str,
+    dir: &Path,
+    cluster_port: u16,
+    seeds: &[u16],
+) -> Config {
+    let mut c = test_config(name, dir);
+    c.node.cookie = "test-cookie".into();
+    c.node.cluster_addr = format!("127.0.0.1:{cluster_port}");
+    c.node.seeds = seeds.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    c.cluster.name = cluster.to_string();
+    c.raft.tick = Duration::from_millis(20);
+    c
+}
+
+/// Starts an in-process node on `config` and waits until it serves (it may not be ready yet).
+pub async fn start_node_unready(config: Config) -> Node {
+    init_logs();
+    let listeners = Listeners::bind(&config).expect("bind port 0");
+    daftka_node::start(config, listeners)
+        .await
+        .expect("node starts")
+}
+
+/// A free loopback port for a listener started later (bound, then released). Taken below Linux's
+/// ephemeral range (32768-60999), so no outgoing connection of this or another test takes it in
+/// the meantime, and never handed out twice by this process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    // Spread processes (test binaries run in parallel) over the range by their pid.
+    let start = 20_000 + (std::process::id() % 1000) as u16 * 12;
+    for i in 0..12_000u16 {
+        let port = 20_000 + (start - 20_000 + i) % 12_000;
+        if given.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free port in 20000-31999")
 }
 
 /// The real `daftka` binary running as a node; killed (SIGKILL) on drop.
@@ -149,6 +193,20 @@ impl BinaryNode {
         let url = format!("{}/readyz", self.url());
         eventually(
             "the binary node to be ready",
+            Duration::from_secs(30),
+            async || match http.get(&url).send().await {
+                Ok(r) if r.status().is_success() => Some(()),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    /// Waits until `/healthz` answers 200: the process serves HTTP (it may not be ready).
+    pub async fn wait_live(&self, http: &reqwest::Client) {
+        let url = format!("{}/healthz", self.url());
+        eventually(
+            "the binary node to serve HTTP",
             Duration::from_secs(30),
             async || match http.get(&url).send().await {
                 Ok(r) if r.status().is_success() => Some(()),

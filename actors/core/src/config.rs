@@ -85,16 +85,40 @@ pub struct ClusterConfig {
     /// process closes no session); must exceed `heartbeat_interval`.
     #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub heartbeat_timeout: Duration,
+    /// The cluster's name: nodes only meet nodes of the same cluster (also in one process).
+    pub name: String,
+    /// Node names that hold the metadata Raft group as voters; empty means the first
+    /// [`CONTROL_PLANE_SIZE_DEFAULT`] nodes to join. Other nodes follow it as learners.
+    pub control_plane_nodes: Vec<String>,
+    /// Most bytes of Raft messages sent to one peer in one cluster message.
+    #[serde(deserialize_with = "de_size", serialize_with = "ser_size")]
+    pub raft_batch_bytes_max: u64,
+    /// Most bytes of Raft messages queued for one peer; beyond it messages are dropped (Raft
+    /// sends them again), so a slow or gone peer never grows this node's memory.
+    #[serde(deserialize_with = "de_size", serialize_with = "ser_size")]
+    pub raft_queue_bytes_max: u64,
+    /// How long one batch of Raft messages may wait for the peer's acknowledgement; one batch per
+    /// peer is in flight at a time (the flow control).
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub raft_send_timeout: Duration,
 }
+
+/// How many voters the metadata group gets when `cluster.control_plane_nodes` is empty.
+pub const CONTROL_PLANE_SIZE_DEFAULT: usize = 3;
 
 impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
             seed_retry_min: Duration::from_millis(100),
             seed_retry_max: Duration::from_secs(5),
-            frame_bytes_max: 16 << 20,
+            frame_bytes_max: 64 << 20,
             heartbeat_interval: Duration::from_millis(200),
             heartbeat_timeout: Duration::from_secs(1),
+            name: "daftka".into(),
+            control_plane_nodes: Vec::new(),
+            raft_batch_bytes_max: 4 << 20,
+            raft_queue_bytes_max: 64 << 20,
+            raft_send_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -105,7 +129,7 @@ impl Default for ClusterConfig {
 pub struct TopicsConfig {
     /// Partitions of a topic created without a count.
     pub default_partitions: u32,
-    /// Replication factor of a topic created without one.
+    /// Replication factor of a topic created without one, capped by the live nodes.
     pub default_replication_factor: u32,
     /// The most partitions one topic may have.
     pub partitions_max: u32,
@@ -129,6 +153,9 @@ pub struct RaftConfig {
     pub max_size_per_msg: u64,
     /// Most proposals a Raft actor takes into one Ready round.
     pub proposals_per_round_max: usize,
+    /// The metadata group snapshots its state and compacts its log once this many entries were
+    /// applied since its last snapshot.
+    pub snapshot_entries: u64,
 }
 
 /// The node's fjall storage.
@@ -242,7 +269,7 @@ impl Default for TopicsConfig {
     fn default() -> Self {
         TopicsConfig {
             default_partitions: 3,
-            default_replication_factor: 1,
+            default_replication_factor: 3,
             partitions_max: 1024,
         }
     }
@@ -257,6 +284,7 @@ impl Default for RaftConfig {
             max_inflight_msgs: 256,
             max_size_per_msg: 1 << 20,
             proposals_per_round_max: 4096,
+            snapshot_entries: 10_000,
         }
     }
 }
@@ -469,6 +497,35 @@ impl Config {
                 "cluster.heartbeat_timeout",
                 "must exceed cluster.heartbeat_interval, which must be positive",
             );
+        }
+        if let Err(e) = daftka_protocol::ids::validate_name("cluster", &self.cluster.name) {
+            return bad("cluster.name", e.message);
+        }
+        if self.cluster.raft_batch_bytes_max == 0
+            || self.cluster.raft_batch_bytes_max > self.cluster.frame_bytes_max / 2
+        {
+            return bad(
+                "cluster.raft_batch_bytes_max",
+                "must be positive and at most half of cluster.frame_bytes_max",
+            );
+        }
+        if self.cluster.frame_bytes_max < 2 * self.limits.body_bytes_max {
+            return bad(
+                "cluster.frame_bytes_max",
+                "must be at least twice limits.body_bytes_max: one request crosses in one frame",
+            );
+        }
+        if self.cluster.raft_queue_bytes_max < self.cluster.raft_batch_bytes_max {
+            return bad(
+                "cluster.raft_queue_bytes_max",
+                "must be at least cluster.raft_batch_bytes_max",
+            );
+        }
+        if self.cluster.raft_send_timeout.is_zero() {
+            return bad("cluster.raft_send_timeout", "must be positive");
+        }
+        if r.snapshot_entries == 0 {
+            return bad("raft.snapshot_entries", "must be at least 1");
         }
         if r.max_inflight_msgs == 0 {
             return bad("raft.max_inflight_msgs", "must be at least 1");

@@ -71,7 +71,7 @@ pub enum MetadataCommand {
 }
 
 /// What applying a command changed, for the proposer's reply and for watchers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetadataEvent {
     NodeRegistered(NodeMeta),
     TopicCreated(TopicMeta),

@@ -35,6 +35,8 @@ use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
 use crate::context::{Membership, NodeContext, Peer};
 
 pub mod heartbeat;
+pub mod peer;
+pub mod transport;
 
 use heartbeat::{Heartbeat, HeartbeatArgs, HeartbeatMsg};
 
@@ -67,6 +69,8 @@ pub struct ClusterState {
     ctx: Arc<NodeContext>,
     /// Delay before the next registration attempt; doubles up to the router's backoff max.
     backoff: Duration,
+    /// A registration attempt is running (in its own task: it may wait for a leader).
+    registering: bool,
     server: Option<ActorRef<NodeServerMessage>>,
     seeds: Vec<SeedSlot>,
     sessions: BTreeMap<u64, Session>,
@@ -83,6 +87,10 @@ pub struct ClusterState {
 pub enum ClusterMsg {
     /// Registers this node in the metadata if it is not there as it is now.
     Register,
+    /// A registration attempt ended.
+    RegisterDone {
+        ok: bool,
+    },
     /// Dials seed number `seed`.
     Dial {
         seed: usize,
@@ -151,6 +159,7 @@ impl Actor for Cluster {
         let _ = myself.cast(ClusterMsg::Register);
         let mut state = ClusterState {
             backoff: ctx.config.router.retry_backoff_min,
+            registering: false,
             server: None,
             seeds: ctx
                 .config
@@ -214,7 +223,18 @@ impl Actor for Cluster {
         state: &mut ClusterState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            ClusterMsg::Register => state.register(&myself).await,
+            ClusterMsg::Register => state.register(&myself),
+            ClusterMsg::RegisterDone { ok } => {
+                state.registering = false;
+                if ok {
+                    tracing::info!(node = %state.ctx.node, "node registered in the metadata");
+                    state.backoff = state.ctx.config.router.retry_backoff_min;
+                } else {
+                    myself.send_after(state.backoff, || ClusterMsg::Register);
+                    state.backoff =
+                        (state.backoff * 2).min(state.ctx.config.router.retry_backoff_max);
+                }
+            }
             ClusterMsg::Dial { seed } => state.dial(&myself, seed).await,
             ClusterMsg::SessionOpened {
                 node_id,
@@ -454,8 +474,10 @@ impl ClusterState {
         }
     }
 
-    async fn register(&mut self, myself: &ActorRef<ClusterMsg>) {
-        let ctx = &self.ctx;
+    /// Registers this node through the metadata leader, wherever it is (a joining node reaches it
+    /// through any peer), in a task; the outcome comes back as `RegisterDone`.
+    fn register(&mut self, myself: &ActorRef<ClusterMsg>) {
+        let ctx = self.ctx.clone();
         let me = NodeMeta {
             name: ctx.node.clone(),
             raft_id: ctx.raft_id,
@@ -463,25 +485,18 @@ impl ClusterState {
             http_addr: ctx.http_addr.to_string(),
         };
         let view = ctx.metadata_view();
-        if view.loaded && view.state.nodes.get(&me.name) == Some(&me) {
+        if self.registering || (view.loaded && view.state.nodes.get(&me.name) == Some(&me)) {
             return;
         }
-        let result = if view.loaded {
-            crate::metadata::propose(ctx, MetadataCommand::RegisterNode(me)).await
-        } else {
-            Err(daftka_protocol::Error::unavailable("metadata is loading"))
-        };
-        match result {
-            Ok(_) => {
-                tracing::info!(node = %ctx.node, "node registered in the metadata");
-                self.backoff = ctx.config.router.retry_backoff_min;
-            }
-            Err(e) => {
+        self.registering = true;
+        let myself = myself.clone();
+        tokio::spawn(async move {
+            let result = crate::metadata::propose(&ctx, MetadataCommand::RegisterNode(me)).await;
+            if let Err(e) = &result {
                 tracing::debug!(error = %e, "node registration retried");
-                myself.send_after(self.backoff, || ClusterMsg::Register);
-                self.backoff = (self.backoff * 2).min(ctx.config.router.retry_backoff_max);
             }
-        }
+            let _ = myself.cast(ClusterMsg::RegisterDone { ok: result.is_ok() });
+        });
     }
 }
 

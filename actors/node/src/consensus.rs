@@ -19,10 +19,15 @@ use std::time::Instant;
 
 use daftka_core::config::RaftConfig;
 use daftka_protocol::{Error, ErrorCode, GroupId};
-use daftka_storage::{RaftLogStorage, StorageError, Store, WriteBatch};
+use daftka_storage::{RaftLogStorage, SnapshotRecord, StorageError, Store, WriteBatch};
 use ractor::RpcReplyPort;
-use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message};
-use raft::{RawNode, StateRole};
+use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType};
+use raft::{RawNode, SnapshotStatus, StateRole};
+
+/// The index and term of the initial snapshot every bootstrapped group starts from. Starting at 1
+/// (not 0) means a replica created later with an empty log cannot take the log from index 1: the
+/// leader must send it a snapshot, which carries the configuration current at that point.
+pub const BOOTSTRAP_INDEX: u64 = 1;
 
 /// A group's durable effects of applying entries, and their results for proposers.
 pub trait StateMachine {
@@ -41,23 +46,25 @@ pub trait StateMachine {
     /// Called once per round after the entries up to `applied_index` were applied (also for empty
     /// entries, which carry no data): record the applied position in `batch` if it is persisted.
     fn finish_round(&mut self, applied_index: u64, batch: &mut WriteBatch);
+
+    /// The last log index the state machine's state includes.
+    fn applied_index(&self) -> u64;
+
+    /// The state as a snapshot's data (the state after applying [`Self::applied_index`]).
+    fn snapshot(&self) -> Result<Vec<u8>, Error>;
+
+    /// Replaces the state with a snapshot's, taken after applying `index`; durable effects go
+    /// into `batch`, written with the snapshot.
+    fn restore(&mut self, index: u64, data: &[u8], batch: &mut WriteBatch) -> Result<(), Error>;
 }
 
-/// Delivers Raft messages to other replicas of a group. A single node has no peers; the cluster
-/// transport plugs in here.
+/// Delivers Raft messages to other replicas of a group ([`crate::cluster::transport`]).
 pub trait RaftTransport: Send + Sync {
+    /// Queues `messages` for their destinations; never blocks, may drop (Raft sends again).
     fn send(&self, group: GroupId, messages: Vec<Message>);
-}
 
-/// The transport of a one-node cluster: a group has no other voter, so no message may leave.
-pub struct NoPeers;
-
-impl RaftTransport for NoPeers {
-    fn send(&self, group: GroupId, messages: Vec<Message>) {
-        for m in messages {
-            tracing::warn!(%group, to = m.to, "raft message to a peer in a one-node cluster dropped");
-        }
-    }
+    /// Stops the transport's background work (node shutdown).
+    fn close(&self) {}
 }
 
 /// A proposal waiting for its entry to be applied.
@@ -74,7 +81,19 @@ pub struct RoundOutcome {
     pub leader_changed: Option<(u64, bool)>,
     /// Entries applied in this round.
     pub applied_entries: usize,
+    /// A leader's snapshot replaced the state in this round.
+    pub restored: bool,
 }
+
+impl RoundOutcome {
+    /// Whether the state machine's state changed in this round.
+    pub fn state_changed(&self) -> bool {
+        self.applied_entries > 0 || self.restored
+    }
+}
+
+/// See [`RaftGroup::set_apply_observer`].
+pub type ApplyObserver<M> = Box<dyn Fn(&M, bool) + Send>;
 
 /// One Raft group on this node: the raw node, its state machine and its waiting proposers.
 pub struct RaftGroup<M: StateMachine> {
@@ -89,9 +108,15 @@ pub struct RaftGroup<M: StateMachine> {
     recovery_target: u64,
     /// Latency histogram of proposals, if the owner records one.
     on_latency: Option<Box<dyn Fn(std::time::Duration) + Send>>,
+    /// Called after applied entries are written and before their proposers are answered, with
+    /// the state machine and whether this replica leads.
+    on_applied: Option<ApplyObserver<M>>,
     /// The owner has a round (`on_ready`) queued in its mailbox: proposals and messages arriving
     /// before it join that round, which is how requests share one fsync.
     round_queued: bool,
+    /// Snapshot and compact the log once this many entries were applied since the last snapshot
+    /// (`None`: only when a follower needs a snapshot the stored one cannot serve).
+    snapshot_every: Option<u64>,
 }
 
 /// Errors of the driver: storage failures stop the owning actor (its supervisor restarts it).
@@ -102,6 +127,8 @@ pub enum ConsensusError {
     Storage(#[from] StorageError),
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),
+    #[error("state machine: {0}")]
+    Machine(#[from] Error),
 }
 
 fn raft_logger() -> slog::Logger {
@@ -109,9 +136,11 @@ fn raft_logger() -> slog::Logger {
 }
 
 impl<M: StateMachine> RaftGroup<M> {
-    /// Opens the group from disk. A group without a configuration is bootstrapped with `voters`.
-    /// `applied_index` is how far the state machine's durable state has applied the log (0 for a
-    /// state machine rebuilt by replay).
+    /// Opens the group from disk. A group without a configuration is bootstrapped with `voters`
+    /// (the first is its preferred leader)
+    /// from an initial snapshot at [`BOOTSTRAP_INDEX`] of the machine's (empty) state; with no
+    /// `voters` it stays unconfigured until a leader sends it a snapshot (a joining replica). A
+    /// stored snapshot newer than the machine's state is restored into it first.
     #[allow(clippy::too_many_arguments)]
     pub async fn open(
         store: Store,
@@ -119,27 +148,50 @@ impl<M: StateMachine> RaftGroup<M> {
         raft_id: u64,
         voters: &[u64],
         cfg: &RaftConfig,
-        machine: M,
-        applied_index: u64,
+        mut machine: M,
         transport: Arc<dyn RaftTransport>,
+        snapshot_every: Option<u64>,
     ) -> Result<Self, ConsensusError> {
         let mut storage = store.raft_storage(group)?;
-        if storage.conf_state().voters.is_empty() {
+        let bootstrap = storage.conf_state().voters.is_empty() && !voters.is_empty();
+        if bootstrap {
             let cs = ConfState {
                 voters: voters.to_vec(),
                 ..Default::default()
             };
+            let snap =
+                SnapshotRecord::new(BOOTSTRAP_INDEX, BOOTSTRAP_INDEX, &cs, machine.snapshot()?);
+            let hs = raft::eraftpb::HardState {
+                term: BOOTSTRAP_INDEX,
+                commit: BOOTSTRAP_INDEX,
+                ..Default::default()
+            };
             let mut batch = WriteBatch::default();
-            batch.set_conf_state(group, &cs);
+            batch.set_snapshot(
+                group,
+                &snap,
+                storage.first_index(),
+                storage.last_index(),
+                true,
+            );
+            batch.set_hard_state(group, &hs);
             store.write(batch, true).await?;
-            storage.on_conf_state_written(&cs);
+            storage.on_snapshot_written(&snap, true);
+            storage.on_hard_state_written(&hs);
+        }
+        if let Some(snap) = storage.stored_snapshot()? {
+            if snap.index > machine.applied_index() {
+                let mut batch = WriteBatch::default();
+                machine.restore(snap.index, &snap.data, &mut batch)?;
+                store.write(batch, true).await?;
+            }
         }
         let commit = storage.hard_state().commit;
         let config = raft::Config {
             id: raft_id,
             election_tick: cfg.election_ticks,
             heartbeat_tick: cfg.heartbeat_ticks,
-            applied: applied_index.min(commit),
+            applied: machine.applied_index().min(commit),
             max_size_per_msg: cfg.max_size_per_msg,
             max_inflight_msgs: cfg.max_inflight_msgs,
             check_quorum: true,
@@ -148,8 +200,10 @@ impl<M: StateMachine> RaftGroup<M> {
         };
         let single_voter = storage.conf_state().voters == [raft_id];
         let mut raw = RawNode::new(&config, storage, &raft_logger())?;
-        if single_voter {
-            // The only voter need not wait an election timeout to lead its own group.
+        if single_voter || (bootstrap && voters.first() == Some(&raft_id)) {
+            // The only voter need not wait an election timeout to lead its own group, and the
+            // first voter of a new group (its preferred leader) asks for votes at once, which
+            // spreads leaders as placement spread the first voters.
             raw.campaign()?;
         }
         Ok(RaftGroup {
@@ -161,7 +215,9 @@ impl<M: StateMachine> RaftGroup<M> {
             pending: BTreeMap::new(),
             recovery_target: commit,
             on_latency: None,
+            on_applied: None,
             round_queued: false,
+            snapshot_every,
         })
     }
 
@@ -186,6 +242,12 @@ impl<M: StateMachine> RaftGroup<M> {
         self.on_latency = Some(f);
     }
 
+    /// Calls `f` after every apply, before the proposers are answered (so whatever `f` publishes
+    /// is visible to a proposer that acts on its answer).
+    pub fn set_apply_observer(&mut self, f: ApplyObserver<M>) {
+        self.on_applied = Some(f);
+    }
+
     pub fn group(&self) -> GroupId {
         self.group
     }
@@ -205,6 +267,33 @@ impl<M: StateMachine> RaftGroup<M> {
     /// Whether the group has applied everything that was committed when it opened.
     pub fn recovered(&self) -> bool {
         self.raw.raft.raft_log.applied >= self.recovery_target
+    }
+
+    /// The group's configuration as this replica has applied it.
+    pub fn conf_state(&self) -> ConfState {
+        self.raw.raft.prs().conf().to_conf_state()
+    }
+
+    /// Whether this replica is in the group's configuration (a voter or a learner).
+    pub fn is_member(&self) -> bool {
+        let id = self.raw.raft.id;
+        let cs = self.conf_state();
+        cs.voters.contains(&id) || cs.learners.contains(&id)
+    }
+
+    /// Proposes a configuration change; its outcome shows in [`Self::conf_state`] once applied.
+    pub fn propose_conf_change(&mut self, cc: ConfChange) -> Result<(), Error> {
+        if !self.is_leader() {
+            return Err(Error::not_leader("configuration changes go to the leader"));
+        }
+        self.raw
+            .propose_conf_change(Vec::new(), cc)
+            .map_err(|e| Error::unavailable(format!("configuration change refused: {e}")))
+    }
+
+    /// Whether a configuration change is proposed and not yet applied.
+    pub fn conf_change_pending(&self) -> bool {
+        self.raw.raft.has_pending_conf()
     }
 
     /// Proposes `data`; `reply` is answered when the entry is applied, or failed.
@@ -271,10 +360,11 @@ impl<M: StateMachine> RaftGroup<M> {
                 self.fail_pending(ErrorCode::Timeout, "leadership lost: outcome unknown");
             }
         }
-        self.transport.send(self.group, ready.take_messages());
+        let mut snapshots_sent = self.send(ready.take_messages());
         if !ready.snapshot().is_empty() {
-            // Snapshots are not produced yet (no log compaction); a peer cannot send one.
-            tracing::error!(group = %self.group, "snapshot received but not supported yet");
+            self.install_snapshot(SnapshotRecord::from_pb(ready.snapshot()))
+                .await?;
+            outcome.restored = true;
         }
         let committed = ready.take_committed_entries();
         outcome.applied_entries += self.apply(committed).await?;
@@ -295,13 +385,67 @@ impl<M: StateMachine> RaftGroup<M> {
                 store.on_hard_state_written(hs);
             }
         }
-        self.transport
-            .send(self.group, ready.take_persisted_messages());
+        snapshots_sent.extend(self.send(ready.take_persisted_messages()));
         let mut light = self.raw.advance(ready);
-        self.transport.send(self.group, light.take_messages());
+        snapshots_sent.extend(self.send(light.take_messages()));
         outcome.applied_entries += self.apply(light.take_committed_entries()).await?;
         self.raw.advance_apply();
+        // A snapshot handed to the transport is reported done: if it is lost, the follower's next
+        // rejection makes the leader send one again.
+        for to in snapshots_sent {
+            self.raw.report_snapshot(to, SnapshotStatus::Finish);
+        }
+        self.maybe_snapshot().await?;
         Ok(outcome)
+    }
+
+    /// Hands messages to the transport; answers the peers that were sent a snapshot.
+    fn send(&self, messages: Vec<Message>) -> Vec<u64> {
+        let snapshots = messages
+            .iter()
+            .filter(|m| m.get_msg_type() == MessageType::MsgSnapshot)
+            .map(|m| m.to)
+            .collect();
+        if !messages.is_empty() {
+            self.transport.send(self.group, messages);
+        }
+        snapshots
+    }
+
+    /// Replaces this replica's state and log with a leader's snapshot.
+    async fn install_snapshot(&mut self, snap: SnapshotRecord) -> Result<(), ConsensusError> {
+        tracing::info!(group = %self.group, index = snap.index, term = snap.term, "installing a snapshot");
+        let mut batch = WriteBatch::default();
+        self.machine.restore(snap.index, &snap.data, &mut batch)?;
+        let st = self.raw.store();
+        batch.set_snapshot(self.group, &snap, st.first_index(), st.last_index(), true);
+        self.store.write(batch, true).await?;
+        self.raw.mut_store().on_snapshot_written(&snap, true);
+        Ok(())
+    }
+
+    /// Snapshots the applied state and compacts the log up to it, when a follower needs a
+    /// snapshot the stored one cannot serve or `snapshot_every` entries were applied since the
+    /// last one.
+    async fn maybe_snapshot(&mut self) -> Result<(), ConsensusError> {
+        let requested = self.raw.store().take_snapshot_request();
+        let applied = self.raw.raft.raft_log.applied;
+        let (point, _) = self.raw.store().compaction_point();
+        let due = self
+            .snapshot_every
+            .is_some_and(|n| applied.saturating_sub(point) >= n);
+        if applied <= point || !(requested || due) || self.machine.applied_index() != applied {
+            return Ok(());
+        }
+        let term = self.raw.raft.raft_log.term(applied)?;
+        let snap = SnapshotRecord::new(applied, term, &self.conf_state(), self.machine.snapshot()?);
+        let mut batch = WriteBatch::default();
+        let st = self.raw.store();
+        batch.set_snapshot(self.group, &snap, st.first_index(), st.last_index(), false);
+        self.store.write(batch, false).await?;
+        self.raw.mut_store().on_snapshot_written(&snap, false);
+        tracing::debug!(group = %self.group, index = applied, "snapshot taken, log compacted");
+        Ok(())
     }
 
     /// Applies committed entries, writes their effects (and the commit index, so a restart never
@@ -349,6 +493,9 @@ impl<M: StateMachine> RaftGroup<M> {
         batch.set_hard_state(self.group, &hs);
         self.store.write(batch, false).await?;
         self.raw.mut_store().on_hard_state_written(&hs);
+        if let Some(f) = &self.on_applied {
+            f(&self.machine, self.is_leader());
+        }
         for (p, term, result) in answers {
             let answer = match result {
                 _ if p.term != term => Err(Error::not_leader(

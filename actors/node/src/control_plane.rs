@@ -1,6 +1,7 @@
 //! ControlPlane: the root of a node's supervision tree, and the node's start and stop.
 //!
-//! Strategy one_for_one over, in start order: Cluster, MetadataSup (rest_for_one: Metadata),
+//! Strategy one_for_one over, in start order: Peer (other nodes' entry point), Cluster,
+//! MetadataSup (rest_for_one: Metadata),
 //! Partitions (dynamic), Rebalancer, Router, Gateway. Partitions starts before the Rebalancer,
 //! which fills it, and the Router and Gateway come last so requests find everything up. When the
 //! ControlPlane itself exceeds its restart intensity it stops, and [`run`] ends the process with an
@@ -17,8 +18,9 @@ use daftka_storage::{StorageError, Store, StoreOptions};
 use ractor::ActorRef;
 use tokio::sync::watch;
 
+use crate::cluster::peer::{Peer, PeerArgs};
+use crate::cluster::transport::ClusterTransport;
 use crate::cluster::{Cluster, ClusterArgs};
-use crate::consensus::NoPeers;
 use crate::context::{MetadataView, NodeContext};
 use crate::gateway::{Gateway, GatewayArgs, GatewayState};
 use crate::metrics::Metrics;
@@ -129,21 +131,31 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
     let metrics_addr = local(&listeners.metrics, "the metrics endpoint")?;
     let (metadata_tx, _) = watch::channel(MetadataView::default());
     let metrics = Metrics::new();
+    let transport = ClusterTransport::new();
     let ctx = Arc::new(NodeContext {
         node: node.clone(),
-        raft_id: 1,
+        raft_id: daftka_protocol::ids::raft_id(&node),
         config,
         store,
         metrics: metrics.clone(),
         readiness: Readiness::new(),
         metadata: metadata_tx,
-        transport: Arc::new(NoPeers),
+        transport: transport.clone(),
         membership: watch::channel(Default::default()).0,
         http_addr,
         metrics_addr,
     });
 
+    transport.attach(&ctx);
+
     let children = {
+        let c = ctx.clone();
+        let peer = child(
+            "peer",
+            Restart::Permanent,
+            Some(names::peer(&node)),
+            move || (Peer, PeerArgs { ctx: c.clone() }),
+        );
         let c = ctx.clone();
         let cluster = child(
             "cluster",
@@ -190,6 +202,7 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
             )
         };
         vec![
+            peer,
             cluster,
             crate::metadata::spec(ctx.clone()),
             crate::partitions::spec(ctx.clone()),
@@ -287,6 +300,7 @@ impl Node {
         for t in &self.side_tasks {
             t.abort();
         }
+        self.ctx.transport.close();
         let _ = self.root_handle.await;
     }
 

@@ -6,23 +6,37 @@
 //! Out: after every round it publishes a [`MetadataView`] on the node's watch channel; the Router and
 //! the Rebalancer read it.
 //!
-//! The state machine is kept in memory and rebuilt at start by replaying the group's committed log
-//! from fjall (no compaction yet), so the state is exactly the log's.
+//! # Membership of the group
+//! A node started without seeds bootstraps the group as its only voter. A node with seeds starts
+//! with an empty group and registers itself ([`MetadataCommand::RegisterNode`]) through any node it
+//! can reach; the leader then adds every registered node that is not in the group yet, one
+//! configuration change at a time: as a voter while the group has fewer voters than the control
+//! plane (`cluster.control_plane_nodes`, or the first three nodes), else as a learner. The new
+//! member receives a snapshot, which carries the configuration, and then the log.
+//!
+//! # Snapshots
+//! The state machine is kept in memory. Every `raft.snapshot_entries` applied entries (and
+//! whenever a follower needs one) it is encoded into the group's snapshot and the log is compacted
+//! up to it; at start the node restores the stored snapshot and replays only the log after it.
 //!
 //! # Invariants
-//! - The published view is flagged `loaded` only once every entry committed before the start has
-//!   been applied again: nobody acts on a half-replayed state.
+//! - The published view is flagged `loaded` only once this node is a member of the group and has
+//!   applied every entry committed before the start: nobody acts on a half-replayed state.
+//! - Only the leader proposes configuration changes, and at most one is pending.
 //!
 //! # Crash and recovery
 //! A kill loses only the in-memory state and the waiting proposers (who see their reply drop); the
-//! restarted actor replays the log and publishes again.
+//! restarted actor restores the snapshot, replays the log and publishes again.
 
 use std::sync::Arc;
 
+use std::time::Instant;
+
+use daftka_core::config::CONTROL_PLANE_SIZE_DEFAULT;
 use daftka_core::metadata::{
     decode_command, encode_command, MetadataCommand, MetadataEvent, MetadataLimits, MetadataState,
 };
-use daftka_protocol::{names, Error, GroupId};
+use daftka_protocol::{ids::raft_id, names, Error, ErrorCode, GroupId, Wire};
 use daftka_storage::WriteBatch;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
@@ -34,6 +48,7 @@ use crate::supervision::{child, ChildSpec, Restart, Strategy, SupervisorArgs};
 pub struct MetadataMachine {
     pub state: MetadataState,
     limits: MetadataLimits,
+    applied: u64,
 }
 
 impl StateMachine for MetadataMachine {
@@ -49,7 +64,25 @@ impl StateMachine for MetadataMachine {
         self.state.apply(cmd, self.limits)
     }
 
-    fn finish_round(&mut self, _applied_index: u64, _batch: &mut WriteBatch) {}
+    fn finish_round(&mut self, applied_index: u64, _batch: &mut WriteBatch) {
+        self.applied = self.applied.max(applied_index);
+    }
+
+    fn applied_index(&self) -> u64 {
+        self.applied
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>, Error> {
+        postcard::to_allocvec(&self.state)
+            .map_err(|e| Error::internal(format!("encode the metadata snapshot: {e}")))
+    }
+
+    fn restore(&mut self, index: u64, data: &[u8], _batch: &mut WriteBatch) -> Result<(), Error> {
+        self.state = postcard::from_bytes(data)
+            .map_err(|e| Error::internal(format!("decode the metadata snapshot: {e}")))?;
+        self.applied = index;
+        Ok(())
+    }
 }
 
 pub struct MetadataArgs {
@@ -92,16 +125,20 @@ impl Actor for Metadata {
             limits: MetadataLimits {
                 partitions_per_topic_max: ctx.config.topics.partitions_max,
             },
+            applied: 0,
         };
+        // Only a node that joins nobody founds the group; the others are added by its leader.
+        let founder = ctx.config.node.seeds.is_empty();
+        let voters = if founder { vec![ctx.raft_id] } else { vec![] };
         let raft = RaftGroup::open(
             ctx.store.clone(),
             GroupId::METADATA,
             ctx.raft_id,
-            &[ctx.raft_id],
+            &voters,
             &ctx.config.raft,
             machine,
-            0,
             ctx.transport.clone(),
+            Some(ctx.config.raft.snapshot_entries),
         )
         .await?;
         let tick = myself.send_interval(ctx.config.raft.tick, || MetadataMsg::Tick);
@@ -146,6 +183,7 @@ impl Actor for Metadata {
                 queue_round(&myself, &mut state.raft);
             }
             MetadataMsg::Tick => {
+                state.add_members();
                 if state.raft.tick() {
                     let _ = myself.cast(MetadataMsg::ProcessReady);
                 }
@@ -162,9 +200,10 @@ impl Actor for Metadata {
                         .with_label_values(&[group.as_str()])
                         .set(state.raft.term() as i64);
                 }
-                if outcome.applied_entries > 0 || outcome.leader_changed.is_some() {
+                if outcome.state_changed() || outcome.leader_changed.is_some() {
                     state.publish();
                 }
+                state.add_members();
                 queue_round(&myself, &mut state.raft);
             }
         }
@@ -173,9 +212,51 @@ impl Actor for Metadata {
 }
 
 impl MetadataActorState {
+    /// On the leader: proposes adding the first registered node that is not in the group yet, as
+    /// a voter while the control plane is not full, else as a learner.
+    fn add_members(&mut self) {
+        if !self.raft.is_leader() || self.raft.conf_change_pending() {
+            return;
+        }
+        let cs = self.raft.conf_state();
+        let listed = &self.ctx.config.cluster.control_plane_nodes;
+        let missing = self
+            .raft
+            .machine
+            .state
+            .nodes
+            .values()
+            .find(|n| !cs.voters.contains(&n.raft_id) && !cs.learners.contains(&n.raft_id))
+            .cloned();
+        let Some(node) = missing else { return };
+        let voter = if listed.is_empty() {
+            cs.voters.len() < CONTROL_PLANE_SIZE_DEFAULT
+        } else {
+            listed.contains(&node.name)
+        };
+        let mut cc = raft::eraftpb::ConfChange {
+            node_id: node.raft_id,
+            ..Default::default()
+        };
+        cc.set_change_type(if voter {
+            raft::eraftpb::ConfChangeType::AddNode
+        } else {
+            raft::eraftpb::ConfChangeType::AddLearnerNode
+        });
+        match self.raft.propose_conf_change(cc) {
+            Ok(()) => {
+                tracing::info!(node = %node.name, voter, "adding a node to the metadata group")
+            }
+            Err(e) => {
+                tracing::debug!(node = %node.name, error = %e, "metadata membership change deferred")
+            }
+        }
+    }
+
     fn publish(&self) {
-        let loaded = self.raft.recovered();
         let st = &self.raft.machine.state;
+        let loaded = self.raft.recovered() && self.raft.is_member();
+        tracing::trace!(node = %self.ctx.node, loaded, conf = ?self.raft.conf_state(), applied = self.raft.machine.applied, leader = self.raft.leader_id(), "metadata published");
         let leader_id = self.raft.leader_id();
         let leader = st
             .nodes
@@ -195,13 +276,91 @@ impl MetadataActorState {
     }
 }
 
-/// Proposes `command` to the metadata group through this node's Metadata actor.
-pub async fn propose(ctx: &NodeContext, command: MetadataCommand) -> Result<MetadataEvent, Error> {
+/// Proposes `command` to this node's Metadata actor, which takes it only if it leads the group.
+pub async fn propose_local(
+    ctx: &NodeContext,
+    command: MetadataCommand,
+) -> Result<MetadataEvent, Error> {
     daftka_protocol::rpc::call_named(
         &names::metadata(&ctx.node),
         |reply| MetadataMsg::Propose { command, reply },
         ctx.config.router.request_timeout,
         "metadata",
+    )
+    .await
+}
+
+/// Proposes `command` to the metadata group through its leader, wherever it runs: this node's
+/// Metadata actor when it leads, else the leader's node when the view names it, else (on a node
+/// that joins through seeds and knows no leader yet) any node this one can reach. Retried with backoff while
+/// the answer says the command was not taken (`not_leader`, `unavailable`), until the request
+/// deadline; an unknown outcome (`timeout`) is returned, never retried.
+pub async fn propose(ctx: &NodeContext, command: MetadataCommand) -> Result<MetadataEvent, Error> {
+    let cfg = &ctx.config.router;
+    let deadline = Instant::now() + cfg.request_timeout;
+    let mut backoff = cfg.retry_backoff_min;
+    let mut attempt = 0usize;
+    loop {
+        let view = ctx.metadata_view();
+        let result = match view.leader.as_deref() {
+            Some(leader) if leader == ctx.node => propose_local(ctx, command.clone()).await,
+            Some(leader) => propose_at(ctx, raft_id(leader), command.clone()).await,
+            // A founder is a member from the start: it waits for the election instead of asking
+            // whoever it can reach (which, in a process hosting several clusters, is not its own).
+            None if ctx.config.node.seeds.is_empty() => {
+                Err(Error::unavailable("no metadata leader is elected yet"))
+            }
+            None => {
+                let peers = crate::cluster::peer::other_peers(ctx);
+                match peers.get(attempt % peers.len().max(1)) {
+                    Some(peer) => propose_via(ctx, peer, command.clone()).await,
+                    None => Err(Error::unavailable(
+                        "no metadata leader is known or reachable",
+                    )),
+                }
+            }
+        };
+        attempt += 1;
+        match result {
+            Err(e)
+                if matches!(e.code, ErrorCode::NotLeader | ErrorCode::Unavailable)
+                    && Instant::now() + backoff < deadline =>
+            {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(cfg.retry_backoff_max);
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Proposes through the node with Raft id `raft_id`.
+async fn propose_at(
+    ctx: &NodeContext,
+    raft_id: u64,
+    command: MetadataCommand,
+) -> Result<MetadataEvent, Error> {
+    match crate::cluster::peer::peer_of(ctx, raft_id) {
+        Some(peer) => propose_via(ctx, &peer, command).await,
+        None => Err(Error::unavailable(
+            "the metadata leader's node is not reachable",
+        )),
+    }
+}
+
+async fn propose_via(
+    ctx: &NodeContext,
+    peer: &ActorRef<crate::cluster::peer::PeerMsg>,
+    command: MetadataCommand,
+) -> Result<MetadataEvent, Error> {
+    daftka_protocol::rpc::call(
+        peer,
+        |reply| crate::cluster::peer::PeerMsg::ProposeMetadata {
+            command: Wire::ok(command),
+            reply,
+        },
+        ctx.config.router.request_timeout,
+        "the metadata leader",
     )
     .await
 }

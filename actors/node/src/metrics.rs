@@ -34,6 +34,8 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// fsync rounds of the group-commit writer.
     pub storage_commit_rounds: IntGauge,
+    /// Raft messages handed to a peer, by outcome (`sent`, `dropped`).
+    pub raft_messages: IntCounterVec,
 }
 
 impl Metrics {
@@ -100,6 +102,11 @@ impl Metrics {
             "HTTP requests served",
             &["route", "status"],
         );
+        let raft_messages = counter(
+            "daftka_raft_messages_total",
+            "Raft messages to peers, by outcome: sent, or dropped (queue full, peer unreachable)",
+            &["outcome"],
+        );
         let append_latency = reg(
             &registry,
             HistogramVec::new(
@@ -126,6 +133,7 @@ impl Metrics {
             supervisor_restarts,
             http_requests,
             storage_commit_rounds,
+            raft_messages,
         })
     }
 

@@ -15,15 +15,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use daftka_core::metadata::{place_replicas, MetadataCommand, MetadataEvent, TopicMeta};
+use daftka_core::metadata::{
+    place_replicas, MetadataCommand, MetadataEvent, PartitionMeta, TopicMeta,
+};
 use daftka_core::partition::choose_partition;
 use daftka_protocol::{
-    ids::validate_name, names, rpc, ClusterInfo, CommittedOffset, Error, ErrorCode, FetchRequest,
-    FetchResponse, GroupId, GroupOffsets, NodeInfo, PartitionDescription, ProduceRecord, Record,
-    RecordPosition, RouterMsg, TopicDescription, TopicPartitionOffset, TopicSpec,
+    ids::{raft_id, validate_name},
+    names, rpc, ClusterInfo, CommittedOffset, Error, ErrorCode, FetchRequest, FetchResponse,
+    GroupId, GroupOffsets, NodeInfo, PartitionDescription, ProduceRecord, Record, RecordPosition,
+    RouterMsg, TopicDescription, TopicPartitionOffset, TopicSpec, Wire,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
+use crate::cluster::peer::{peer_of, PeerMsg};
 use crate::context::NodeContext;
 use crate::partitions::server::ServerMsg;
 
@@ -39,6 +43,8 @@ struct Inner {
     ctx: Arc<NodeContext>,
     /// Spreads keyless records without an explicit partition across partitions.
     spread: AtomicU64,
+    /// The node whose replica last answered, by partition group: where the leader probably is.
+    leaders: std::sync::Mutex<std::collections::HashMap<GroupId, String>>,
 }
 
 pub struct Router;
@@ -57,6 +63,7 @@ impl Actor for Router {
             inner: Arc::new(Inner {
                 ctx: args.ctx,
                 spread: AtomicU64::new(0),
+                leaders: Default::default(),
             }),
         })
     }
@@ -161,10 +168,18 @@ impl Inner {
             )));
         }
         let view = self.ctx.metadata_view();
-        let nodes: Vec<String> = view.state.nodes.keys().cloned().collect();
-        if !view.loaded || nodes.is_empty() {
+        if !view.loaded || view.state.nodes.is_empty() {
             return Err(Error::unavailable("metadata is loading"));
         }
+        // Replicas go to live nodes only: this one, and peers with a session and heartbeats.
+        let membership = self.ctx.membership.borrow().clone();
+        let nodes: Vec<String> = view
+            .state
+            .nodes
+            .keys()
+            .filter(|n| **n == self.ctx.node || membership.peers.get(*n).is_some_and(|p| p.up))
+            .cloned()
+            .collect();
         let rf = spec.replication_factor.unwrap_or_else(|| {
             cfg.default_replication_factor
                 .min(nodes.len().max(1) as u32)
@@ -177,12 +192,46 @@ impl Inner {
         };
         match crate::metadata::propose(&self.ctx, cmd).await? {
             MetadataEvent::TopicCreated(t) => {
+                let t = self.wait_for_leaders(t).await;
                 crate::rebalancer::reconcile(&self.ctx).await?;
                 Ok(describe_unpositioned(&t))
             }
             other => Err(Error::internal(format!(
                 "unexpected metadata event {other:?}"
             ))),
+        }
+    }
+
+    /// The topic once this node's metadata has applied its creation (the leader may be another
+    /// node) and every partition has reported a leader; or as it is when the request deadline
+    /// passes first (it exists either way; produce retries while leaders are elected).
+    async fn wait_for_leaders(&self, created: TopicMeta) -> TopicMeta {
+        let first_group = created.partitions.first().map(|p| p.group);
+        self.wait_view(|v| {
+            let t = v.state.topics.get(&created.name)?;
+            let same = t.partitions.first().map(|p| p.group) == first_group;
+            (same && t.partitions.iter().all(|p| p.leader.is_some())).then(|| t.clone())
+        })
+        .await
+        .unwrap_or(created)
+    }
+
+    /// Waits until `check` finds what it looks for in this node's metadata view, or the request
+    /// deadline passes (`None`).
+    async fn wait_view<T>(
+        &self,
+        check: impl Fn(&crate::context::MetadataView) -> Option<T>,
+    ) -> Option<T> {
+        let mut rx = self.ctx.metadata.subscribe();
+        let deadline = tokio::time::Instant::now() + self.ctx.config.router.request_timeout;
+        loop {
+            if let Some(found) = check(&rx.borrow_and_update()) {
+                return Some(found);
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return None,
+            }
         }
     }
 
@@ -207,7 +256,7 @@ impl Inner {
     /// A topic with each partition's offsets; a partition whose replica does not answer shows 0s.
     async fn describe(&self, t: &TopicMeta) -> TopicDescription {
         let mut d = describe_unpositioned(t);
-        let asks = t.partitions.iter().map(|p| self.positions(p.group));
+        let asks = t.partitions.iter().map(|p| self.positions(p));
         let positions = futures::future::join_all(asks).await;
         for (pd, pos) in d.partitions.iter_mut().zip(positions) {
             if let Ok((start, hwm)) = pos {
@@ -218,9 +267,8 @@ impl Inner {
         d
     }
 
-    async fn positions(&self, group: GroupId) -> Result<(u64, u64), Error> {
-        self.call_server(group, |reply| ServerMsg::Positions { reply })
-            .await
+    async fn positions(&self, p: &PartitionMeta) -> Result<(u64, u64), Error> {
+        self.call_replica(p, Duration::ZERO, Positions).await
     }
 
     async fn delete_topic(&self, topic: &str) -> Result<(), Error> {
@@ -233,7 +281,9 @@ impl Inner {
             },
         )
         .await?;
-        // Stop the replicas and remove their data before answering.
+        // Once this node has applied the deletion, stop its replicas and remove their data.
+        self.wait_view(|v| (!v.state.topics.contains_key(topic)).then_some(()))
+            .await;
         crate::rebalancer::reconcile(&self.ctx).await
     }
 
@@ -270,13 +320,10 @@ impl Inner {
         }
         let total: usize = by_partition.values().map(|(idx, _)| idx.len()).sum();
         let sends = by_partition.into_iter().map(|(p, (idx, recs))| {
-            let group = t.partitions[p as usize].group;
+            let meta = &t.partitions[p as usize];
             async move {
                 let base = self
-                    .call_server_retrying(group, recs, |recs, reply| ServerMsg::Produce {
-                        records: recs,
-                        reply,
-                    })
+                    .call_replica(meta, Duration::ZERO, Produce(recs))
                     .await?;
                 Ok::<_, Error>((p, idx, base))
             }
@@ -317,11 +364,7 @@ impl Inner {
             .max_wait_ms
             .min(u32::try_from(limits.fetch_wait_max.as_millis()).unwrap_or(u32::MAX));
         let wait = Duration::from_millis(u64::from(request.max_wait_ms));
-        self.call_server_deadline(p.group, wait, |reply| ServerMsg::Fetch {
-            request: request.clone(),
-            reply,
-        })
-        .await
+        self.call_replica(p, wait, Fetch(request)).await
     }
 
     async fn commit_offsets(
@@ -358,7 +401,7 @@ impl Inner {
         if let Some(committed) = view.state.group_offsets.get(group) {
             for ((topic, partition), offset) in committed {
                 let hwm = match view.state.partition(topic, *partition) {
-                    Ok(p) => self.positions(p.group).await.map(|(_, h)| h).unwrap_or(0),
+                    Ok(p) => self.positions(p).await.map(|(_, h)| h).unwrap_or(0),
                     Err(_) => 0,
                 };
                 offsets.push(CommittedOffset {
@@ -422,53 +465,146 @@ impl Inner {
         })
     }
 
-    /// Calls the Server of `group` once, with the request deadline.
-    async fn call_server<T: Send + 'static>(
+    /// Calls partition `p`'s leader replica, wherever it runs, retrying with backoff while the
+    /// answer says the request was not taken (`not_leader`, `unavailable`: the replica is a
+    /// follower, restarting, or its node is unreachable), until the request deadline plus
+    /// `extra`. The first try goes to the last replica that answered, else to the leader the
+    /// metadata names, else to the preferred leader; each retry moves to the next replica.
+    async fn call_replica<C: ReplicaCall>(
         &self,
-        group: GroupId,
-        build: impl Fn(RpcReplyPort<Result<T, Error>>) -> ServerMsg,
-    ) -> Result<T, Error> {
-        self.call_server_deadline(group, Duration::ZERO, build)
-            .await
-    }
-
-    /// Calls the Server of `group`, retrying while the answer says the request was not taken
-    /// (`not_leader`, `unavailable`), until the request deadline plus `extra`.
-    async fn call_server_deadline<T: Send + 'static>(
-        &self,
-        group: GroupId,
+        p: &PartitionMeta,
         extra: Duration,
-        build: impl Fn(RpcReplyPort<Result<T, Error>>) -> ServerMsg,
-    ) -> Result<T, Error> {
+        request: C,
+    ) -> Result<C::Out, Error> {
         let cfg = &self.ctx.config.router;
         let deadline = Instant::now() + cfg.request_timeout + extra;
         let mut backoff = cfg.retry_backoff_min;
+        let first = self
+            .leaders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&p.group)
+            .cloned()
+            .or_else(|| p.leader.clone())
+            .and_then(|l| p.replicas.iter().position(|r| *r == l))
+            .unwrap_or(0);
+        let mut attempt = 0usize;
         loop {
+            let node = &p.replicas[(first + attempt) % p.replicas.len().max(1)];
             let left = deadline.saturating_duration_since(Instant::now());
-            let server = names::replica_server(&self.ctx.node, group);
-            let result = rpc::call_named(&server, &build, left, "the replica").await;
+            let result = self
+                .call_replica_at(node, p.group, request.clone(), left)
+                .await;
             match result {
+                Ok(v) => {
+                    self.leaders
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(p.group, node.clone());
+                    return Ok(v);
+                }
                 Err(e)
                     if matches!(e.code, ErrorCode::NotLeader | ErrorCode::Unavailable)
                         && Instant::now() + backoff < deadline =>
                 {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(cfg.retry_backoff_max);
+                    attempt += 1;
+                    // A full turn over the replicas without a leader: wait for an election.
+                    if attempt.is_multiple_of(p.replicas.len().max(1)) {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(cfg.retry_backoff_max);
+                    }
                 }
-                other => return other,
+                Err(e) => return Err(e),
             }
         }
     }
 
-    /// Like [`Self::call_server_deadline`] for a produce, whose records must move into each try.
-    async fn call_server_retrying(
+    /// One call to the replica of `group` on `node`: in this process directly, else through
+    /// that node's Peer actor.
+    async fn call_replica_at<C: ReplicaCall>(
         &self,
+        node: &str,
         group: GroupId,
-        records: Vec<Record>,
-        build: impl Fn(Vec<Record>, RpcReplyPort<Result<u64, Error>>) -> ServerMsg,
-    ) -> Result<u64, Error> {
-        self.call_server_deadline(group, Duration::ZERO, |reply| build(records.clone(), reply))
-            .await
+        request: C,
+        timeout: Duration,
+    ) -> Result<C::Out, Error> {
+        if node == self.ctx.node {
+            let server = names::replica_server(&self.ctx.node, group);
+            return rpc::call_named(&server, |r| request.local(r), timeout, "the replica").await;
+        }
+        match peer_of(&self.ctx, raft_id(node)) {
+            Some(peer) => {
+                rpc::call(
+                    &peer,
+                    |r| request.remote(group, r),
+                    timeout,
+                    "a remote replica",
+                )
+                .await
+            }
+            None => Err(Error::unavailable(format!("node {node} is not reachable"))),
+        }
+    }
+}
+
+/// A request to a partition replica, local ([`ServerMsg`]) or through another node ([`PeerMsg`]).
+trait ReplicaCall: Clone + Send + 'static {
+    type Out: Send + 'static;
+    fn local(self, reply: RpcReplyPort<Result<Self::Out, Error>>) -> ServerMsg;
+    fn remote(self, group: GroupId, reply: RpcReplyPort<Wire<Self::Out>>) -> PeerMsg;
+}
+
+#[derive(Clone)]
+struct Produce(Vec<Record>);
+
+impl ReplicaCall for Produce {
+    type Out = u64;
+    fn local(self, reply: RpcReplyPort<Result<u64, Error>>) -> ServerMsg {
+        ServerMsg::Produce {
+            records: self.0,
+            reply,
+        }
+    }
+    fn remote(self, group: GroupId, reply: RpcReplyPort<Wire<u64>>) -> PeerMsg {
+        PeerMsg::Produce {
+            request: Wire::ok((group, self.0)),
+            reply,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Fetch(FetchRequest);
+
+impl ReplicaCall for Fetch {
+    type Out = FetchResponse;
+    fn local(self, reply: RpcReplyPort<Result<FetchResponse, Error>>) -> ServerMsg {
+        ServerMsg::Fetch {
+            request: self.0,
+            reply,
+        }
+    }
+    fn remote(self, group: GroupId, reply: RpcReplyPort<Wire<FetchResponse>>) -> PeerMsg {
+        PeerMsg::Fetch {
+            request: Wire::ok((group, self.0)),
+            reply,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Positions;
+
+impl ReplicaCall for Positions {
+    type Out = (u64, u64);
+    fn local(self, reply: RpcReplyPort<Result<(u64, u64), Error>>) -> ServerMsg {
+        ServerMsg::Positions { reply }
+    }
+    fn remote(self, group: GroupId, reply: RpcReplyPort<Wire<(u64, u64)>>) -> PeerMsg {
+        PeerMsg::Positions {
+            group: Wire::ok(group),
+            reply,
+        }
     }
 }
 

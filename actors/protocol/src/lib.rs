@@ -11,6 +11,7 @@
 //! | [`names`] | registered actor names (always scoped by node name) |
 //! | [`messages`] | the typed messages of Daftka's exposed actor, the Router |
 //! | [`rpc`] | one call with a deadline, and which failures may be retried |
+//! | [`wire`] | [`Wire`]: typed values across ractor_cluster, decoding into a `Result` |
 //! | [`client`] | [`Client`], the typed native client over those messages |
 #![deny(clippy::unwrap_used)]
 
@@ -21,9 +22,11 @@ pub mod messages;
 pub mod names;
 pub mod record;
 pub mod rpc;
+pub mod wire;
 
 pub use client::Client;
 pub use error::{Error, ErrorCode};
 pub use ids::{GroupId, Offset, PartitionId};
 pub use messages::*;
 pub use record::{Header, Record, StoredRecord};
+pub use wire::Wire;

@@ -54,3 +54,19 @@ pub fn heartbeat(node: &str) -> String {
 pub fn node_server(node: &str) -> String {
     format!("daftka.{node}.node_server")
 }
+
+/// A node's Peer actor: the node's entry point for other nodes (Raft messages, forwarded requests).
+pub fn peer(node: &str) -> String {
+    format!("daftka.{node}.peer")
+}
+
+/// The pg group of the Peer actor of the node with Raft id `raft_id` in cluster `cluster`.
+/// Scoped by cluster name, so nodes of different clusters in one process never meet.
+pub fn peer_group(cluster: &str, raft_id: u64) -> String {
+    format!("daftka.{cluster}.peer.{raft_id}")
+}
+
+/// The pg group of every Peer actor of cluster `cluster` (how a joining node finds the others).
+pub fn peers_group(cluster: &str) -> String {
+    format!("daftka.{cluster}.peers")
+}

@@ -11,17 +11,38 @@ use std::time::Duration;
 use ractor::{ActorRef, Message, RpcReplyPort};
 
 use crate::error::Error;
+use crate::wire::Wire;
+
+/// What a reply port carries: a result, locally or across the cluster ([`Wire`]).
+pub trait Reply: Send + 'static {
+    type Out;
+    fn into_result(self) -> Result<Self::Out, Error>;
+}
+
+impl<T: Send + 'static> Reply for Result<T, Error> {
+    type Out = T;
+    fn into_result(self) -> Result<T, Error> {
+        self
+    }
+}
+
+impl<T: Send + 'static> Reply for Wire<T> {
+    type Out = T;
+    fn into_result(self) -> Result<T, Error> {
+        self.0
+    }
+}
 
 /// Calls `actor` with the message `build` makes around a reply port; `what` names the callee in
 /// error messages.
-pub async fn call<M: Message, T: Send + 'static>(
+pub async fn call<M: Message, R: Reply>(
     actor: &ActorRef<M>,
-    build: impl FnOnce(RpcReplyPort<Result<T, Error>>) -> M,
+    build: impl FnOnce(RpcReplyPort<R>) -> M,
     timeout: Duration,
     what: &str,
-) -> Result<T, Error> {
+) -> Result<R::Out, Error> {
     match actor.call(build, Some(timeout)).await {
-        Ok(ractor::rpc::CallResult::Success(reply)) => reply,
+        Ok(ractor::rpc::CallResult::Success(reply)) => reply.into_result(),
         Ok(ractor::rpc::CallResult::Timeout) => Err(Error::timeout(format!(
             "{what} did not answer in time: outcome unknown"
         ))),
@@ -33,12 +54,12 @@ pub async fn call<M: Message, T: Send + 'static>(
 }
 
 /// Like [`call`], to whichever actor is registered as `name` in this process now.
-pub async fn call_named<M: Message, T: Send + 'static>(
+pub async fn call_named<M: Message, R: Reply>(
     name: &str,
-    build: impl FnOnce(RpcReplyPort<Result<T, Error>>) -> M,
+    build: impl FnOnce(RpcReplyPort<R>) -> M,
     timeout: Duration,
     what: &str,
-) -> Result<T, Error> {
+) -> Result<R::Out, Error> {
     match ractor::registry::where_is(name) {
         Some(cell) => call(&cell.into(), build, timeout, what).await,
         None => Err(Error::unavailable(format!("{what} is not running"))),

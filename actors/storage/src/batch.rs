@@ -3,7 +3,9 @@
 use daftka_protocol::GroupId;
 use raft::eraftpb::{ConfState, Entry, HardState};
 
-use crate::codec::{self, ApplyState, ConfStateRecord, HardStateRecord, SnapshotMeta, StoredEntry};
+use crate::codec::{
+    self, ApplyState, ConfStateRecord, HardStateRecord, SnapshotMeta, SnapshotRecord, StoredEntry,
+};
 use crate::keys::{self, MetaTag};
 use crate::StorageError;
 
@@ -123,6 +125,50 @@ impl WriteBatch {
                 term: to_term,
             },
         );
+    }
+
+    /// Stores `snapshot` as the group's snapshot and compacts the log up to its index: entries
+    /// `first_index..=max(snapshot.index, last_index)` go when `discard_log` (a snapshot installed
+    /// from a leader replaces the whole log), else entries `first_index..=snapshot.index` (a snapshot
+    /// of our own applied state keeps the entries after it). The configuration becomes the
+    /// snapshot's when `discard_log`. After the write, call
+    /// [`crate::RaftLogStorage::on_snapshot_written`].
+    pub fn set_snapshot(
+        &mut self,
+        group: GroupId,
+        snapshot: &SnapshotRecord,
+        first_index: u64,
+        last_index: u64,
+        discard_log: bool,
+    ) {
+        let to = if discard_log {
+            snapshot.index.max(last_index)
+        } else {
+            snapshot.index
+        };
+        for i in first_index..=to {
+            self.ops.push(Op::Remove(
+                Ks::RaftLog,
+                keys::group_u64_key(group, i).to_vec(),
+            ));
+        }
+        let meta = SnapshotMeta {
+            index: snapshot.index,
+            term: snapshot.term,
+        };
+        self.insert_encoded(
+            Ks::RaftMeta,
+            keys::meta_key(group, MetaTag::SnapshotMeta).to_vec(),
+            &meta,
+        );
+        self.insert_encoded(
+            Ks::RaftMeta,
+            keys::meta_key(group, MetaTag::Snapshot).to_vec(),
+            snapshot,
+        );
+        if discard_log {
+            self.set_conf_state(group, &snapshot.conf_state());
+        }
     }
 
     /// Whether the batch holds no operation.

@@ -109,6 +109,51 @@ pub struct SnapshotMeta {
     pub term: u64,
 }
 
+/// A group's snapshot: the state machine's state after applying `index` (`term`), with the
+/// configuration at that index. Stored at the compaction point and sent to followers that need
+/// entries the log no longer has. `data` is the state machine's own encoding.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    pub index: u64,
+    pub term: u64,
+    pub(crate) conf_state: ConfStateRecord,
+    pub data: Vec<u8>,
+}
+
+impl SnapshotRecord {
+    pub fn new(index: u64, term: u64, conf_state: &ConfState, data: Vec<u8>) -> Self {
+        SnapshotRecord {
+            index,
+            term,
+            conf_state: ConfStateRecord::from_pb(conf_state),
+            data,
+        }
+    }
+
+    pub fn conf_state(&self) -> ConfState {
+        self.conf_state.clone().into_pb()
+    }
+
+    /// As raft-rs's snapshot message.
+    pub fn to_pb(&self) -> raft::eraftpb::Snapshot {
+        let mut s = raft::eraftpb::Snapshot {
+            data: self.data.clone().into(),
+            ..Default::default()
+        };
+        let m = s.mut_metadata();
+        m.index = self.index;
+        m.term = self.term;
+        m.set_conf_state(self.conf_state());
+        s
+    }
+
+    /// From raft-rs's snapshot message.
+    pub fn from_pb(s: &raft::eraftpb::Snapshot) -> Self {
+        let m = s.get_metadata();
+        SnapshotRecord::new(m.index, m.term, m.get_conf_state(), s.data.to_vec())
+    }
+}
+
 /// `HardState` in our own serde form.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct HardStateRecord {

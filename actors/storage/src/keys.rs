@@ -24,6 +24,8 @@ pub(crate) enum MetaTag {
     ConfState = 2,
     ApplyState = 3,
     SnapshotMeta = 4,
+    /// The group's latest snapshot ([`crate::codec::SnapshotRecord`]), at the compaction point.
+    Snapshot = 5,
 }
 
 pub(crate) fn group_prefix(group: GroupId) -> [u8; 8] {

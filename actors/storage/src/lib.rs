@@ -31,7 +31,7 @@ mod reader;
 mod store;
 
 pub use batch::WriteBatch;
-pub use codec::{ApplyState, StoredEntry};
+pub use codec::{ApplyState, SnapshotRecord, StoredEntry};
 pub use error::StorageError;
 pub use raft_storage::RaftLogStorage;
 pub use reader::PartitionReader;

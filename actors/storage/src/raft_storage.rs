@@ -9,8 +9,11 @@ use daftka_protocol::GroupId;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::codec::{
-    self, ApplyState, ConfStateRecord, HardStateRecord, SnapshotMeta, StoredEntry, StoredEntryRef,
+    self, ApplyState, ConfStateRecord, HardStateRecord, SnapshotMeta, SnapshotRecord, StoredEntry,
+    StoredEntryRef,
 };
 use crate::keys::{self, MetaTag};
 use crate::{StorageError, Store};
@@ -27,6 +30,10 @@ pub struct RaftLogStorage {
     /// The last stored index (`snapshot.index` when the log is empty) and its term.
     last_index: u64,
     last_term: u64,
+    /// Set when raft asked for a snapshot the stored one cannot serve (none stored, or its
+    /// configuration does not include the follower): the owner makes a fresh one
+    /// ([`RaftLogStorage::take_snapshot_request`]) and raft asks again on its next try.
+    snapshot_wanted: AtomicBool,
 }
 
 impl std::fmt::Debug for RaftLogStorage {
@@ -101,7 +108,37 @@ impl RaftLogStorage {
             snapshot,
             last_index,
             last_term,
+            snapshot_wanted: AtomicBool::new(false),
         })
+    }
+
+    /// The group's stored snapshot, if it has one.
+    pub fn stored_snapshot(&self) -> Result<Option<SnapshotRecord>, StorageError> {
+        let key = keys::meta_key(self.group, MetaTag::Snapshot);
+        match self.store.inner.ks.raft_meta.get(key)? {
+            Some(v) => Ok(Some(codec::decode(&v, "snapshot")?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether raft asked for a snapshot that must be made fresh; clears the request.
+    pub fn take_snapshot_request(&self) -> bool {
+        self.snapshot_wanted.swap(false, Ordering::AcqRel)
+    }
+
+    /// After a `WriteBatch` holding `set_snapshot(.., snapshot, .., discard_log)` was written.
+    pub fn on_snapshot_written(&mut self, snapshot: &SnapshotRecord, discard_log: bool) {
+        self.snapshot = SnapshotMeta {
+            index: snapshot.index,
+            term: snapshot.term,
+        };
+        if discard_log || self.last_index < snapshot.index {
+            self.last_index = snapshot.index;
+            self.last_term = snapshot.term;
+        }
+        if discard_log {
+            self.conf_state = snapshot.conf_state();
+        }
     }
 
     pub fn group(&self) -> GroupId {
@@ -278,9 +315,22 @@ impl raft::Storage for RaftLogStorage {
         Ok(self.last_index)
     }
 
-    /// Snapshots are not implemented yet: raft retries later. Only needed once logs are compacted
-    /// and a follower falls behind the compaction point.
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    /// The stored snapshot, if its configuration includes `to` and it is at least at
+    /// `request_index`; otherwise the owner is asked for a fresh one and raft retries later.
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        if let Some(s) = self.stored_snapshot()? {
+            let cs = s.conf_state();
+            let includes = cs
+                .voters
+                .iter()
+                .chain(&cs.learners)
+                .chain(&cs.voters_outgoing)
+                .any(|id| *id == to);
+            if includes && s.index >= request_index && s.index > 0 {
+                return Ok(s.to_pb());
+            }
+        }
+        self.snapshot_wanted.store(true, Ordering::Release);
         Err(raft::Error::Store(
             raft::StorageError::SnapshotTemporarilyUnavailable,
         ))

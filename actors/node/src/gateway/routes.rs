@@ -182,7 +182,8 @@ pub async fn handle(state: GatewayState, request: HttpRequest) -> Response {
     span.record("status", status.as_u16());
     span.record("latency_ms", latency_ms);
     span.in_scope(|| {
-        if status.is_server_error() {
+        // A 503 is a normal answer while a node starts or a leader is elected: not a warning.
+        if status.is_server_error() && status != warp::http::StatusCode::SERVICE_UNAVAILABLE {
             tracing::warn!(error_code, "request failed");
         } else {
             tracing::info!(error_code, "request served");

@@ -38,6 +38,18 @@ use crate::context::NodeContext;
 pub struct PartitionMachine {
     group: daftka_protocol::GroupId,
     pub position: LogPosition,
+    /// The first offset still stored (raised when a snapshot replaces the log).
+    pub log_start_offset: u64,
+}
+
+impl PartitionMachine {
+    fn apply_state(&self) -> ApplyState {
+        ApplyState {
+            applied_index: self.position.applied_index,
+            next_offset: self.position.next_offset,
+            log_start_offset: self.log_start_offset,
+        }
+    }
 }
 
 impl StateMachine for PartitionMachine {
@@ -64,14 +76,32 @@ impl StateMachine for PartitionMachine {
 
     fn finish_round(&mut self, applied_index: u64, batch: &mut WriteBatch) {
         self.position.applied_index = self.position.applied_index.max(applied_index);
-        batch.set_apply_state(
-            self.group,
-            &ApplyState {
-                applied_index: self.position.applied_index,
-                next_offset: self.position.next_offset,
-                log_start_offset: 0,
-            },
-        );
+        batch.set_apply_state(self.group, &self.apply_state());
+    }
+
+    fn applied_index(&self) -> u64 {
+        self.position.applied_index
+    }
+
+    /// A partition's snapshot is its position: the records themselves are the log, and a
+    /// snapshot is only needed for entries the log no longer has.
+    fn snapshot(&self) -> Result<Vec<u8>, Error> {
+        postcard::to_allocvec(&self.apply_state())
+            .map_err(|e| Error::internal(format!("encode a partition snapshot: {e}")))
+    }
+
+    /// Records before the snapshot are gone from the leader's log: this replica's log starts at
+    /// the snapshot's next offset.
+    fn restore(&mut self, index: u64, data: &[u8], batch: &mut WriteBatch) -> Result<(), Error> {
+        let st: ApplyState = postcard::from_bytes(data)
+            .map_err(|e| Error::internal(format!("decode a partition snapshot: {e}")))?;
+        self.position = LogPosition {
+            applied_index: index,
+            next_offset: st.next_offset,
+        };
+        self.log_start_offset = st.next_offset;
+        batch.set_apply_state(self.group, &self.apply_state());
+        Ok(())
     }
 }
 
@@ -128,6 +158,7 @@ impl Actor for ReplicaRaft {
                 applied_index: st.applied_index,
                 next_offset: st.next_offset,
             },
+            log_start_offset: st.log_start_offset,
         };
         let mut raft = RaftGroup::open(
             ctx.store.clone(),
@@ -136,8 +167,8 @@ impl Actor for ReplicaRaft {
             &replica.voters,
             &ctx.config.raft,
             machine,
-            st.applied_index,
             ctx.transport.clone(),
+            None,
         )
         .await?;
         let histogram = ctx
@@ -145,6 +176,8 @@ impl Actor for ReplicaRaft {
             .append_latency
             .with_label_values(&[replica.topic.as_str()]);
         raft.set_latency_observer(Box::new(move |d| histogram.observe(d.as_secs_f64())));
+        let (c, r) = (ctx.clone(), replica.clone());
+        raft.set_apply_observer(Box::new(move |m, leader| publish(&c, &r, m, leader)));
         let tick = myself.send_interval(ctx.config.raft.tick, || RaftMsg::Tick);
         let mut state = ReplicaRaftState {
             ctx,
@@ -227,7 +260,7 @@ impl ReplicaRaftState {
                 self.reported_leader = false;
             }
         }
-        if outcome.applied_entries > 0 {
+        if outcome.state_changed() || outcome.leader_changed.is_some() {
             self.publish_high_watermark();
         }
         if self.raft.recovered() {
@@ -240,24 +273,35 @@ impl ReplicaRaftState {
         Ok(())
     }
 
-    /// Tells the Storage actor (and the metrics) the applied high watermark.
     fn publish_high_watermark(&self) {
-        let hwm = self.raft.machine.position.next_offset;
-        let partition = self.replica.partition.to_string();
-        self.ctx
-            .metrics
-            .high_watermark
-            .with_label_values(&[self.replica.topic.as_str(), partition.as_str()])
-            .set(hwm as i64);
-        if let Some(cell) =
-            ractor::registry::where_is(names::replica_storage(&self.ctx.node, self.replica.group))
-        {
-            let storage: ActorRef<StorageMsg> = cell.into();
-            // The Storage actor is a sibling under one_for_all: if it is gone, we are going too.
-            let _ = storage.cast(StorageMsg::Applied {
-                high_watermark: hwm,
-            });
-        }
+        publish(
+            &self.ctx,
+            &self.replica,
+            &self.raft.machine,
+            self.raft.is_leader(),
+        );
+    }
+}
+
+/// Tells the Storage actor (and the metrics) the applied high watermark and whether this replica
+/// leads. Called after every apply, before the proposers are answered: a producer that reads
+/// right after its acknowledgement finds its records.
+fn publish(ctx: &NodeContext, replica: &ReplicaId, machine: &PartitionMachine, leader: bool) {
+    let hwm = machine.position.next_offset;
+    let partition = replica.partition.to_string();
+    ctx.metrics
+        .high_watermark
+        .with_label_values(&[replica.topic.as_str(), partition.as_str()])
+        .set(hwm as i64);
+    if let Some(cell) = ractor::registry::where_is(names::replica_storage(&ctx.node, replica.group))
+    {
+        let storage: ActorRef<StorageMsg> = cell.into();
+        // The Storage actor is a sibling under one_for_all: if it is gone, we are going too.
+        let _ = storage.cast(StorageMsg::Applied {
+            high_watermark: hwm,
+            log_start_offset: machine.log_start_offset,
+            leader,
+        });
     }
 }
 

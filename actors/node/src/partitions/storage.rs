@@ -7,6 +7,8 @@
 //!
 //! # Invariants
 //! - Only records below the high watermark are returned: they are committed and applied.
+//! - Only the leader replica serves fetches and positions (others answer `not_leader`, and the
+//!   Router tries the next replica), so reads follow the acknowledged writes.
 //! - Until the Raft actor reports its first high watermark, fetches answer `unavailable`.
 //!
 //! # Crash and recovery
@@ -43,14 +45,22 @@ pub struct ReplicaStorageState {
     /// The applied high watermark; `None` until the Raft actor has recovered and reported.
     high_watermark: Option<u64>,
     log_start_offset: u64,
+    /// Whether this replica leads: only the leader serves reads, so a reader never sees a high
+    /// watermark behind what the leader acknowledged.
+    leader: bool,
     waiters: Vec<Waiter>,
     next_waiter_id: u64,
 }
 
 #[derive(ractor_cluster::RactorMessage)]
 pub enum StorageMsg {
-    /// The Raft actor applied entries up to this high watermark.
-    Applied { high_watermark: u64 },
+    /// The Raft actor applied entries up to this high watermark; the log starts at
+    /// `log_start_offset`; `leader` says whether this replica leads its group.
+    Applied {
+        high_watermark: u64,
+        log_start_offset: u64,
+        leader: bool,
+    },
     Fetch {
         request: FetchRequest,
         reply: RpcReplyPort<Result<FetchResponse, Error>>,
@@ -82,6 +92,7 @@ impl Actor for ReplicaStorage {
             reader,
             high_watermark: None,
             log_start_offset: 0,
+            leader: false,
             waiters: Vec::new(),
             next_waiter_id: 0,
         })
@@ -94,8 +105,20 @@ impl Actor for ReplicaStorage {
         state: &mut ReplicaStorageState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            StorageMsg::Applied { high_watermark } => {
+            StorageMsg::Applied {
+                high_watermark,
+                log_start_offset,
+                leader,
+            } => {
                 state.high_watermark = Some(high_watermark);
+                state.log_start_offset = log_start_offset;
+                state.leader = leader;
+                if !leader {
+                    // Parked long polls go back to the Router, which finds the new leader.
+                    for w in std::mem::take(&mut state.waiters) {
+                        let _ = w.reply.send(Err(not_leader()));
+                    }
+                }
                 let (ready, parked): (Vec<Waiter>, Vec<Waiter>) =
                     std::mem::take(&mut state.waiters)
                         .into_iter()
@@ -107,6 +130,7 @@ impl Actor for ReplicaStorage {
             }
             StorageMsg::Positions { reply } => {
                 let answer = match state.high_watermark {
+                    _ if !state.leader => Err(not_leader()),
                     Some(h) => Ok((state.log_start_offset, h)),
                     None => Err(recovering()),
                 };
@@ -117,6 +141,10 @@ impl Actor for ReplicaStorage {
                     let _ = reply.send(Err(recovering()));
                     return Ok(());
                 };
+                if !state.leader {
+                    let _ = reply.send(Err(not_leader()));
+                    return Ok(());
+                }
                 let start = state.log_start_offset;
                 let offset = match request.offset {
                     FetchOffset::Earliest => start,
@@ -150,6 +178,10 @@ impl Actor for ReplicaStorage {
         }
         Ok(())
     }
+}
+
+fn not_leader() -> Error {
+    Error::not_leader("this replica does not lead its partition: fetches go to the leader")
 }
 
 fn recovering() -> Error {

@@ -1,0 +1,206 @@
+//! Peer: this node's entry point for the other nodes of its cluster.
+//!
+//! Parent: ControlPlane (one_for_one). Registered as `names::peer(node)` and a member of two pg
+//! groups: [`names::peer_group`] (this node, by Raft id) and [`names::peers_group`] (every node of
+//! the cluster). ractor_cluster synchronises pg groups across authenticated sessions, so another
+//! node finds this one by its Raft id; in one process (tests) the same groups find local actors.
+//!
+//! Messages in ([`PeerMsg`], which crosses the network: variant names and field order are the wire
+//! format, and every payload is a [`Wire`] that decodes into a `Result`, so a bad frame becomes an
+//! error reply, never a crash):
+//! - `Raft`: a batch of Raft messages, each handed to its group's actor on this node (the Metadata
+//!   actor for group 0, else the replica's Raft actor). Answered once dispatched: the sender keeps
+//!   one batch in flight per peer, which bounds what waits here.
+//! - `ProposeMetadata`: a metadata command for this node's Metadata actor (only taken if it leads).
+//! - `Produce`, `Fetch`, `Positions`: requests for a partition replica on this node, sent by
+//!   another node's Router; forwarded to the replica's Server with the reply.
+//!
+//! Decoding Raft messages uses protobuf 2 (RUSTSEC-2024-0437: hostile input can overflow the
+//! stack): only authenticated peers (same cookie) can reach this actor.
+//!
+//! # Crash and recovery
+//! Stateless. Requests in flight when it dies see their reply drop (their callers get `timeout`
+//! or `unavailable`); Raft messages lost with it are sent again by Raft.
+
+use std::sync::Arc;
+
+use daftka_core::metadata::{MetadataCommand, MetadataEvent};
+use daftka_protocol::{names, rpc, Error, FetchRequest, FetchResponse, GroupId, Record, Wire};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use crate::context::NodeContext;
+use crate::partitions::server::ServerMsg;
+
+/// One Raft message in a batch: its group and its protobuf bytes.
+pub type RaftFrame = (u64, Vec<u8>);
+
+#[derive(ractor_cluster::RactorClusterMessage)]
+pub enum PeerMsg {
+    #[rpc]
+    Raft {
+        batch: Wire<Vec<RaftFrame>>,
+        reply: RpcReplyPort<Wire<()>>,
+    },
+    #[rpc]
+    ProposeMetadata {
+        command: Wire<MetadataCommand>,
+        reply: RpcReplyPort<Wire<MetadataEvent>>,
+    },
+    #[rpc]
+    Produce {
+        request: Wire<(GroupId, Vec<Record>)>,
+        reply: RpcReplyPort<Wire<u64>>,
+    },
+    #[rpc]
+    Fetch {
+        request: Wire<(GroupId, FetchRequest)>,
+        reply: RpcReplyPort<Wire<FetchResponse>>,
+    },
+    #[rpc]
+    Positions {
+        group: Wire<GroupId>,
+        reply: RpcReplyPort<Wire<(u64, u64)>>,
+    },
+}
+
+pub struct PeerArgs {
+    pub ctx: Arc<NodeContext>,
+}
+
+pub struct Peer;
+
+impl Actor for Peer {
+    type Msg = PeerMsg;
+    type State = Arc<NodeContext>;
+    type Arguments = PeerArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<PeerMsg>,
+        args: PeerArgs,
+    ) -> Result<Arc<NodeContext>, ActorProcessingErr> {
+        let ctx = args.ctx;
+        let cluster = &ctx.config.cluster.name;
+        ractor::pg::join(
+            names::peer_group(cluster, ctx.raft_id),
+            vec![myself.get_cell()],
+        );
+        ractor::pg::join(names::peers_group(cluster), vec![myself.get_cell()]);
+        Ok(ctx)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<PeerMsg>,
+        msg: PeerMsg,
+        ctx: &mut Arc<NodeContext>,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            PeerMsg::Raft { batch, reply } => {
+                let answer = batch.0.map(|frames| dispatch_raft(ctx, frames));
+                let _ = reply.send(Wire(answer));
+            }
+            PeerMsg::ProposeMetadata { command, reply } => {
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    let answer = match command.0 {
+                        Ok(cmd) => crate::metadata::propose_local(&ctx, cmd).await,
+                        Err(e) => Err(e),
+                    };
+                    let _ = reply.send(Wire(answer));
+                });
+            }
+            PeerMsg::Produce { request, reply } => {
+                forward(ctx, request.0, reply, |records, reply| ServerMsg::Produce {
+                    records,
+                    reply,
+                })
+            }
+            PeerMsg::Fetch { request, reply } => {
+                forward(ctx, request.0, reply, |request, reply| ServerMsg::Fetch {
+                    request,
+                    reply,
+                })
+            }
+            PeerMsg::Positions { group, reply } => {
+                forward(ctx, group.0.map(|g| (g, ())), reply, |(), reply| {
+                    ServerMsg::Positions { reply }
+                })
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Hands each Raft message to its group's actor on this node. Messages for a group with no actor
+/// here (not started yet, or restarting) are dropped: Raft sends again.
+fn dispatch_raft(ctx: &NodeContext, frames: Vec<RaftFrame>) {
+    for (group, bytes) in frames {
+        let msg: raft::eraftpb::Message = match protobuf::Message::parse_from_bytes(&bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(group, error = %e, "a peer sent a Raft message that does not decode");
+                continue;
+            }
+        };
+        let group = GroupId(group);
+        if group == GroupId::METADATA {
+            if let Some(cell) = ractor::registry::where_is(names::metadata(&ctx.node)) {
+                let actor: ActorRef<crate::metadata::MetadataMsg> = cell.into();
+                let _ = actor.cast(crate::metadata::MetadataMsg::Step(Box::new(msg)));
+            }
+        } else if let Some(cell) = ractor::registry::where_is(names::replica_raft(&ctx.node, group))
+        {
+            let actor: ActorRef<crate::partitions::raft::RaftMsg> = cell.into();
+            let _ = actor.cast(crate::partitions::raft::RaftMsg::Step(Box::new(msg)));
+        }
+    }
+}
+
+/// Forwards a request for partition group `group` to its Server on this node, in a task.
+fn forward<A: Send + 'static, T: Send + 'static>(
+    ctx: &NodeContext,
+    request: Result<(GroupId, A), Error>,
+    reply: RpcReplyPort<Wire<T>>,
+    build: impl FnOnce(A, RpcReplyPort<Result<T, Error>>) -> ServerMsg + Send + 'static,
+) {
+    let (group, args) = match request {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = reply.send(Wire(Err(e)));
+            return;
+        }
+    };
+    let server = names::replica_server(&ctx.node, group);
+    let timeout = ctx.config.router.request_timeout + ctx.config.limits.fetch_wait_max;
+    tokio::spawn(async move {
+        let answer = rpc::call_named(&server, |r| build(args, r), timeout, "the replica").await;
+        let _ = reply.send(Wire(answer));
+    });
+}
+
+/// The Peer actor of the node with Raft id `raft_id` in this node's cluster: the local one when
+/// the node runs in this process, else the remote one ractor_cluster shows.
+pub fn peer_of(ctx: &NodeContext, raft_id: u64) -> Option<ActorRef<PeerMsg>> {
+    let members = ractor::pg::get_members(&names::peer_group(&ctx.config.cluster.name, raft_id));
+    members
+        .iter()
+        .find(|c| c.get_id().is_local())
+        .or_else(|| members.first())
+        .cloned()
+        .map(Into::into)
+}
+
+/// Every other node's Peer actor this node can reach now, one per node (local ones preferred).
+pub fn other_peers(ctx: &NodeContext) -> Vec<ActorRef<PeerMsg>> {
+    let own = names::peer(&ctx.node);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut members = ractor::pg::get_members(&names::peers_group(&ctx.config.cluster.name));
+    members.sort_by_key(|c| !c.get_id().is_local());
+    members
+        .into_iter()
+        .filter(|c| c.get_name().as_deref() != Some(own.as_str()))
+        .filter(|c| seen.insert(c.get_name().unwrap_or_default()))
+        .map(Into::into)
+        .collect()
+}
