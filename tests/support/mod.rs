@@ -160,16 +160,38 @@ impl BinaryNode {
 
     /// Like [`BinaryNode::spawn`], with extra command-line arguments.
     pub fn spawn_with(name: &str, data_dir: &Path, extra: &[String]) -> BinaryNode {
-        let http_port = free_port();
-        let metrics_port = free_port();
+        Self::spawn_env(name, data_dir, extra, &[])
+    }
+
+    /// Like [`BinaryNode::spawn_with`], with extra environment variables.
+    pub fn spawn_env(
+        name: &str,
+        data_dir: &Path,
+        extra: &[String],
+        env: &[(&str, &str)],
+    ) -> BinaryNode {
+        Self::spawn_on(name, data_dir, extra, env, free_port(), free_port())
+    }
+
+    /// Like [`BinaryNode::spawn_env`], on the given HTTP and metrics ports (a restart keeps its
+    /// ports, so clients and peers find it again).
+    pub fn spawn_on(
+        name: &str,
+        data_dir: &Path,
+        extra: &[String],
+        env: &[(&str, &str)],
+        http_port: u16,
+        metrics_port: u16,
+    ) -> BinaryNode {
         let child = Command::new(env!("CARGO_BIN_EXE_daftka"))
             .args(extra)
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .args(["--node-name", name])
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--http-addr", &format!("127.0.0.1:{http_port}")])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
-            .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
