@@ -8,6 +8,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use daftka_core::config::Config;
 use daftka_node::Node;
 use daftka_protocol::{
     Client, FetchOffset, FetchRequest, ProduceRecord, Record, RecordPosition, TopicSpec,
@@ -25,11 +26,17 @@ struct Member {
 struct TestCluster {
     name: String,
     members: Vec<Member>,
+    tweak: fn(&mut Config),
     _dir: tempfile::TempDir,
 }
 
 impl TestCluster {
     async fn start(n: usize) -> TestCluster {
+        Self::start_with(n, |_| {}).await
+    }
+
+    /// Starts `n` nodes whose config `tweak` adjusts.
+    async fn start_with(n: usize, tweak: fn(&mut Config)) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let name = unique_name("c");
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
@@ -47,6 +54,7 @@ impl TestCluster {
         let mut c = TestCluster {
             name,
             members,
+            tweak,
             _dir: dir,
         };
         for i in 0..n {
@@ -60,7 +68,8 @@ impl TestCluster {
 
     async fn start_member(&mut self, i: usize) {
         let m = &self.members[i];
-        let config = cluster_config(&self.name, &m.name, &m.dir, m.port, &m.seeds);
+        let mut config = cluster_config(&self.name, &m.name, &m.dir, m.port, &m.seeds);
+        (self.tweak)(&mut config);
         let node = start_node_unready(config).await;
         self.members[i].node = Some(node);
     }
@@ -218,6 +227,109 @@ async fn three_nodes_replicate_route_and_fail_over() {
     let expected: Vec<String> = (0..50).map(|i| format!("v{i}")).collect();
     assert_eq!(values(&c.client(dead), "orders", 0).await, expected);
 
+    for i in 0..3 {
+        c.stop(i).await;
+    }
+}
+
+/// The value of a counter or gauge in a node's `/metrics`, if present.
+async fn metric(node: &Node, name_and_labels: &str) -> Option<f64> {
+    let text = reqwest::get(format!("http://{}/metrics", node.metrics_addr))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A replica that was down while the leaders compacted their logs (the metadata group by its
+/// snapshot interval, the partition by retention) comes back through snapshots: it installs the
+/// leaders' snapshots, then follows the log, and ends at the leader's position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_behind_the_compaction_point_installs_snapshots() {
+    let mut c = TestCluster::start_with(3, |cfg| {
+        cfg.raft.snapshot_entries = 4;
+        cfg.topics.retention_time = Duration::from_millis(800);
+        cfg.topics.retention_check_interval = Duration::from_millis(40);
+    })
+    .await;
+    let t = c
+        .client(0)
+        .create_topic(TopicSpec {
+            name: "t".into(),
+            partitions: Some(1),
+            replication_factor: None,
+        })
+        .await
+        .expect("create");
+    let leader = t.partitions[0].leader.clone().expect("a leader");
+    // Stop a replica that does not lead the partition.
+    let down = c
+        .members
+        .iter()
+        .position(|m| m.name != leader)
+        .expect("a follower");
+    let up: Vec<usize> = (0..3).filter(|i| *i != down).collect();
+    c.client(up[0])
+        .produce("t", records(0, 10, 0))
+        .await
+        .expect("produce before the stop");
+    c.stop(down).await;
+
+    // While it is down: metadata entries past the snapshot interval, and records it never got
+    // that go past retention, so the leader's log no longer has them.
+    let via = c.client(up[0]);
+    via.produce("t", records(10, 10, 0))
+        .await
+        .expect("produce while a replica is down");
+    for i in 0..3 {
+        let name = format!("m{i}");
+        via.create_topic(TopicSpec {
+            name: name.clone(),
+            partitions: Some(1),
+            replication_factor: Some(2),
+        })
+        .await
+        .expect("create while a node is down");
+        via.delete_topic(&name).await.expect("delete");
+    }
+    eventually(
+        "retention to delete the first records",
+        Duration::from_secs(20),
+        async || {
+            let d = via.describe_topic("t").await.ok()?;
+            (d.partitions[0].log_start_offset >= 20).then_some(())
+        },
+    )
+    .await;
+    via.produce("t", records(20, 10, 0))
+        .await
+        .expect("produce after retention");
+
+    c.start_member(down).await;
+    c.wait_ready(down).await;
+    let node = c.members[down].node.as_ref().expect("running");
+    let group = format!("g{}", 1);
+    for g in ["g0", group.as_str()] {
+        let installed =
+            format!("daftka_raft_snapshots_total{{event=\"installed\",group=\"{g}\"}} ");
+        eventually(
+            "the restarted replica to install a snapshot",
+            Duration::from_secs(20),
+            async || metric(node, &installed).await.filter(|v| *v >= 1.0),
+        )
+        .await;
+    }
+    let hwm = "daftka_high_watermark{partition=\"0\",topic=\"t\"} ";
+    eventually(
+        "the restarted replica to reach the leader",
+        Duration::from_secs(20),
+        async || metric(node, hwm).await.filter(|v| *v == 30.0),
+    )
+    .await;
     for i in 0..3 {
         c.stop(i).await;
     }

@@ -133,6 +133,12 @@ pub struct TopicsConfig {
     pub default_replication_factor: u32,
     /// The most partitions one topic may have.
     pub partitions_max: u32,
+    /// Records older than this are deleted (whole batches, oldest first), on every replica.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub retention_time: Duration,
+    /// How often each replica looks for records past retention.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub retention_check_interval: Duration,
 }
 
 /// Raft timing and flow control, shared by the metadata and partition groups.
@@ -271,6 +277,8 @@ impl Default for TopicsConfig {
             default_partitions: 3,
             default_replication_factor: 3,
             partitions_max: 1024,
+            retention_time: Duration::from_secs(7 * 24 * 3600),
+            retention_check_interval: Duration::from_secs(30),
         }
     }
 }
@@ -465,6 +473,12 @@ impl Config {
                 "topics.default_partitions",
                 format!("must be 1 to topics.partitions_max ({})", t.partitions_max),
             );
+        }
+        if t.retention_time.is_zero() {
+            return bad("topics.retention_time", "must be positive");
+        }
+        if t.retention_check_interval.is_zero() {
+            return bad("topics.retention_check_interval", "must be positive");
         }
         if t.default_replication_factor == 0 {
             return bad("topics.default_replication_factor", "must be at least 1");

@@ -83,6 +83,8 @@ pub struct RoundOutcome {
     pub applied_entries: usize,
     /// A leader's snapshot replaced the state in this round.
     pub restored: bool,
+    /// This replica stored a snapshot and compacted its log in this round.
+    pub compacted: bool,
 }
 
 impl RoundOutcome {
@@ -395,7 +397,7 @@ impl<M: StateMachine> RaftGroup<M> {
         for to in snapshots_sent {
             self.raw.report_snapshot(to, SnapshotStatus::Finish);
         }
-        self.maybe_snapshot().await?;
+        outcome.compacted = self.maybe_snapshot().await?;
         Ok(outcome)
     }
 
@@ -426,26 +428,43 @@ impl<M: StateMachine> RaftGroup<M> {
 
     /// Snapshots the applied state and compacts the log up to it, when a follower needs a
     /// snapshot the stored one cannot serve or `snapshot_every` entries were applied since the
-    /// last one.
-    async fn maybe_snapshot(&mut self) -> Result<(), ConsensusError> {
+    /// last one. A group without `snapshot_every` compacts only through [`Self::compact_to`].
+    async fn maybe_snapshot(&mut self) -> Result<bool, ConsensusError> {
         let requested = self.raw.store().take_snapshot_request();
+        let Some(every) = self.snapshot_every else {
+            return Ok(false);
+        };
         let applied = self.raw.raft.raft_log.applied;
         let (point, _) = self.raw.store().compaction_point();
-        let due = self
-            .snapshot_every
-            .is_some_and(|n| applied.saturating_sub(point) >= n);
-        if applied <= point || !(requested || due) || self.machine.applied_index() != applied {
-            return Ok(());
+        let due = applied.saturating_sub(point) >= every;
+        if !(requested || due) || self.machine.applied_index() != applied {
+            return Ok(false);
         }
-        let term = self.raw.raft.raft_log.term(applied)?;
-        let snap = SnapshotRecord::new(applied, term, &self.conf_state(), self.machine.snapshot()?);
-        let mut batch = WriteBatch::default();
+        let data = self.machine.snapshot()?;
+        self.compact_to(applied, data, WriteBatch::default()).await
+    }
+
+    /// Stores `data` as the snapshot at `index` (the state after applying it) and compacts the
+    /// log up to it, writing `batch` in the same atomic write. `index` must be applied and above
+    /// the current compaction point, else nothing is written and the answer is `false`.
+    pub async fn compact_to(
+        &mut self,
+        index: u64,
+        data: Vec<u8>,
+        mut batch: WriteBatch,
+    ) -> Result<bool, ConsensusError> {
+        let (point, _) = self.raw.store().compaction_point();
+        if index <= point || index > self.raw.raft.raft_log.applied {
+            return Ok(false);
+        }
+        let term = self.raw.raft.raft_log.term(index)?;
+        let snap = SnapshotRecord::new(index, term, &self.conf_state(), data);
         let st = self.raw.store();
         batch.set_snapshot(self.group, &snap, st.first_index(), st.last_index(), false);
         self.store.write(batch, false).await?;
         self.raw.mut_store().on_snapshot_written(&snap, false);
-        tracing::debug!(group = %self.group, index = applied, "snapshot taken, log compacted");
-        Ok(())
+        tracing::debug!(group = %self.group, index, "snapshot stored, log compacted");
+        Ok(true)
     }
 
     /// Applies committed entries, writes their effects (and the commit index, so a restart never

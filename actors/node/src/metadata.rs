@@ -203,6 +203,20 @@ impl Actor for Metadata {
                 if outcome.state_changed() || outcome.leader_changed.is_some() {
                     state.publish();
                 }
+                let group = GroupId::METADATA.to_string();
+                for (happened, event) in [
+                    (outcome.restored, "installed"),
+                    (outcome.compacted, "stored"),
+                ] {
+                    if happened {
+                        state
+                            .ctx
+                            .metrics
+                            .raft_snapshots
+                            .with_label_values(&[group.as_str(), event])
+                            .inc();
+                    }
+                }
                 state.add_members();
                 queue_round(&myself, &mut state.raft);
             }

@@ -36,6 +36,9 @@ pub struct Metrics {
     pub storage_commit_rounds: IntGauge,
     /// Raft messages handed to a peer, by outcome (`sent`, `dropped`).
     pub raft_messages: IntCounterVec,
+    /// Snapshots by raft group and event: `stored` (this replica compacted its log) or
+    /// `installed` (a leader's snapshot replaced this replica's log).
+    pub raft_snapshots: IntCounterVec,
 }
 
 impl Metrics {
@@ -107,6 +110,11 @@ impl Metrics {
             "Raft messages to peers, by outcome: sent, or dropped (queue full, peer unreachable)",
             &["outcome"],
         );
+        let raft_snapshots = counter(
+            "daftka_raft_snapshots_total",
+            "Raft snapshots: stored (log compacted here) or installed (sent by a leader)",
+            &["group", "event"],
+        );
         let append_latency = reg(
             &registry,
             HistogramVec::new(
@@ -134,6 +142,7 @@ impl Metrics {
             http_requests,
             storage_commit_rounds,
             raft_messages,
+            raft_snapshots,
         })
     }
 

@@ -171,6 +171,16 @@ impl WriteBatch {
         }
     }
 
+    /// Removes the offset index rows of `group` at these base offsets (their entries are gone).
+    pub fn remove_index_rows(&mut self, group: GroupId, bases: &[u64]) {
+        for base in bases {
+            self.ops.push(Op::Remove(
+                Ks::OffsetIndex,
+                keys::group_u64_key(group, *base).to_vec(),
+            ));
+        }
+    }
+
     /// Whether the batch holds no operation.
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty() && self.error.is_none()

@@ -34,5 +34,5 @@ pub use batch::WriteBatch;
 pub use codec::{ApplyState, SnapshotRecord, StoredEntry};
 pub use error::StorageError;
 pub use raft_storage::RaftLogStorage;
-pub use reader::PartitionReader;
+pub use reader::{PartitionReader, RetentionCut};
 pub use store::{Store, StoreOptions, WriterPause};

@@ -110,4 +110,72 @@ impl PartitionReader {
         }
         Ok(out)
     }
+
+    /// Where retention may cut the log: walking the index rows from `log_start_offset` up to
+    /// `end_offset` (the high watermark), the last batch whose records are all older than
+    /// `older_than_ms` (Unix ms) such that every batch before it is too. At most `rows_max` rows
+    /// are looked at per call. Returns the cut as [`RetentionCut`], or `None` when nothing expired.
+    pub fn retention_cut(
+        &self,
+        log_start_offset: u64,
+        end_offset: u64,
+        older_than_ms: i64,
+        rows_max: usize,
+    ) -> Result<Option<RetentionCut>, StorageError> {
+        let ks = &self.store.inner.ks;
+        let group = self.group;
+        let rows = ks.offset_index.range(
+            keys::group_u64_key(group, log_start_offset)..keys::group_u64_key(group, end_offset),
+        );
+        let mut cut = RetentionCut::default();
+        for guard in rows.take(rows_max) {
+            let (key, value) = guard.into_inner()?;
+            let base = keys::key_u64_field(&key)?;
+            let (raft_index, count) = keys::parse_index_value(&value)?;
+            let entry = ks
+                .raft_log
+                .get(keys::group_u64_key(group, raft_index))?
+                .ok_or_else(|| {
+                    StorageError::Corrupt(format!(
+                        "{group}: offset {base} points at missing raft entry {raft_index}"
+                    ))
+                })?;
+            let entry = StoredEntryRef::decode(&entry)?;
+            let records = decode_batch(entry.data).map_err(|e| {
+                StorageError::Corrupt(format!("{group}: raft entry {raft_index}: {}", e.message))
+            })?;
+            let newest = records.iter().filter_map(|r| r.timestamp_ms).max();
+            if newest.is_none_or(|t| t >= older_than_ms) {
+                break;
+            }
+            cut.raft_index = raft_index;
+            cut.log_start_offset = base + u64::from(count);
+            cut.removed_rows.push(base);
+        }
+        Ok((!cut.removed_rows.is_empty()).then_some(cut))
+    }
+
+    /// The base offsets of the index rows in `[from, to)`.
+    pub fn index_rows(&self, from: u64, to: u64) -> Result<Vec<u64>, StorageError> {
+        let ks = &self.store.inner.ks;
+        let mut out = Vec::new();
+        for guard in ks
+            .offset_index
+            .range(keys::group_u64_key(self.group, from)..keys::group_u64_key(self.group, to))
+        {
+            out.push(keys::key_u64_field(&guard.key()?)?);
+        }
+        Ok(out)
+    }
+}
+
+/// Where retention cuts a partition's log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionCut {
+    /// The last Raft entry that goes (the log is compacted up to it).
+    pub raft_index: u64,
+    /// The first offset kept: the new log start.
+    pub log_start_offset: u64,
+    /// Base offsets of the index rows that go with the entries.
+    pub removed_rows: Vec<u64>,
 }

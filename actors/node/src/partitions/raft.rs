@@ -26,17 +26,20 @@ use std::sync::Arc;
 use daftka_core::partition::LogPosition;
 use daftka_protocol::record::batch_record_count;
 use daftka_protocol::{names, Error};
-use daftka_storage::{ApplyState, WriteBatch};
+use daftka_storage::{ApplyState, PartitionReader, WriteBatch};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::replica_sup::ReplicaId;
 use super::storage::StorageMsg;
 use crate::consensus::{RaftGroup, StateMachine};
 use crate::context::NodeContext;
+use crate::partitions::server::now_ms;
 
 /// The partition's apply step: offsets at apply, index rows with the position.
 pub struct PartitionMachine {
     group: daftka_protocol::GroupId,
+    /// Reads this partition's index rows (to drop the ones a snapshot replaces).
+    reader: PartitionReader,
     pub position: LogPosition,
     /// The first offset still stored (raised when a snapshot replaces the log).
     pub log_start_offset: u64,
@@ -95,6 +98,15 @@ impl StateMachine for PartitionMachine {
     fn restore(&mut self, index: u64, data: &[u8], batch: &mut WriteBatch) -> Result<(), Error> {
         let st: ApplyState = postcard::from_bytes(data)
             .map_err(|e| Error::internal(format!("decode a partition snapshot: {e}")))?;
+        // The index rows of the log this snapshot replaces point at entries that are gone.
+        let stale = self
+            .reader
+            .index_rows(
+                self.log_start_offset,
+                st.next_offset.max(self.position.next_offset),
+            )
+            .map_err(Error::from)?;
+        batch.remove_index_rows(self.group, &stale);
         self.position = LogPosition {
             applied_index: index,
             next_offset: st.next_offset,
@@ -104,6 +116,9 @@ impl StateMachine for PartitionMachine {
         Ok(())
     }
 }
+
+/// Most index rows one retention pass looks at (bounds the work of one tick).
+pub const RETENTION_ROWS_MAX: usize = 10_000;
 
 pub struct ReplicaRaftArgs {
     pub ctx: Arc<NodeContext>,
@@ -118,6 +133,8 @@ pub struct ReplicaRaftState {
     proposals_in_round: usize,
     /// The leader last reported to the metadata group, to report each election once.
     reported_leader: bool,
+    /// Ticks since start, to look for records past retention every so many.
+    ticks: u64,
     tick: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -154,6 +171,7 @@ impl Actor for ReplicaRaft {
         drop(storage);
         let machine = PartitionMachine {
             group: replica.group,
+            reader: ctx.store.partition_reader(replica.group),
             position: LogPosition {
                 applied_index: st.applied_index,
                 next_offset: st.next_offset,
@@ -185,6 +203,7 @@ impl Actor for ReplicaRaft {
             raft,
             proposals_in_round: 0,
             reported_leader: false,
+            ticks: 0,
             tick: Some(tick),
         };
         state.publish_high_watermark();
@@ -227,6 +246,14 @@ impl Actor for ReplicaRaft {
                 queue_round(&myself, &mut state.raft);
             }
             RaftMsg::Tick => {
+                state.ticks += 1;
+                let cfg = &state.ctx.config;
+                let every = (cfg.topics.retention_check_interval.as_millis()
+                    / cfg.raft.tick.as_millis().max(1))
+                .max(1) as u64;
+                if state.ticks.is_multiple_of(every) {
+                    state.enforce_retention().await?;
+                }
                 if state.raft.tick() {
                     let _ = myself.cast(RaftMsg::ProcessReady);
                 }
@@ -263,6 +290,9 @@ impl ReplicaRaftState {
         if outcome.state_changed() || outcome.leader_changed.is_some() {
             self.publish_high_watermark();
         }
+        if outcome.restored {
+            self.count_snapshot("installed");
+        }
         if self.raft.recovered() {
             self.ctx.readiness.replica_ready(self.replica.group);
         }
@@ -271,6 +301,51 @@ impl ReplicaRaftState {
             crate::metadata::report_leader(&self.ctx, self.replica.group);
         }
         Ok(())
+    }
+
+    /// Deletes the batches whose records are all past `topics.retention_time`: the log is
+    /// compacted up to the last of them, with a snapshot of the position there (which a
+    /// follower behind it installs), and the log start offset moves past them.
+    async fn enforce_retention(&mut self) -> Result<(), ActorProcessingErr> {
+        let cfg = &self.ctx.config.topics;
+        let older_than =
+            now_ms() - i64::try_from(cfg.retention_time.as_millis()).unwrap_or(i64::MAX);
+        let m = &self.raft.machine;
+        let cut = m.reader.retention_cut(
+            m.log_start_offset,
+            m.position.next_offset,
+            older_than,
+            RETENTION_ROWS_MAX,
+        )?;
+        let Some(cut) = cut else { return Ok(()) };
+        let snapshot = ApplyState {
+            applied_index: cut.raft_index,
+            next_offset: cut.log_start_offset,
+            log_start_offset: cut.log_start_offset,
+        };
+        let data = postcard::to_allocvec(&snapshot)?;
+        let mut batch = WriteBatch::default();
+        batch.remove_index_rows(self.replica.group, &cut.removed_rows);
+        let mut state = self.raft.machine.apply_state();
+        state.log_start_offset = cut.log_start_offset;
+        batch.set_apply_state(self.replica.group, &state);
+        if !self.raft.compact_to(cut.raft_index, data, batch).await? {
+            return Ok(());
+        }
+        self.raft.machine.log_start_offset = cut.log_start_offset;
+        self.count_snapshot("stored");
+        tracing::info!(group = %self.replica.group, log_start_offset = cut.log_start_offset, "retention deleted old records");
+        self.publish_high_watermark();
+        Ok(())
+    }
+
+    fn count_snapshot(&self, event: &str) {
+        let group = self.replica.group.to_string();
+        self.ctx
+            .metrics
+            .raft_snapshots
+            .with_label_values(&[group.as_str(), event])
+            .inc();
     }
 
     fn publish_high_watermark(&self) {
