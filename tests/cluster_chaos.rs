@@ -12,7 +12,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,86 +20,14 @@ use std::time::{Duration, Instant};
 use daftka_storage::{Store, StoreOptions};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
+use support::eventually;
 use support::history::{History, StoredLog};
-use support::{eventually, free_port, BinaryNode};
+use support::procs::{slots, wait_ready, Slot};
 
 const PARTITIONS: u32 = 3;
 const BATCH: u64 = 20;
 const ROUNDS: usize = 8;
 const TOPIC: &str = "chaos";
-
-/// One node of the cluster: how to start it again on the same ports and data.
-struct Slot {
-    name: String,
-    dir: PathBuf,
-    args: Vec<String>,
-    http: u16,
-    metrics: u16,
-    proc: Option<BinaryNode>,
-}
-
-impl Slot {
-    fn start(&mut self) {
-        let env = [("DAFTKA_DEBUG__CHAOS", "true")];
-        self.proc = Some(BinaryNode::spawn_on(
-            &self.name,
-            &self.dir,
-            &self.args,
-            &env,
-            self.http,
-            self.metrics,
-        ));
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http)
-    }
-}
-
-fn slots(root: &Path) -> Vec<Slot> {
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    ["a", "b", "c"]
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            let mut args = vec![
-                "--cluster-addr".to_string(),
-                format!("127.0.0.1:{}", ports[i]),
-                "--cookie".to_string(),
-                "chaos-cookie".to_string(),
-            ];
-            if i > 0 {
-                let seeds: Vec<String> = ports[..i]
-                    .iter()
-                    .map(|p| format!("127.0.0.1:{p}"))
-                    .collect();
-                args.push("--seeds".into());
-                args.push(seeds.join(","));
-            }
-            Slot {
-                name: name.to_string(),
-                dir: root.join(name),
-                args,
-                http: free_port(),
-                metrics: free_port(),
-                proc: None,
-            }
-        })
-        .collect()
-}
-
-async fn wait_ready(http: &reqwest::Client, url: &str) {
-    let url = format!("{url}/readyz");
-    eventually(
-        "a node to be ready",
-        Duration::from_secs(60),
-        async || match http.get(&url).send().await {
-            Ok(r) if r.status().is_success() => Some(()),
-            _ => None,
-        },
-    )
-    .await
-}
 
 /// What the producers share: the history, and when each partition last got an acknowledgement.
 #[derive(Default)]
@@ -315,7 +243,7 @@ async fn three_processes_survive_kill_9_and_actor_kills() {
         .timeout(Duration::from_secs(15))
         .build()
         .expect("http client");
-    let mut nodes = slots(root.path());
+    let mut nodes = slots(root.path(), "chaos-cookie");
     for n in nodes.iter_mut() {
         n.start();
         wait_ready(&http, &n.url()).await;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod history;
+pub mod procs;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,8 @@
 //! Router: the node's client entry point and Daftka's exposed actor ([`RouterMsg`]).
 //!
-//! Parent: ControlPlane (one_for_one). Registered as `names::router(node)`.
+//! Parent: ControlPlane (one_for_one). Registered as `names::router(node)` and a member of the pg
+//! group `names::routers_group(cluster)`, through which other Rust actor systems connected to the
+//! node (same cookie) reach it: [`RouterMsg`] crosses the network.
 //! Every request runs in its own task, so a slow partition never holds up others: topic operations
 //! and offset commits go through the metadata group; produce and fetch find the partition's replica
 //! and forward to its Server, retrying with backoff while the answer is `not_leader` or the replica
@@ -56,9 +58,14 @@ impl Actor for Router {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<RouterMsg>,
+        myself: ActorRef<RouterMsg>,
         args: RouterArgs,
     ) -> Result<RouterState, ActorProcessingErr> {
+        // Other Rust actor systems connected to this node find the Router here.
+        ractor::pg::join(
+            names::routers_group(&args.ctx.config.cluster.name),
+            vec![myself.get_cell()],
+        );
         Ok(RouterState {
             inner: Arc::new(Inner {
                 ctx: args.ctx,
@@ -77,39 +84,40 @@ impl Actor for Router {
         let r = state.inner.clone();
         match msg {
             RouterMsg::CreateTopic { spec, reply } => {
-                answer(reply, async move { r.create_topic(spec).await })
+                answer(reply, async move { r.create_topic(spec.0?).await })
             }
             RouterMsg::ListTopics { reply } => answer(reply, async move { r.list_topics().await }),
             RouterMsg::DescribeTopic { topic, reply } => {
-                answer(reply, async move { r.describe_topic(&topic).await })
+                answer(reply, async move { r.describe_topic(&topic.0?).await })
             }
             RouterMsg::DeleteTopic { topic, reply } => {
-                answer(reply, async move { r.delete_topic(&topic).await })
+                answer(reply, async move { r.delete_topic(&topic.0?).await })
             }
             RouterMsg::Produce {
                 topic,
                 records,
                 reply,
             } => {
-                let span = tracing::info_span!("produce", topic = %topic, records = records.len());
-                answer_in(span, reply, async move { r.produce(&topic, records).await })
+                let span = tracing::info_span!("produce", topic = tracing::field::Empty);
+                answer_in(span.clone(), reply, async move {
+                    let topic = topic.0?;
+                    span.record("topic", topic.as_str());
+                    r.produce(&topic, records.0?).await
+                })
             }
             RouterMsg::Fetch { request, reply } => {
-                let span = tracing::info_span!(
-                    "fetch",
-                    topic = %request.topic,
-                    partition = request.partition,
-                    offset = ?request.offset
-                );
-                answer_in(span, reply, async move { r.fetch(request).await })
+                let span = tracing::info_span!("fetch");
+                answer_in(span, reply, async move { r.fetch(request.0?).await })
             }
             RouterMsg::CommitOffsets {
                 group,
                 offsets,
                 reply,
-            } => answer(reply, async move { r.commit_offsets(group, offsets).await }),
+            } => answer(reply, async move {
+                r.commit_offsets(group.0?, offsets.0?).await
+            }),
             RouterMsg::FetchOffsets { group, reply } => {
-                answer(reply, async move { r.fetch_offsets(&group).await })
+                answer(reply, async move { r.fetch_offsets(&group.0?).await })
             }
             RouterMsg::ClusterInfo { reply } => answer(reply, async move { r.cluster_info() }),
         }
@@ -119,7 +127,7 @@ impl Actor for Router {
 
 /// Runs `work` in its own task and sends its result to `reply`.
 fn answer<T: Send + 'static>(
-    reply: RpcReplyPort<Result<T, Error>>,
+    reply: RpcReplyPort<Wire<T>>,
     work: impl Future<Output = Result<T, Error>> + Send + 'static,
 ) {
     answer_in(tracing::Span::none(), reply, work)
@@ -128,7 +136,7 @@ fn answer<T: Send + 'static>(
 /// Like [`answer`], inside `span`; the outcome is logged in it at debug level.
 fn answer_in<T: Send + 'static>(
     span: tracing::Span,
-    reply: RpcReplyPort<Result<T, Error>>,
+    reply: RpcReplyPort<Wire<T>>,
     work: impl Future<Output = Result<T, Error>> + Send + 'static,
 ) {
     use tracing::Instrument;
@@ -138,7 +146,7 @@ fn answer_in<T: Send + 'static>(
             if let Err(e) = &result {
                 tracing::debug!(code = %e.code, error = %e.message, "request failed");
             }
-            let _ = reply.send(result);
+            let _ = reply.send(Wire(result));
         }
         .instrument(span),
     );

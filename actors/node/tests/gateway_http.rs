@@ -100,6 +100,7 @@ impl Actor for FakeRouter {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             RouterMsg::CreateTopic { spec, reply } => {
+                let spec = spec.0.expect("local payload");
                 let r = if s.topics.contains_key(&spec.name) {
                     Err(Error::new(ErrorCode::TopicExists, "exists"))
                 } else {
@@ -109,32 +110,36 @@ impl Actor for FakeRouter {
                         .insert(spec.name.clone(), (rf, vec![Vec::new(); n as usize]));
                     s.describe(&spec.name)
                 };
-                let _ = reply.send(r);
+                let _ = reply.send(Wire(r));
             }
             RouterMsg::ListTopics { reply } => {
                 let r = s.topics.keys().map(|t| s.describe(t)).collect();
-                let _ = reply.send(r);
+                let _ = reply.send(Wire(r));
             }
             RouterMsg::DescribeTopic { topic, reply } => {
+                let topic = topic.0.expect("local payload");
                 let r = match injected_failure(&topic) {
                     Some(e) => Err(e),
                     None => s.describe(&topic),
                 };
-                let _ = reply.send(r);
+                let _ = reply.send(Wire(r));
             }
             RouterMsg::DeleteTopic { topic, reply } => {
+                let topic = topic.0.expect("local payload");
                 let r = s
                     .topics
                     .remove(&topic)
                     .map(|_| ())
                     .ok_or_else(|| Error::unknown_topic(&topic));
-                let _ = reply.send(r);
+                let _ = reply.send(Wire(r));
             }
             RouterMsg::Produce {
                 topic,
                 records,
                 reply,
             } => {
+                let topic = topic.0.expect("local payload");
+                let records = records.0.expect("local payload");
                 let r = (|| {
                     if let Some(e) = injected_failure(&topic) {
                         return Err(e);
@@ -154,9 +159,10 @@ impl Actor for FakeRouter {
                     }
                     Ok(out)
                 })();
-                let _ = reply.send(r);
+                let _ = reply.send(Wire(r));
             }
             RouterMsg::Fetch { request, reply } => {
+                let request = request.0.expect("local payload");
                 *s.last_fetch.lock().unwrap() = Some(request.clone());
                 let r = s
                     .partition(&request.topic, request.partition)
@@ -182,20 +188,23 @@ impl Actor for FakeRouter {
                             log_start_offset: 0,
                         })
                     });
-                let _ = reply.send(r);
+                let _ = reply.send(Wire(r));
             }
             RouterMsg::CommitOffsets {
                 group,
                 offsets,
                 reply,
             } => {
+                let group = group.0.expect("local payload");
+                let offsets = offsets.0.expect("local payload");
                 let g = s.groups.entry(group).or_default();
                 for o in offsets {
                     g.insert((o.topic, o.partition), o.offset);
                 }
-                let _ = reply.send(Ok(()));
+                let _ = reply.send(Wire(Ok(())));
             }
             RouterMsg::FetchOffsets { group, reply } => {
+                let group = group.0.expect("local payload");
                 let offsets = s
                     .groups
                     .get(&group)
@@ -216,10 +225,10 @@ impl Actor for FakeRouter {
                         }
                     })
                     .collect();
-                let _ = reply.send(Ok(GroupOffsets { group, offsets }));
+                let _ = reply.send(Wire(Ok(GroupOffsets { group, offsets })));
             }
             RouterMsg::ClusterInfo { reply } => {
-                let _ = reply.send(Ok(ClusterInfo {
+                let _ = reply.send(Wire(Ok(ClusterInfo {
                     nodes: vec![NodeInfo {
                         name: "a".into(),
                         cluster_addr: "127.0.0.1:7000".into(),
@@ -228,7 +237,7 @@ impl Actor for FakeRouter {
                     }],
                     metadata_leader: Some("a".into()),
                     seeds: vec![],
-                }));
+                })));
             }
         }
         Ok(())

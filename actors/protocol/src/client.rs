@@ -8,6 +8,7 @@ use ractor::{ActorRef, RpcReplyPort};
 use crate::error::Error;
 use crate::messages::*;
 use crate::names;
+use crate::wire::Wire;
 
 /// The default deadline of one call: long enough for a leader election and a retry.
 pub const CALL_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
@@ -50,7 +51,7 @@ impl Client {
     /// every call, so it keeps working across Router restarts. Fails if no such Router runs now.
     pub fn connect_local(node: &str) -> Result<Self, Error> {
         let name = names::router(node);
-        if ractor::registry::where_is(name.clone()).is_none() {
+        if names::find(&name).is_none() {
             return Err(Error::unavailable(format!(
                 "no router for node {node:?} here"
             )));
@@ -70,7 +71,7 @@ impl Client {
     async fn call<T>(
         &self,
         timeout: Duration,
-        build: impl FnOnce(RpcReplyPort<Result<T, Error>>) -> RouterMsg,
+        build: impl FnOnce(RpcReplyPort<Wire<T>>) -> RouterMsg,
     ) -> Result<T, Error>
     where
         T: Send + 'static,
@@ -82,8 +83,11 @@ impl Client {
     }
 
     pub async fn create_topic(&self, spec: TopicSpec) -> Result<TopicDescription, Error> {
-        self.call(self.timeout, |reply| RouterMsg::CreateTopic { spec, reply })
-            .await
+        self.call(self.timeout, |reply| RouterMsg::CreateTopic {
+            spec: Wire::ok(spec),
+            reply,
+        })
+        .await
     }
 
     pub async fn list_topics(&self) -> Result<Vec<TopicDescription>, Error> {
@@ -94,7 +98,7 @@ impl Client {
     pub async fn describe_topic(&self, topic: &str) -> Result<TopicDescription, Error> {
         let topic = topic.to_string();
         self.call(self.timeout, |reply| RouterMsg::DescribeTopic {
-            topic,
+            topic: Wire::ok(topic),
             reply,
         })
         .await
@@ -103,7 +107,7 @@ impl Client {
     pub async fn delete_topic(&self, topic: &str) -> Result<(), Error> {
         let topic = topic.to_string();
         self.call(self.timeout, |reply| RouterMsg::DeleteTopic {
-            topic,
+            topic: Wire::ok(topic),
             reply,
         })
         .await
@@ -117,8 +121,8 @@ impl Client {
     ) -> Result<Vec<RecordPosition>, Error> {
         let topic = topic.to_string();
         self.call(self.timeout, |reply| RouterMsg::Produce {
-            topic,
-            records,
+            topic: Wire::ok(topic),
+            records: Wire::ok(records),
             reply,
         })
         .await
@@ -126,8 +130,11 @@ impl Client {
 
     pub async fn fetch(&self, request: FetchRequest) -> Result<FetchResponse, Error> {
         let timeout = self.timeout + Duration::from_millis(u64::from(request.max_wait_ms));
-        self.call(timeout, |reply| RouterMsg::Fetch { request, reply })
-            .await
+        self.call(timeout, |reply| RouterMsg::Fetch {
+            request: Wire::ok(request),
+            reply,
+        })
+        .await
     }
 
     pub async fn commit_offsets(
@@ -137,8 +144,8 @@ impl Client {
     ) -> Result<(), Error> {
         let group = group.to_string();
         self.call(self.timeout, |reply| RouterMsg::CommitOffsets {
-            group,
-            offsets,
+            group: Wire::ok(group),
+            offsets: Wire::ok(offsets),
             reply,
         })
         .await
@@ -147,7 +154,7 @@ impl Client {
     pub async fn committed_offsets(&self, group: &str) -> Result<GroupOffsets, Error> {
         let group = group.to_string();
         self.call(self.timeout, |reply| RouterMsg::FetchOffsets {
-            group,
+            group: Wire::ok(group),
             reply,
         })
         .await

@@ -12,6 +12,7 @@
 //! | [`messages`] | the typed messages of Daftka's exposed actor, the Router |
 //! | [`rpc`] | one call with a deadline, and which failures may be retried |
 //! | [`wire`] | [`Wire`]: typed values across ractor_cluster, decoding into a `Result` |
+//! | [`remote`] | [`remote::connect`]: a client from another Rust actor system over ractor_cluster |
 //! | [`client`] | [`Client`], the typed native client over those messages |
 #![deny(clippy::unwrap_used)]
 
@@ -21,6 +22,7 @@ pub mod ids;
 pub mod messages;
 pub mod names;
 pub mod record;
+pub mod remote;
 pub mod rpc;
 pub mod wire;
 

@@ -1,15 +1,15 @@
 //! The typed messages of Daftka's exposed actor, the Router (registered as [`crate::names::router`]).
 //!
 //! Every operation a client can do goes through [`RouterMsg`]; the HTTP gateway uses the same messages
-//! through [`crate::Client`]. Replies are `Result<T, Error>`: expected failures travel in the reply.
-//! Wire rule: variants are only ever added at the end, never renamed or reordered.
+//! through [`crate::Client`], and so do other Rust actor systems over ractor_cluster. Replies are
+//! [`Wire`] results: expected failures travel in the reply.
 
 use ractor::RpcReplyPort;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
 use crate::ids::{Offset, PartitionId};
 use crate::record::{Record, StoredRecord};
+use crate::wire::Wire;
 
 /// What a client asks for when it creates a topic. `None` takes the node's configured default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,45 +142,60 @@ pub struct ClusterInfo {
 }
 
 /// The messages of the Router, Daftka's exposed actor. See [`crate::Client`] for typed calls.
-#[derive(Debug, ractor_cluster::RactorMessage)]
+///
+/// They cross the network: another Rust actor system connected to a node (ractor_cluster, same
+/// cookie) finds the Routers in the pg group [`crate::names::routers_group`] and sends these.
+/// Every payload and reply is a [`Wire`] value, which decodes into a `Result` (bytes that do not
+/// decode become an error reply, never a crash). Wire rule: variants and fields are only ever
+/// added, never renamed or reordered (the variant name and the field order are the format).
+#[derive(Debug, ractor_cluster::RactorClusterMessage)]
 pub enum RouterMsg {
+    #[rpc]
     CreateTopic {
-        spec: TopicSpec,
-        reply: RpcReplyPort<Result<TopicDescription, Error>>,
+        spec: Wire<TopicSpec>,
+        reply: RpcReplyPort<Wire<TopicDescription>>,
     },
+    #[rpc]
     ListTopics {
-        reply: RpcReplyPort<Result<Vec<TopicDescription>, Error>>,
+        reply: RpcReplyPort<Wire<Vec<TopicDescription>>>,
     },
+    #[rpc]
     DescribeTopic {
-        topic: String,
-        reply: RpcReplyPort<Result<TopicDescription, Error>>,
+        topic: Wire<String>,
+        reply: RpcReplyPort<Wire<TopicDescription>>,
     },
+    #[rpc]
     DeleteTopic {
-        topic: String,
-        reply: RpcReplyPort<Result<(), Error>>,
+        topic: Wire<String>,
+        reply: RpcReplyPort<Wire<()>>,
     },
-    /// Appends records; the reply lists each record's position in request order, sent only after
-    /// every record is committed by a quorum and fsynced.
+    /// Appends records to `topic`; the reply lists each record's position in request order,
+    /// sent only after every record is committed by a quorum and fsynced.
+    #[rpc]
     Produce {
-        topic: String,
-        records: Vec<ProduceRecord>,
-        reply: RpcReplyPort<Result<Vec<RecordPosition>, Error>>,
+        topic: Wire<String>,
+        records: Wire<Vec<ProduceRecord>>,
+        reply: RpcReplyPort<Wire<Vec<RecordPosition>>>,
     },
+    #[rpc]
     Fetch {
-        request: FetchRequest,
-        reply: RpcReplyPort<Result<FetchResponse, Error>>,
+        request: Wire<FetchRequest>,
+        reply: RpcReplyPort<Wire<FetchResponse>>,
     },
     /// Commits a group's offsets; durable and replicated before the reply.
+    #[rpc]
     CommitOffsets {
-        group: String,
-        offsets: Vec<TopicPartitionOffset>,
-        reply: RpcReplyPort<Result<(), Error>>,
+        group: Wire<String>,
+        offsets: Wire<Vec<TopicPartitionOffset>>,
+        reply: RpcReplyPort<Wire<()>>,
     },
+    #[rpc]
     FetchOffsets {
-        group: String,
-        reply: RpcReplyPort<Result<GroupOffsets, Error>>,
+        group: Wire<String>,
+        reply: RpcReplyPort<Wire<GroupOffsets>>,
     },
+    #[rpc]
     ClusterInfo {
-        reply: RpcReplyPort<Result<ClusterInfo, Error>>,
+        reply: RpcReplyPort<Wire<ClusterInfo>>,
     },
 }

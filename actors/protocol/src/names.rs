@@ -3,6 +3,20 @@
 
 use crate::ids::GroupId;
 
+/// The actor of this process known as `name`: the registered one, or else a local member of a pg
+/// group with that name. The fallback matters in a process that hosts several nodes linked by
+/// ractor_cluster sessions (tests): a session's proxy of an actor carries the actor's name, and
+/// ractor removes that name from the registry when the proxy stops; actors that are pg members
+/// (the Router, the Peer) are still found through their groups.
+pub fn find(name: &str) -> Option<ractor::ActorCell> {
+    ractor::registry::where_is(name).or_else(|| {
+        ractor::pg::which_groups()
+            .into_iter()
+            .flat_map(|g| ractor::pg::get_members(&g))
+            .find(|c| c.get_id().is_local() && c.get_name().as_deref() == Some(name))
+    })
+}
+
 /// The exposed client entry point of a node: [`crate::RouterMsg`].
 pub fn router(node: &str) -> String {
     format!("daftka.{node}.router")
@@ -69,4 +83,10 @@ pub fn peer_group(cluster: &str, raft_id: u64) -> String {
 /// The pg group of every Peer actor of cluster `cluster` (how a joining node finds the others).
 pub fn peers_group(cluster: &str) -> String {
     format!("daftka.{cluster}.peers")
+}
+
+/// The pg group of every node's Router in cluster `cluster`: where another Rust actor system,
+/// once connected to a node, finds an entry point.
+pub fn routers_group(cluster: &str) -> String {
+    format!("daftka.{cluster}.routers")
 }

@@ -49,7 +49,7 @@ pub async fn call<M: Message, R: Reply>(
         Ok(ractor::rpc::CallResult::SenderError) => Err(Error::timeout(format!(
             "{what} stopped while handling the request: outcome unknown"
         ))),
-        Err(_) => Err(Error::unavailable(format!("{what} is not running"))),
+        Err(e) => Err(Error::unavailable(format!("{what} is not running ({e})"))),
     }
 }
 
@@ -60,7 +60,7 @@ pub async fn call_named<M: Message, R: Reply>(
     timeout: Duration,
     what: &str,
 ) -> Result<R::Out, Error> {
-    match ractor::registry::where_is(name) {
+    match crate::names::find(name) {
         Some(cell) => call(&cell.into(), build, timeout, what).await,
         None => Err(Error::unavailable(format!("{what} is not running"))),
     }

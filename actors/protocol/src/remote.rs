@@ -1,0 +1,128 @@
+//! Reaching a Daftka cluster from another Rust actor system over ractor_cluster.
+//!
+//! [`connect`] starts a ractor_cluster `NodeServer` in this process (listening on loopback only),
+//! opens an authenticated session with one Daftka node (same cookie), and waits until that node's
+//! Router appears in the pg group [`crate::names::routers_group`]. The [`Client`] it returns sends
+//! typed [`crate::RouterMsg`]s to that Router; any Router serves any request (it forwards to the
+//! partition leaders). A program needs only this crate, ractor and ractor_cluster.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorRef};
+use ractor_cluster::{NodeServer, NodeServerMessage};
+
+use crate::{names, Client, Error};
+
+/// How to reach a cluster.
+#[derive(Debug, Clone)]
+pub struct RemoteOptions {
+    /// A Daftka node's cluster address, `host:port`.
+    pub seed: String,
+    /// The cluster's cookie.
+    pub cookie: String,
+    /// The cluster's name (`cluster.name`, default `daftka`).
+    pub cluster: String,
+    /// This actor system's node name, as the cluster will see it.
+    pub name: String,
+    /// How long to wait for the session and the Router to appear.
+    pub timeout: Duration,
+}
+
+impl RemoteOptions {
+    pub fn new(seed: impl Into<String>, cookie: impl Into<String>) -> Self {
+        RemoteOptions {
+            seed: seed.into(),
+            cookie: cookie.into(),
+            cluster: "daftka".into(),
+            name: format!("daftka-client-{}", std::process::id()),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A connection to a cluster: the client, and the NodeServer that carries it.
+pub struct Remote {
+    pub client: Client,
+    server: ActorRef<NodeServerMessage>,
+}
+
+impl Remote {
+    /// Closes the session (stops this process's NodeServer).
+    pub async fn close(self) {
+        let _ = self
+            .server
+            .stop_and_wait(None, Some(Duration::from_secs(5)))
+            .await;
+    }
+}
+
+/// Connects to the node at `opts.seed` and returns a client of a Router of the cluster.
+pub async fn connect(opts: RemoteOptions) -> Result<Remote, Error> {
+    let addr = tokio::net::lookup_host(opts.seed.as_str())
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| Error::invalid(format!("{} does not resolve", opts.seed)))?;
+    // Port 0: this side only dials out; the listener is on loopback and takes no one in practice.
+    let server = NodeServer::new(
+        0,
+        opts.cookie.clone(),
+        opts.name.clone(),
+        "127.0.0.1".into(),
+        None,
+        None,
+    )
+    .with_listen_addr(std::net::IpAddr::from([127, 0, 0, 1]));
+    let (server, _) = Actor::spawn(None, server, ())
+        .await
+        .map_err(|e| Error::unavailable(format!("starting a NodeServer: {e}")))?;
+    let closed = Arc::new(AtomicBool::new(false));
+    let _ = server.cast(NodeServerMessage::SubscribeToEvents {
+        id: "daftka.remote".into(),
+        subscription: Box::new(Closed(closed.clone())),
+    });
+    if let Err(e) = ractor_cluster::client_connect(&server, addr).await {
+        server.stop(None);
+        return Err(Error::unavailable(format!("connecting to {addr}: {e}")));
+    }
+    let group = names::routers_group(&opts.cluster);
+    let deadline = Instant::now() + opts.timeout;
+    loop {
+        let remote = ractor::pg::get_members(&group)
+            .into_iter()
+            .find(|c| !c.get_id().is_local());
+        if let Some(router) = remote {
+            return Ok(Remote {
+                client: Client::new(router.into()),
+                server,
+            });
+        }
+        if closed.load(Ordering::Acquire) || Instant::now() >= deadline {
+            server.stop(None);
+            return Err(Error::unavailable(format!(
+                "no Daftka router of cluster {:?} appeared through {addr}{}: \
+                 wrong cookie or cluster name?",
+                opts.cluster,
+                if closed.load(Ordering::Acquire) {
+                    " (the node closed the session)".to_string()
+                } else {
+                    format!(" within {:?}", opts.timeout)
+                }
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Notes that the session closed (a wrong cookie closes it during authentication).
+struct Closed(Arc<AtomicBool>);
+
+impl ractor_cluster::NodeEventSubscription for Closed {
+    fn node_session_opened(&self, _: ractor_cluster::node::NodeServerSessionInformation) {}
+    fn node_session_disconnected(&self, _: ractor_cluster::node::NodeServerSessionInformation) {
+        self.0.store(true, Ordering::Release);
+    }
+    fn node_session_authenticated(&self, _: ractor_cluster::node::NodeServerSessionInformation) {}
+}

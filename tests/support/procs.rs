@@ -1,0 +1,85 @@
+//! A three-process cluster of the real binary on loopback, for tests that need separate processes.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{eventually, free_port, BinaryNode};
+
+/// One node of the cluster: how to start it again on the same ports and data.
+pub struct Slot {
+    pub name: String,
+    pub dir: PathBuf,
+    /// The cluster listener's address.
+    pub cluster_addr: String,
+    args: Vec<String>,
+    pub http: u16,
+    pub metrics: u16,
+    pub proc: Option<BinaryNode>,
+}
+
+impl Slot {
+    /// Starts (or starts again) the node on its ports and data, with chaos endpoints on.
+    pub fn start(&mut self) {
+        let env = [("DAFTKA_DEBUG__CHAOS", "true")];
+        self.proc = Some(BinaryNode::spawn_on(
+            &self.name,
+            &self.dir,
+            &self.args,
+            &env,
+            self.http,
+            self.metrics,
+        ));
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http)
+    }
+}
+
+/// Three nodes a, b, c of one cluster with `cookie`: a founds it, b joins a, c joins a and b.
+pub fn slots(root: &Path, cookie: &str) -> Vec<Slot> {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    ["a", "b", "c"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let mut args = vec![
+                "--cluster-addr".to_string(),
+                format!("127.0.0.1:{}", ports[i]),
+                "--cookie".to_string(),
+                cookie.to_string(),
+            ];
+            if i > 0 {
+                let seeds: Vec<String> = ports[..i]
+                    .iter()
+                    .map(|p| format!("127.0.0.1:{p}"))
+                    .collect();
+                args.push("--seeds".into());
+                args.push(seeds.join(","));
+            }
+            Slot {
+                name: name.to_string(),
+                dir: root.join(name),
+                cluster_addr: format!("127.0.0.1:{}", ports[i]),
+                args,
+                http: free_port(),
+                metrics: free_port(),
+                proc: None,
+            }
+        })
+        .collect()
+}
+
+/// Waits until the node at `url` answers `/readyz` with 200.
+pub async fn wait_ready(http: &reqwest::Client, url: &str) {
+    let url = format!("{url}/readyz");
+    eventually(
+        "a node to be ready",
+        Duration::from_secs(60),
+        async || match http.get(&url).send().await {
+            Ok(r) if r.status().is_success() => Some(()),
+            _ => None,
+        },
+    )
+    .await
+}
