@@ -167,3 +167,60 @@ fn seeds_without_a_cookie_are_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("node.cookie"), "stderr: {stderr}");
 }
+
+/// Three nodes that each name the other two as seeds (`daftka --node-name a --seeds b,c` on real
+/// hosts): exactly one founds the metadata group, the others join it, and all serve one cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symmetric_seeds_form_one_cluster() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let http = reqwest::Client::new();
+    let ports = [free_port(), free_port(), free_port()];
+    let nodes: Vec<BinaryNode> = ["a", "b", "c"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let seeds: Vec<String> = (0..3)
+                .filter(|j| *j != i)
+                .map(|j| format!("127.0.0.1:{}", ports[j]))
+                .collect();
+            let args = vec![
+                "--cluster-addr".to_string(),
+                format!("127.0.0.1:{}", ports[i]),
+                "--cookie".to_string(),
+                "s3cret".to_string(),
+                "--seeds".to_string(),
+                seeds.join(","),
+            ];
+            spawn(name, dir.path(), args)
+        })
+        .collect();
+    for n in &nodes {
+        n.wait_ready(&http).await;
+    }
+    // One metadata leader, the same for all, and every node lists all three.
+    let mut leaders = Vec::new();
+    for n in &nodes {
+        let v = eventually(
+            "a metadata leader and three nodes",
+            Duration::from_secs(30),
+            async || {
+                cluster(&http, n)
+                    .await
+                    .filter(|v| v["metadata_leader"].is_string())
+                    .filter(|v| v["nodes"].as_array().is_some_and(|a| a.len() == 3))
+            },
+        )
+        .await;
+        leaders.push(v["metadata_leader"].clone());
+    }
+    assert!(leaders.iter().all(|l| *l == leaders[0]), "{leaders:?}");
+    let created = http
+        .post(format!("{}/v1/topics", nodes[2].url()))
+        .json(&serde_json::json!({"name": "t", "partitions": 3}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status().as_u16(), 201);
+    let t: Value = created.json().await.expect("json");
+    assert_eq!(t["replication_factor"], 3);
+}

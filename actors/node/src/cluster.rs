@@ -267,6 +267,14 @@ impl Actor for Cluster {
                     if let Some(listen) = listen.filter(|l| !l.is_empty()) {
                         s.addr = listen;
                     }
+                    // A seed that dialled us first is connected through its own session: ours
+                    // to it was closed as a duplicate.
+                    if s.seed.is_none() {
+                        s.seed = state.seeds.iter().position(|slot| {
+                            slot.dialled.as_deref() == Some(s.addr.as_str())
+                                || seed_address(&slot.info.seed) == s.addr
+                        });
+                    }
                     // ractor_cluster names a node `name@host`: ours is the part before the `@`.
                     let name = peer
                         .as_deref()
@@ -315,6 +323,9 @@ impl Actor for Cluster {
                                 p.up = false;
                             }
                         }
+                        None if s.seed.is_some_and(|i| state.seeds[i].info.connected) => {
+                            tracing::debug!(addr = %s.addr, "duplicate cluster session closed")
+                        }
                         None => tracing::warn!(
                             addr = %s.addr,
                             "cluster session closed before authenticating (wrong cookie?)"
@@ -322,11 +333,16 @@ impl Actor for Cluster {
                     }
                     if let Some(i) = s.seed {
                         let slot = &mut state.seeds[i];
-                        slot.info.connected = false;
-                        if s.name.is_none() {
-                            slot.info.failed_attempts += 1;
+                        if s.name.is_none() && slot.info.connected {
+                            // Our dial of a seed that is connected through its own session: a
+                            // duplicate the peer closed, not a failure.
+                        } else {
+                            slot.info.connected = false;
+                            if s.name.is_none() {
+                                slot.info.failed_attempts += 1;
+                            }
+                            state.retry_later(&myself, i);
                         }
-                        state.retry_later(&myself, i);
                     }
                 }
                 state.publish();

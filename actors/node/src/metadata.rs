@@ -93,6 +93,9 @@ pub struct MetadataActorState {
     ctx: Arc<NodeContext>,
     raft: RaftGroup<MetadataMachine>,
     tick: Option<tokio::task::JoinHandle<()>>,
+    ticks: u64,
+    /// A founding check (asking the peers whether they are members) is running.
+    founding_check: bool,
 }
 
 #[derive(ractor_cluster::RactorMessage)]
@@ -104,9 +107,40 @@ pub enum MetadataMsg {
     Step(Box<raft::eraftpb::Message>),
     Tick,
     ProcessReady,
+    /// The founding rule chose this node: bootstrap the group with it as the only voter.
+    Found,
+    FoundingCheckDone,
 }
 
+/// Ticks between two founding checks of a node that is not a member yet.
+pub const FOUNDING_CHECK_TICKS: u64 = 10;
+
 pub struct Metadata;
+
+/// Opens the node's replica of the metadata group with `voters` (empty: join an existing group).
+async fn open_group(
+    ctx: &NodeContext,
+    voters: &[u64],
+) -> Result<RaftGroup<MetadataMachine>, ActorProcessingErr> {
+    let machine = MetadataMachine {
+        state: MetadataState::default(),
+        limits: MetadataLimits {
+            partitions_per_topic_max: ctx.config.topics.partitions_max,
+        },
+        applied: 0,
+    };
+    Ok(RaftGroup::open(
+        ctx.store.clone(),
+        GroupId::METADATA,
+        ctx.raft_id,
+        voters,
+        &ctx.config.raft,
+        machine,
+        ctx.transport.clone(),
+        Some(ctx.config.raft.snapshot_entries),
+    )
+    .await?)
+}
 
 impl Actor for Metadata {
     type Msg = MetadataMsg;
@@ -120,32 +154,21 @@ impl Actor for Metadata {
     ) -> Result<MetadataActorState, ActorProcessingErr> {
         let ctx = args.ctx;
         ctx.readiness.set_metadata_loaded(false);
-        let machine = MetadataMachine {
-            state: MetadataState::default(),
-            limits: MetadataLimits {
-                partitions_per_topic_max: ctx.config.topics.partitions_max,
-            },
-            applied: 0,
+        // A node that joins nobody founds the group at once; one with seeds joins, or founds it
+        // later by the founding rule (see `maybe_found`).
+        let voters = if ctx.config.node.seeds.is_empty() {
+            vec![ctx.raft_id]
+        } else {
+            vec![]
         };
-        // Only a node that joins nobody founds the group; the others are added by its leader.
-        let founder = ctx.config.node.seeds.is_empty();
-        let voters = if founder { vec![ctx.raft_id] } else { vec![] };
-        let raft = RaftGroup::open(
-            ctx.store.clone(),
-            GroupId::METADATA,
-            ctx.raft_id,
-            &voters,
-            &ctx.config.raft,
-            machine,
-            ctx.transport.clone(),
-            Some(ctx.config.raft.snapshot_entries),
-        )
-        .await?;
+        let raft = open_group(&ctx, &voters).await?;
         let tick = myself.send_interval(ctx.config.raft.tick, || MetadataMsg::Tick);
         let mut state = MetadataActorState {
             ctx,
             raft,
             tick: Some(tick),
+            ticks: 0,
+            founding_check: false,
         };
         queue_round(&myself, &mut state.raft);
         Ok(state)
@@ -183,9 +206,21 @@ impl Actor for Metadata {
                 queue_round(&myself, &mut state.raft);
             }
             MetadataMsg::Tick => {
+                state.ticks += 1;
+                if state.ticks.is_multiple_of(FOUNDING_CHECK_TICKS) {
+                    state.maybe_found(&myself);
+                }
                 state.add_members();
                 if state.raft.tick() {
                     let _ = myself.cast(MetadataMsg::ProcessReady);
+                }
+            }
+            MetadataMsg::FoundingCheckDone => state.founding_check = false,
+            MetadataMsg::Found => {
+                if state.raft.conf_state().voters.is_empty() && !state.raft.is_member() {
+                    tracing::info!(node = %state.ctx.node, "founding the cluster's metadata group");
+                    state.raft = open_group(&state.ctx, &[state.ctx.raft_id]).await?;
+                    queue_round(&myself, &mut state.raft);
                 }
             }
             MetadataMsg::ProcessReady => {
@@ -226,6 +261,55 @@ impl Actor for Metadata {
 }
 
 impl MetadataActorState {
+    /// The founding rule, for a node started with seeds that is in no metadata group yet: once
+    /// every seed is connected, it asks every reachable node whether it is a member of a group.
+    /// If none is and this node's name is the smallest among them, it founds the group (the
+    /// others then join it). So `--seeds` may name each other on every node, and exactly one
+    /// founds. A node whose peers include a member joins through it instead.
+    fn maybe_found(&mut self, myself: &ActorRef<MetadataMsg>) {
+        let ctx = &self.ctx;
+        if self.founding_check
+            || ctx.config.node.seeds.is_empty()
+            || self.raft.is_member()
+            || !self.raft.conf_state().voters.is_empty()
+        {
+            return;
+        }
+        let seeds = ctx.membership.borrow().seeds.clone();
+        if seeds.is_empty() || !seeds.iter().all(|s| s.connected) {
+            return;
+        }
+        self.founding_check = true;
+        let (ctx, myself) = (ctx.clone(), myself.clone());
+        tokio::spawn(async move {
+            let mut smallest = true;
+            let mut any_member = false;
+            let peers = crate::cluster::peer::other_peers(&ctx);
+            let mut answered = 0usize;
+            for peer in &peers {
+                let status = daftka_protocol::rpc::call(
+                    peer,
+                    |reply| crate::cluster::peer::PeerMsg::Status { reply },
+                    ctx.config.router.request_timeout,
+                    "a peer",
+                )
+                .await;
+                match status {
+                    Ok(s) => {
+                        answered += 1;
+                        any_member |= s.member;
+                        smallest &= ctx.node < s.node;
+                    }
+                    Err(_) => smallest = false,
+                }
+            }
+            if answered > 0 && smallest && !any_member {
+                let _ = myself.cast(MetadataMsg::Found);
+            }
+            let _ = myself.cast(MetadataMsg::FoundingCheckDone);
+        });
+    }
+
     /// On the leader: proposes adding the first registered node that is not in the group yet, as
     /// a voter while the control plane is not full, else as a learner.
     fn add_members(&mut self) {

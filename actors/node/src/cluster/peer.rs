@@ -14,6 +14,7 @@
 //! - `ProposeMetadata`: a metadata command for this node's Metadata actor (only taken if it leads).
 //! - `Produce`, `Fetch`, `Positions`: requests for a partition replica on this node, sent by
 //!   another node's Router; forwarded to the replica's Server with the reply.
+//! - `Status`: this node's name and whether it is a metadata member (the founding rule).
 //!
 //! Decoding Raft messages uses protobuf 2 (RUSTSEC-2024-0437: hostile input can overflow the
 //! stack): only authenticated peers (same cookie) can reach this actor.
@@ -61,6 +62,19 @@ pub enum PeerMsg {
         group: Wire<GroupId>,
         reply: RpcReplyPort<Wire<(u64, u64)>>,
     },
+    /// Who this node is and whether it is a member of a metadata group (the founding rule).
+    #[rpc]
+    Status {
+        reply: RpcReplyPort<Wire<PeerStatus>>,
+    },
+}
+
+/// A node's answer to [`PeerMsg::Status`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PeerStatus {
+    pub node: String,
+    /// It is in a metadata group and has applied what was committed when it started.
+    pub member: bool,
 }
 
 pub struct PeerArgs {
@@ -121,6 +135,12 @@ impl Actor for Peer {
                     request,
                     reply,
                 })
+            }
+            PeerMsg::Status { reply } => {
+                let _ = reply.send(Wire::ok(PeerStatus {
+                    node: ctx.node.clone(),
+                    member: ctx.metadata_view().loaded,
+                }));
             }
             PeerMsg::Positions { group, reply } => {
                 forward(ctx, group.0.map(|g| (g, ())), reply, |(), reply| {
