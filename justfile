@@ -4,6 +4,19 @@
 run:
     cargo run --release -- --node-name a
 
+# A three-node cluster on loopback, exactly the README's commands: HTTP on 4001-4003, data in d/.
+# Ctrl-C stops all three.
+cluster:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build --release
+    bin=target/release/daftka
+    trap 'kill 0' EXIT
+    $bin --node-name a --cluster-addr 127.0.0.1:7001 --http-addr 127.0.0.1:4001 --metrics-addr 127.0.0.1:9561 --data-dir d/a --cookie s3cret &
+    $bin --node-name b --cluster-addr 127.0.0.1:7002 --http-addr 127.0.0.1:4002 --metrics-addr 127.0.0.1:9562 --data-dir d/b --cookie s3cret --seeds 127.0.0.1:7001 &
+    $bin --node-name c --cluster-addr 127.0.0.1:7003 --http-addr 127.0.0.1:4003 --metrics-addr 127.0.0.1:9563 --data-dir d/c --cookie s3cret --seeds 127.0.0.1:7001,127.0.0.1:7002 &
+    wait
+
 # Every test of the workspace (unit, property, actor, node).
 test:
     cargo test --workspace
