@@ -227,6 +227,21 @@ async fn three_nodes_replicate_route_and_fail_over() {
     let expected: Vec<String> = (0..50).map(|i| format!("v{i}")).collect();
     assert_eq!(values(&c.client(dead), "orders", 0).await, expected);
 
+    // Once it caught up, leadership goes back to each partition's preferred (first) replica.
+    let client = c.client(dead);
+    eventually(
+        "leaders back on their preferred replicas",
+        Duration::from_secs(20),
+        async || {
+            let d = client.describe_topic("orders").await.ok()?;
+            d.partitions
+                .iter()
+                .all(|p| p.leader.as_ref() == p.replicas.first())
+                .then_some(())
+        },
+    )
+    .await;
+
     for i in 0..3 {
         c.stop(i).await;
     }

@@ -110,6 +110,7 @@ pub fn cluster_config(
     c.node.seeds = seeds.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     c.cluster.name = cluster.to_string();
     c.raft.tick = Duration::from_millis(20);
+    c.raft.leader_balance_interval = Duration::from_millis(200);
     c
 }
 

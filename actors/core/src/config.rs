@@ -162,6 +162,10 @@ pub struct RaftConfig {
     /// The metadata group snapshots its state and compacts its log once this many entries were
     /// applied since its last snapshot.
     pub snapshot_entries: u64,
+    /// How often a partition leader checks whether its preferred leader (the first replica) is
+    /// caught up, and hands leadership back to it: leaders spread again after a failover.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub leader_balance_interval: Duration,
 }
 
 /// The node's fjall storage.
@@ -293,6 +297,7 @@ impl Default for RaftConfig {
             max_size_per_msg: 1 << 20,
             proposals_per_round_max: 4096,
             snapshot_entries: 10_000,
+            leader_balance_interval: Duration::from_secs(10),
         }
     }
 }
@@ -537,6 +542,9 @@ impl Config {
         }
         if self.cluster.raft_send_timeout.is_zero() {
             return bad("cluster.raft_send_timeout", "must be positive");
+        }
+        if r.leader_balance_interval.is_zero() {
+            return bad("raft.leader_balance_interval", "must be positive");
         }
         if r.snapshot_entries == 0 {
             return bad("raft.snapshot_entries", "must be at least 1");

@@ -293,6 +293,28 @@ impl<M: StateMachine> RaftGroup<M> {
             .map_err(|e| Error::unavailable(format!("configuration change refused: {e}")))
     }
 
+    /// If this replica leads and the voter `preferred` has every entry this leader has, hands
+    /// leadership to it (raft's leader transfer). True when a transfer started.
+    pub fn transfer_to(&mut self, preferred: u64) -> bool {
+        if !self.is_leader()
+            || preferred == self.raw.raft.id
+            || self.raw.raft.lead_transferee.is_some()
+        {
+            return false;
+        }
+        let last = self.raw.raft.raft_log.last_index();
+        let caught_up = self
+            .raw
+            .raft
+            .prs()
+            .get(preferred)
+            .is_some_and(|p| p.matched == last);
+        if caught_up {
+            self.raw.transfer_leader(preferred);
+        }
+        caught_up
+    }
+
     /// Whether a configuration change is proposed and not yet applied.
     pub fn conf_change_pending(&self) -> bool {
         self.raw.raft.has_pending_conf()

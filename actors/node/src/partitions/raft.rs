@@ -247,12 +247,26 @@ impl Actor for ReplicaRaft {
             }
             RaftMsg::Tick => {
                 state.ticks += 1;
-                let cfg = &state.ctx.config;
-                let every = (cfg.topics.retention_check_interval.as_millis()
-                    / cfg.raft.tick.as_millis().max(1))
-                .max(1) as u64;
-                if state.ticks.is_multiple_of(every) {
+                let (retention_every, balance_every) = {
+                    let cfg = &state.ctx.config;
+                    let every = |d: std::time::Duration| {
+                        (d.as_millis() / cfg.raft.tick.as_millis().max(1)).max(1) as u64
+                    };
+                    (
+                        every(cfg.topics.retention_check_interval),
+                        every(cfg.raft.leader_balance_interval),
+                    )
+                };
+                if state.ticks.is_multiple_of(retention_every) {
                     state.enforce_retention().await?;
+                }
+                // The first voter is the preferred leader placement chose.
+                if state.ticks.is_multiple_of(balance_every) {
+                    if let Some(&preferred) = state.replica.voters.first() {
+                        if state.raft.transfer_to(preferred) {
+                            tracing::info!(group = %state.replica.group, "handing leadership back to the preferred leader");
+                        }
+                    }
                 }
                 if state.raft.tick() {
                     let _ = myself.cast(RaftMsg::ProcessReady);
