@@ -104,7 +104,12 @@ pub enum MetadataMsg {
         command: MetadataCommand,
         reply: RpcReplyPort<Result<MetadataEvent, Error>>,
     },
-    Step(Box<raft::eraftpb::Message>),
+    /// Peers' Raft messages for this group; `taken` is answered once they are stepped (the
+    /// sending node waits for it before its next batch: backpressure down to this mailbox).
+    Step {
+        messages: Vec<raft::eraftpb::Message>,
+        taken: tokio::sync::oneshot::Sender<()>,
+    },
     Tick,
     ProcessReady,
     /// The founding rule chose this node: bootstrap the group with it as the only voter.
@@ -201,9 +206,12 @@ impl Actor for Metadata {
                     let _ = reply.send(Err(e));
                 }
             },
-            MetadataMsg::Step(m) => {
-                state.raft.step(*m);
+            MetadataMsg::Step { messages, taken } => {
+                for m in messages {
+                    state.raft.step(m);
+                }
                 queue_round(&myself, &mut state.raft);
+                let _ = taken.send(());
             }
             MetadataMsg::Tick => {
                 state.ticks += 1;

@@ -8,9 +8,10 @@
 //! Messages in ([`PeerMsg`], which crosses the network: variant names and field order are the wire
 //! format, and every payload is a [`Wire`] that decodes into a `Result`, so a bad frame becomes an
 //! error reply, never a crash):
-//! - `Raft`: a batch of Raft messages, each handed to its group's actor on this node (the Metadata
-//!   actor for group 0, else the replica's Raft actor). Answered once dispatched: the sender keeps
-//!   one batch in flight per peer, which bounds what waits here.
+//! - `Raft`: a batch of Raft messages, handed to their groups' actors on this node (the Metadata
+//!   actor for group 0, else the replica's Raft actor), one `Step` per group. Answered once every
+//!   actor has stepped its messages: the sender keeps one batch in flight per peer, so what waits in
+//!   those mailboxes is bounded by one batch per peer.
 //! - `ProposeMetadata`: a metadata command for this node's Metadata actor (only taken if it leads).
 //! - `Produce`, `Fetch`, `Positions`: requests for a partition replica on this node, sent by
 //!   another node's Router; forwarded to the replica's Server with the reply.
@@ -110,10 +111,20 @@ impl Actor for Peer {
         ctx: &mut Arc<NodeContext>,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            PeerMsg::Raft { batch, reply } => {
-                let answer = batch.0.map(|frames| dispatch_raft(ctx, frames));
-                let _ = reply.send(Wire(answer));
-            }
+            PeerMsg::Raft { batch, reply } => match batch.0 {
+                Ok(frames) => {
+                    let taken = dispatch_raft(ctx, frames);
+                    // Answered once every group actor has stepped its messages, in a task so
+                    // this actor goes on with other peers' batches meanwhile.
+                    tokio::spawn(async move {
+                        futures::future::join_all(taken).await;
+                        let _ = reply.send(Wire::ok(()));
+                    });
+                }
+                Err(e) => {
+                    let _ = reply.send(Wire(Err(e)));
+                }
+            },
             PeerMsg::ProposeMetadata { command, reply } => {
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
@@ -152,29 +163,53 @@ impl Actor for Peer {
     }
 }
 
-/// Hands each Raft message to its group's actor on this node. Messages for a group with no actor
-/// here (not started yet, or restarting) are dropped: Raft sends again.
-fn dispatch_raft(ctx: &NodeContext, frames: Vec<RaftFrame>) {
+/// Hands each group's Raft messages to its actor on this node, in one `Step` per group; returns
+/// what answers once each actor has stepped them. Messages for a group with no actor here (not
+/// started yet, or restarting) are dropped: Raft sends again.
+fn dispatch_raft(
+    ctx: &NodeContext,
+    frames: Vec<RaftFrame>,
+) -> Vec<tokio::sync::oneshot::Receiver<()>> {
+    let mut by_group: std::collections::BTreeMap<u64, Vec<raft::eraftpb::Message>> =
+        Default::default();
     for (group, bytes) in frames {
-        let msg: raft::eraftpb::Message = match protobuf::Message::parse_from_bytes(&bytes) {
-            Ok(m) => m,
+        match protobuf::Message::parse_from_bytes(&bytes) {
+            Ok(m) => by_group.entry(group).or_default().push(m),
             Err(e) => {
-                tracing::warn!(group, error = %e, "a peer sent a Raft message that does not decode");
-                continue;
+                tracing::warn!(group, error = %e, "a peer sent a Raft message that does not decode")
             }
-        };
-        let group = GroupId(group);
-        if group == GroupId::METADATA {
-            if let Some(cell) = ractor::registry::where_is(names::metadata(&ctx.node)) {
-                let actor: ActorRef<crate::metadata::MetadataMsg> = cell.into();
-                let _ = actor.cast(crate::metadata::MetadataMsg::Step(Box::new(msg)));
-            }
-        } else if let Some(cell) = ractor::registry::where_is(names::replica_raft(&ctx.node, group))
-        {
-            let actor: ActorRef<crate::partitions::raft::RaftMsg> = cell.into();
-            let _ = actor.cast(crate::partitions::raft::RaftMsg::Step(Box::new(msg)));
         }
     }
+    let mut taken = Vec::with_capacity(by_group.len());
+    for (group, messages) in by_group {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let group = GroupId(group);
+        let sent = if group == GroupId::METADATA {
+            names::find(&names::metadata(&ctx.node)).map(|cell| {
+                let actor: ActorRef<crate::metadata::MetadataMsg> = cell.into();
+                actor
+                    .cast(crate::metadata::MetadataMsg::Step {
+                        messages,
+                        taken: tx,
+                    })
+                    .is_ok()
+            })
+        } else {
+            names::find(&names::replica_raft(&ctx.node, group)).map(|cell| {
+                let actor: ActorRef<crate::partitions::raft::RaftMsg> = cell.into();
+                actor
+                    .cast(crate::partitions::raft::RaftMsg::Step {
+                        messages,
+                        taken: tx,
+                    })
+                    .is_ok()
+            })
+        };
+        if sent == Some(true) {
+            taken.push(rx);
+        }
+    }
+    taken
 }
 
 /// Forwards a request for partition group `group` to its Server on this node, in a task.

@@ -146,7 +146,12 @@ pub enum RaftMsg {
         reply: RpcReplyPort<Result<u64, Error>>,
     },
     /// A peer's Raft message.
-    Step(Box<raft::eraftpb::Message>),
+    /// Peers' Raft messages for this group; `taken` is answered once they are stepped (the
+    /// sending node waits for it before its next batch: backpressure down to this mailbox).
+    Step {
+        messages: Vec<raft::eraftpb::Message>,
+        taken: tokio::sync::oneshot::Sender<()>,
+    },
     Tick,
     ProcessReady,
 }
@@ -241,9 +246,12 @@ impl Actor for ReplicaRaft {
                 state.proposals_in_round += 1;
                 queue_round(&myself, &mut state.raft);
             }
-            RaftMsg::Step(m) => {
-                state.raft.step(*m);
+            RaftMsg::Step { messages, taken } => {
+                for m in messages {
+                    state.raft.step(m);
+                }
                 queue_round(&myself, &mut state.raft);
+                let _ = taken.send(());
             }
             RaftMsg::Tick => {
                 state.ticks += 1;
