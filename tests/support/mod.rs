@@ -123,6 +123,19 @@ pub async fn start_node_unready(config: Config) -> Node {
         .expect("node starts")
 }
 
+/// Waits until a GET of `url` answers 2xx, or panics after `timeout`.
+pub async fn wait_ok(http: &reqwest::Client, url: &str, timeout: Duration) {
+    eventually(
+        &format!("GET {url} to answer 2xx"),
+        timeout,
+        async || match http.get(url).send().await {
+            Ok(r) if r.status().is_success() => Some(()),
+            _ => None,
+        },
+    )
+    .await
+}
+
 /// A free loopback port for a listener started later (bound, then released). Taken below Linux's
 /// ephemeral range (32768-60999), so no outgoing connection of this or another test takes it in
 /// the meantime, and never handed out twice by this process.
@@ -214,28 +227,20 @@ impl BinaryNode {
 
     /// Waits until `/readyz` answers 200.
     pub async fn wait_ready(&self, http: &reqwest::Client) {
-        let url = format!("{}/readyz", self.url());
-        eventually(
-            "the binary node to be ready",
+        wait_ok(
+            http,
+            &format!("{}/readyz", self.url()),
             Duration::from_secs(30),
-            async || match http.get(&url).send().await {
-                Ok(r) if r.status().is_success() => Some(()),
-                _ => None,
-            },
         )
         .await
     }
 
     /// Waits until `/healthz` answers 200: the process serves HTTP (it may not be ready).
     pub async fn wait_live(&self, http: &reqwest::Client) {
-        let url = format!("{}/healthz", self.url());
-        eventually(
-            "the binary node to serve HTTP",
+        wait_ok(
+            http,
+            &format!("{}/healthz", self.url()),
             Duration::from_secs(30),
-            async || match http.get(&url).send().await {
-                Ok(r) if r.status().is_success() => Some(()),
-                _ => None,
-            },
         )
         .await
     }

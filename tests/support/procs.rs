@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{eventually, free_port, BinaryNode};
+use super::{free_port, BinaryNode};
 
 /// One node of the cluster: how to start it again on the same ports and data.
 pub struct Slot {
@@ -72,14 +72,5 @@ pub fn slots(root: &Path, cookie: &str) -> Vec<Slot> {
 
 /// Waits until the node at `url` answers `/readyz` with 200.
 pub async fn wait_ready(http: &reqwest::Client, url: &str) {
-    let url = format!("{url}/readyz");
-    eventually(
-        "a node to be ready",
-        Duration::from_secs(60),
-        async || match http.get(&url).send().await {
-            Ok(r) if r.status().is_success() => Some(()),
-            _ => None,
-        },
-    )
-    .await
+    super::wait_ok(http, &format!("{url}/readyz"), Duration::from_secs(60)).await
 }

@@ -1,7 +1,7 @@
 //! [`PartitionReader`]: reads a partition's committed records for fetch, without the Raft actor.
 
 use daftka_protocol::record::decode_batch;
-use daftka_protocol::{GroupId, StoredRecord};
+use daftka_protocol::{GroupId, Record, StoredRecord};
 
 use crate::codec::StoredEntryRef;
 use crate::keys;
@@ -71,16 +71,7 @@ impl PartitionReader {
                 )));
             }
             expected_base = base + u64::from(count);
-            let entry_key = keys::group_u64_key(group, raft_index);
-            let entry = ks.raft_log.get(entry_key)?.ok_or_else(|| {
-                StorageError::Corrupt(format!(
-                    "{group}: offset {base} points at missing raft entry {raft_index}"
-                ))
-            })?;
-            let entry = StoredEntryRef::decode(&entry)?;
-            let records = decode_batch(entry.data).map_err(|e| {
-                StorageError::Corrupt(format!("{group}: raft entry {raft_index}: {}", e.message))
-            })?;
+            let records = self.batch_at(base, raft_index)?;
             if records.len() != count as usize {
                 return Err(StorageError::Corrupt(format!(
                     "{group}: raft entry {raft_index} holds {} records, index says {count}",
@@ -132,18 +123,7 @@ impl PartitionReader {
             let (key, value) = guard.into_inner()?;
             let base = keys::key_u64_field(&key)?;
             let (raft_index, count) = keys::parse_index_value(&value)?;
-            let entry = ks
-                .raft_log
-                .get(keys::group_u64_key(group, raft_index))?
-                .ok_or_else(|| {
-                    StorageError::Corrupt(format!(
-                        "{group}: offset {base} points at missing raft entry {raft_index}"
-                    ))
-                })?;
-            let entry = StoredEntryRef::decode(&entry)?;
-            let records = decode_batch(entry.data).map_err(|e| {
-                StorageError::Corrupt(format!("{group}: raft entry {raft_index}: {}", e.message))
-            })?;
+            let records = self.batch_at(base, raft_index)?;
             let newest = records.iter().filter_map(|r| r.timestamp_ms).max();
             if newest.is_none_or(|t| t >= older_than_ms) {
                 break;
@@ -153,6 +133,27 @@ impl PartitionReader {
             cut.removed_rows.push(base);
         }
         Ok((!cut.removed_rows.is_empty()).then_some(cut))
+    }
+
+    /// The records of the batch stored in Raft entry `raft_index`, which the index row at `base`
+    /// points at.
+    fn batch_at(&self, base: u64, raft_index: u64) -> Result<Vec<Record>, StorageError> {
+        let group = self.group;
+        let entry = self
+            .store
+            .inner
+            .ks
+            .raft_log
+            .get(keys::group_u64_key(group, raft_index))?
+            .ok_or_else(|| {
+                StorageError::Corrupt(format!(
+                    "{group}: offset {base} points at missing raft entry {raft_index}"
+                ))
+            })?;
+        let entry = StoredEntryRef::decode(&entry)?;
+        decode_batch(entry.data).map_err(|e| {
+            StorageError::Corrupt(format!("{group}: raft entry {raft_index}: {}", e.message))
+        })
     }
 
     /// The base offsets of the index rows in `[from, to)`.

@@ -182,3 +182,59 @@ async fn missing_index_is_an_error() {
         .unwrap_err();
     assert!(matches!(err, StorageError::Corrupt(_)), "{err:?}");
 }
+
+/// Writes one batch of two records per timestamp, each batch one Raft entry with its index row.
+async fn write_stamped(store: &Store, group: GroupId, stamps: &[i64]) {
+    let st = store.raft_storage(group).unwrap();
+    let mut ents = Vec::new();
+    let mut b = WriteBatch::default();
+    for (i, ts) in stamps.iter().enumerate() {
+        let index = st.last_index() + i as u64 + 1;
+        let records: Vec<Record> = (0..2)
+            .map(|_| Record {
+                timestamp_ms: Some(*ts),
+                ..Record::from_value("x")
+            })
+            .collect();
+        ents.push(Entry {
+            index,
+            term: 1,
+            data: Bytes::from(encode_batch(records).unwrap()),
+            ..Default::default()
+        });
+        b.index_batch(group, 2 * i as u64, index, 2);
+    }
+    b.append_entries(group, &ents, st.last_index());
+    store.write(b, true).await.unwrap();
+}
+
+/// Retention cuts after the last batch that is entirely older than the threshold, and only as far
+/// as every batch before it is also older; the cut names the rows that go.
+#[tokio::test]
+async fn retention_cuts_only_a_prefix_of_expired_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // Batches at offsets 0, 2, 4, 6 (raft entries 1..4) stamped 100, 200, 900, 150.
+    write_stamped(&store, G, &[100, 200, 900, 150]).await;
+    let r = store.partition_reader(G);
+    assert_eq!(
+        r.retention_cut(0, 8, 50, 100).unwrap(),
+        None,
+        "nothing older"
+    );
+    let cut = r.retention_cut(0, 8, 300, 100).unwrap().expect("a cut");
+    // The batch at 6 is old too, but the one at 4 is not: the log is cut as a prefix only.
+    assert_eq!(cut.raft_index, 2);
+    assert_eq!(cut.log_start_offset, 4);
+    assert_eq!(cut.removed_rows, vec![0, 2]);
+    let all = r.retention_cut(0, 8, 1000, 100).unwrap().expect("a cut");
+    assert_eq!((all.raft_index, all.log_start_offset), (4, 8));
+    let capped = r.retention_cut(0, 8, 1000, 1).unwrap().expect("a cut");
+    assert_eq!(capped.log_start_offset, 2, "at most rows_max rows per call");
+    assert_eq!(
+        r.retention_cut(4, 8, 300, 100).unwrap(),
+        None,
+        "from a later log start"
+    );
+    assert_eq!(r.index_rows(0, 5).unwrap(), vec![0, 2, 4]);
+}
