@@ -236,3 +236,64 @@ async fn compaction_moves_first_index() {
         assert_eq!(st.entries(5, 7, None, ctx()).unwrap(), entries(5..=6, 2));
     }
 }
+
+/// A snapshot of our own applied state compacts the log up to it and keeps what follows; raft gets
+/// it only for followers in its configuration, and otherwise a fresh one is asked for. A snapshot
+/// installed from a leader replaces the whole log and the configuration; all of it survives a
+/// reopen.
+#[tokio::test]
+async fn snapshots_compact_serve_and_replace_the_log() {
+    use daftka_storage::SnapshotRecord;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut st = store.raft_storage(G).unwrap();
+    append(&store, &mut st, &entries(1..=6, 1)).await;
+    let voters = ConfState {
+        voters: vec![1, 2],
+        ..Default::default()
+    };
+    assert!(
+        st.snapshot(0, 2).is_err() && st.take_snapshot_request(),
+        "no snapshot stored: the owner is asked for one"
+    );
+    assert!(!st.take_snapshot_request(), "the request is taken once");
+
+    // Our own snapshot at 4: entries 5 and 6 stay.
+    let own = SnapshotRecord::new(4, 1, &voters, b"state@4".to_vec());
+    let mut b = WriteBatch::default();
+    b.set_snapshot(G, &own, st.first_index(), st.last_index(), false);
+    store.write(b, true).await.unwrap();
+    st.on_snapshot_written(&own, false);
+    assert_eq!((st.first_index(), st.last_index()), (5, 6));
+    assert_eq!(st.term(4).unwrap(), 1);
+    assert!(st
+        .entries(3, 5, None, GetEntriesContext::empty(false))
+        .is_err());
+    let served = st.snapshot(0, 2).unwrap();
+    assert_eq!(served.get_metadata().index, 4);
+    assert_eq!(&served.data[..], b"state@4");
+    assert!(
+        st.snapshot(0, 3).is_err(),
+        "3 is not in the snapshot's configuration"
+    );
+    assert!(st.take_snapshot_request());
+
+    // A leader's snapshot at 9 with another configuration replaces everything.
+    let wider = ConfState {
+        voters: vec![1, 2, 3],
+        ..Default::default()
+    };
+    let theirs = SnapshotRecord::new(9, 2, &wider, b"state@9".to_vec());
+    let mut b = WriteBatch::default();
+    b.set_snapshot(G, &theirs, st.first_index(), st.last_index(), true);
+    store.write(b, true).await.unwrap();
+    st.on_snapshot_written(&theirs, true);
+    assert_eq!((st.first_index(), st.last_index()), (10, 9));
+    assert_eq!(st.conf_state().voters, vec![1, 2, 3]);
+    drop(st);
+    let st = store.raft_storage(G).unwrap();
+    assert_eq!((st.first_index(), st.last_index()), (10, 9));
+    assert_eq!(st.term(9).unwrap(), 2);
+    assert_eq!(st.conf_state().voters, vec![1, 2, 3]);
+    assert_eq!(st.stored_snapshot().unwrap(), Some(theirs));
+}
