@@ -4,6 +4,7 @@
 //!
 //! | module | role |
 //! |---|---|
+//! | [`assignor`] | consumer-group partition assignment: range, round robin, sticky |
 //! | [`config`] | the node's configuration, its defaults, parsing and `validate()` |
 //! | [`limits`] | request limits checked on every path (HTTP and native) |
 //! | [`metadata`] | the metadata state machine replicated by the metadata Raft group |
@@ -11,6 +12,7 @@
 //! | [`supervision`] | restart intensity and backoff math of the supervisors |
 #![deny(clippy::unwrap_used)]
 
+pub mod assignor;
 pub mod config;
 pub mod limits;
 pub mod metadata;
