@@ -316,14 +316,29 @@ impl Actor for Cluster {
             }
             ClusterMsg::SessionClosed { node_id } => {
                 if let Some(s) = state.sessions.remove(&node_id) {
+                    // ractor_cluster keeps one session per pair of nodes: when both dialled, the
+                    // loser of its election closes, maybe after authenticating. The peer is still
+                    // there through the other session.
+                    let other = |name: &str| {
+                        state
+                            .sessions
+                            .values()
+                            .any(|o| o.name.as_deref() == Some(name))
+                    };
+                    let seed_alive = s.seed.is_some_and(|i| state.seed_session(i).is_some());
                     match &s.name {
+                        Some(name) if other(name) => {
+                            tracing::debug!(peer = %name, "duplicate cluster session closed")
+                        }
                         Some(name) => {
                             tracing::warn!(peer = %name, addr = %s.addr, "node down");
                             if let Some(p) = state.peers.get_mut(name) {
                                 p.up = false;
                             }
                         }
-                        None if s.seed.is_some_and(|i| state.seeds[i].info.connected) => {
+                        None if seed_alive
+                            || s.seed.is_some_and(|i| state.seeds[i].info.connected) =>
+                        {
                             tracing::debug!(addr = %s.addr, "duplicate cluster session closed")
                         }
                         None => tracing::warn!(
@@ -333,9 +348,9 @@ impl Actor for Cluster {
                     }
                     if let Some(i) = s.seed {
                         let slot = &mut state.seeds[i];
-                        if s.name.is_none() && slot.info.connected {
-                            // Our dial of a seed that is connected through its own session: a
-                            // duplicate the peer closed, not a failure.
+                        if seed_alive || (s.name.is_none() && slot.info.connected) {
+                            // The seed is connected through another session: not a failure.
+                            slot.info.connected = true;
                         } else {
                             slot.info.connected = false;
                             if s.name.is_none() {
@@ -452,9 +467,24 @@ impl ClusterState {
         }
     }
 
+    /// An authenticated session with seed `seed`'s node, whoever dialled.
+    fn seed_session(&self, seed: usize) -> Option<u64> {
+        let slot = &self.seeds[seed];
+        let addr = seed_address(&slot.info.seed);
+        self.sessions
+            .iter()
+            .find(|(_, s)| {
+                s.name.is_some()
+                    && (slot.dialled.as_deref() == Some(s.addr.as_str()) || s.addr == addr)
+            })
+            .map(|(id, _)| *id)
+    }
+
+    /// Dials seed `seed` again after its backoff, with jitter (0.5x to 1.5x): two nodes that dial
+    /// each other must not stay in step, or every pair of dials ends as duplicates.
     fn retry_later(&mut self, myself: &ActorRef<ClusterMsg>, seed: usize) {
         let slot = &mut self.seeds[seed];
-        let delay = slot.backoff;
+        let delay = slot.backoff.mul_f64(rand::random::<f64>() + 0.5);
         slot.backoff = (slot.backoff * 2).min(self.ctx.config.cluster.seed_retry_max);
         myself.send_after(delay, move || ClusterMsg::Dial { seed });
     }
@@ -464,6 +494,12 @@ impl ClusterState {
             return;
         };
         if self.seeds[seed].info.connected {
+            return;
+        }
+        if self.seed_session(seed).is_some() {
+            // The seed dialled us first: that session is ours too.
+            self.seeds[seed].info.connected = true;
+            self.publish();
             return;
         }
         let target = seed_address(&self.seeds[seed].info.seed);
