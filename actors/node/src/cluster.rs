@@ -40,6 +40,10 @@ pub mod transport;
 
 use heartbeat::{Heartbeat, HeartbeatArgs, HeartbeatMsg};
 
+/// How long a node waits for a seed with a smaller cluster address to dial it before dialling
+/// that seed itself.
+pub const SEED_DIAL_GRACE: Duration = Duration::from_secs(1);
+
 /// How long a restarted Cluster actor waits for its predecessor's NodeServer to stop.
 pub const NODE_SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -189,8 +193,17 @@ impl Actor for Cluster {
             state.server = Some(start_node_server(&myself, &state.ctx).await?);
             let every = state.ctx.config.cluster.heartbeat_interval;
             state.ticker = Some(myself.send_interval(every, || ClusterMsg::Tick));
+            // Two nodes that name each other must not dial each other at once: ractor_cluster
+            // resolves such duplicates by closing sessions, and a pair can keep closing. The node
+            // with the smaller cluster address dials at once; the other gives it
+            // `SEED_DIAL_GRACE` to dial in before dialling itself.
+            let own = state.ctx.config.node.cluster_addr.clone();
             for seed in 0..state.seeds.len() {
-                let _ = myself.cast(ClusterMsg::Dial { seed });
+                if own < seed_address(&state.seeds[seed].info.seed) {
+                    let _ = myself.cast(ClusterMsg::Dial { seed });
+                } else {
+                    myself.send_after(SEED_DIAL_GRACE, move || ClusterMsg::Dial { seed });
+                }
             }
         }
         state.publish();
