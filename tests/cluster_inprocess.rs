@@ -63,6 +63,20 @@ impl TestCluster {
         for i in 0..n {
             c.wait_ready(i).await;
         }
+        // Ready is per node; the cluster is formed once every node sees every other one up.
+        for i in 0..n {
+            let client = c.client(i);
+            eventually(
+                "every node to see the others up",
+                Duration::from_secs(30),
+                async || {
+                    let info = client.cluster_info().await.ok()?;
+                    (info.nodes.len() == n && info.nodes.iter().all(|x| x.status == "up"))
+                        .then_some(())
+                },
+            )
+            .await;
+        }
         c
     }
 
