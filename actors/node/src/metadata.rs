@@ -36,7 +36,7 @@ use daftka_core::config::CONTROL_PLANE_SIZE_DEFAULT;
 use daftka_core::metadata::{
     decode_command, encode_command, MetadataCommand, MetadataEvent, MetadataLimits, MetadataState,
 };
-use daftka_protocol::{ids::raft_id, names, Error, ErrorCode, GroupId, Wire};
+use daftka_protocol::{ids::raft_id, names, Error, GroupId, Wire};
 use daftka_storage::WriteBatch;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
@@ -404,40 +404,37 @@ pub async fn propose_local(
 pub async fn propose(ctx: &NodeContext, command: MetadataCommand) -> Result<MetadataEvent, Error> {
     let cfg = &ctx.config.router;
     let deadline = Instant::now() + cfg.request_timeout;
-    let mut backoff = cfg.retry_backoff_min;
-    let mut attempt = 0usize;
-    loop {
-        let view = ctx.metadata_view();
-        let result = match view.leader.as_deref() {
-            Some(leader) if leader == ctx.node => propose_local(ctx, command.clone()).await,
-            Some(leader) => propose_at(ctx, raft_id(leader), command.clone()).await,
-            // A founder is a member from the start: it waits for the election instead of asking
-            // whoever it can reach (which, in a process hosting several clusters, is not its own).
-            None if ctx.config.node.seeds.is_empty() => {
-                Err(Error::unavailable("no metadata leader is elected yet"))
-            }
-            None => {
-                let peers = crate::cluster::peer::other_peers(ctx);
-                match peers.get(attempt % peers.len().max(1)) {
-                    Some(peer) => propose_via(ctx, peer, command.clone()).await,
-                    None => Err(Error::unavailable(
-                        "no metadata leader is known or reachable",
-                    )),
+    let attempt = |n: usize| {
+        let command = command.clone();
+        async move {
+            match ctx.metadata_view().leader.as_deref() {
+                Some(leader) if leader == ctx.node => propose_local(ctx, command).await,
+                Some(leader) => propose_at(ctx, raft_id(leader), command).await,
+                // A founder is a member from the start: it waits for the election instead of
+                // asking whoever it can reach (in a process hosting several clusters, not its own).
+                None if ctx.config.node.seeds.is_empty() => {
+                    Err(Error::unavailable("no metadata leader is elected yet"))
+                }
+                None => {
+                    let peers = crate::cluster::peer::other_peers(ctx);
+                    match peers.get(n % peers.len().max(1)) {
+                        Some(peer) => propose_via(ctx, peer, command).await,
+                        None => Err(Error::unavailable(
+                            "no metadata leader is known or reachable",
+                        )),
+                    }
                 }
             }
-        };
-        attempt += 1;
-        match result {
-            Err(e)
-                if matches!(e.code, ErrorCode::NotLeader | ErrorCode::Unavailable)
-                    && Instant::now() + backoff < deadline =>
-            {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(cfg.retry_backoff_max);
-            }
-            other => return other,
         }
-    }
+    };
+    daftka_protocol::rpc::retry_not_taken(
+        deadline,
+        cfg.retry_backoff_min,
+        cfg.retry_backoff_max,
+        |_| true,
+        attempt,
+    )
+    .await
 }
 
 /// Proposes through the node with Raft id `raft_id`.

@@ -23,9 +23,9 @@ use daftka_core::metadata::{
 use daftka_core::partition::choose_partition;
 use daftka_protocol::{
     ids::{raft_id, validate_name},
-    names, rpc, ClusterInfo, CommittedOffset, Error, ErrorCode, FetchRequest, FetchResponse,
-    GroupId, GroupOffsets, NodeInfo, PartitionDescription, ProduceRecord, Record, RecordPosition,
-    RouterMsg, TopicDescription, TopicPartitionOffset, TopicSpec, Wire,
+    names, rpc, ClusterInfo, CommittedOffset, Error, FetchRequest, FetchResponse, GroupId,
+    GroupOffsets, NodeInfo, PartitionDescription, ProduceRecord, Record, RecordPosition, RouterMsg,
+    TopicDescription, TopicPartitionOffset, TopicSpec, Wire,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
@@ -486,7 +486,6 @@ impl Inner {
     ) -> Result<C::Out, Error> {
         let cfg = &self.ctx.config.router;
         let deadline = Instant::now() + cfg.request_timeout + extra;
-        let mut backoff = cfg.retry_backoff_min;
         let first = self
             .leaders
             .lock()
@@ -496,35 +495,30 @@ impl Inner {
             .or_else(|| p.leader.clone())
             .and_then(|l| p.replicas.iter().position(|r| *r == l))
             .unwrap_or(0);
-        let mut attempt = 0usize;
-        loop {
-            let node = &p.replicas[(first + attempt) % p.replicas.len().max(1)];
+        let turn = p.replicas.len().max(1);
+        let attempt = |n: usize| {
+            let node = &p.replicas[(first + n) % turn];
             let left = deadline.saturating_duration_since(Instant::now());
-            let result = self
-                .call_replica_at(node, p.group, request.clone(), left)
-                .await;
-            match result {
-                Ok(v) => {
-                    self.leaders
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(p.group, node.clone());
-                    return Ok(v);
-                }
-                Err(e)
-                    if matches!(e.code, ErrorCode::NotLeader | ErrorCode::Unavailable)
-                        && Instant::now() + backoff < deadline =>
-                {
-                    attempt += 1;
-                    // A full turn over the replicas without a leader: wait for an election.
-                    if attempt.is_multiple_of(p.replicas.len().max(1)) {
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(cfg.retry_backoff_max);
-                    }
-                }
-                Err(e) => return Err(e),
+            let request = request.clone();
+            async move {
+                let v = self.call_replica_at(node, p.group, request, left).await?;
+                Ok((node, v))
             }
-        }
+        };
+        // A full turn over the replicas without a leader: wait for an election.
+        let (node, v) = rpc::retry_not_taken(
+            deadline,
+            cfg.retry_backoff_min,
+            cfg.retry_backoff_max,
+            |n| n.is_multiple_of(turn),
+            attempt,
+        )
+        .await?;
+        self.leaders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(p.group, node.clone());
+        Ok(v)
     }
 
     /// One call to the replica of `group` on `node`: in this process directly, else through

@@ -5,12 +5,15 @@
 //!   retry: the request was not taken;
 //! - no answer in time, or the receiver dropped the request (it stopped while holding it):
 //!   `timeout`, the outcome is unknown: a retry may apply the request twice.
+//!
+//! [`retry_not_taken`] is the one retry loop built on that rule.
 
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use ractor::{ActorRef, Message, RpcReplyPort};
 
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
 use crate::wire::Wire;
 
 /// What a reply port carries: a result, locally or across the cluster ([`Wire`]).
@@ -63,5 +66,40 @@ pub async fn call_named<M: Message, R: Reply>(
     match crate::names::find(name) {
         Some(cell) => call(&cell.into(), build, timeout, what).await,
         None => Err(Error::unavailable(format!("{what} is not running"))),
+    }
+}
+
+/// Whether an error says the request was not taken (`not_leader`, `unavailable`): sending it
+/// again cannot apply it twice.
+pub fn not_taken(e: &Error) -> bool {
+    matches!(e.code, ErrorCode::NotLeader | ErrorCode::Unavailable)
+}
+
+/// Runs `attempt(0)`, `attempt(1)`, ... while the answer is [`not_taken`] and the next backoff
+/// still ends before `deadline`. Before an attempt `n` for which `pause_before(n)` holds it waits
+/// the backoff, which starts at `backoff` and doubles up to `backoff_max`. Any other answer
+/// (success, a definite error, `timeout`: outcome unknown) is returned as it is.
+pub async fn retry_not_taken<T, Fut>(
+    deadline: Instant,
+    mut backoff: Duration,
+    backoff_max: Duration,
+    pause_before: impl Fn(usize) -> bool,
+    mut attempt: impl FnMut(usize) -> Fut,
+) -> Result<T, Error>
+where
+    Fut: Future<Output = Result<T, Error>>,
+{
+    let mut n = 0usize;
+    loop {
+        match attempt(n).await {
+            Err(e) if not_taken(&e) && Instant::now() + backoff < deadline => {
+                n += 1;
+                if pause_before(n) {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(backoff_max);
+                }
+            }
+            other => return other,
+        }
     }
 }
