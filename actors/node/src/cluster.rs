@@ -173,7 +173,7 @@ impl Actor for Cluster {
                 .map(|s| SeedSlot {
                     info: SeedInfo {
                         seed: s.clone(),
-                        connected: false,
+                        connected: false, // derived from the sessions at each publish
                         failed_attempts: 0,
                     },
                     dialled: None,
@@ -305,9 +305,7 @@ impl Actor for Cluster {
                     }
                     s.name = name;
                     if let Some(i) = s.seed {
-                        let slot = &mut state.seeds[i];
-                        slot.info.connected = true;
-                        slot.backoff = state.ctx.config.cluster.seed_retry_min;
+                        state.seeds[i].backoff = state.ctx.config.cluster.seed_retry_min;
                     }
                 }
                 state.publish();
@@ -349,9 +347,7 @@ impl Actor for Cluster {
                                 p.up = false;
                             }
                         }
-                        None if seed_alive
-                            || s.seed.is_some_and(|i| state.seeds[i].info.connected) =>
-                        {
+                        None if seed_alive => {
                             tracing::debug!(addr = %s.addr, "duplicate cluster session closed")
                         }
                         None => tracing::warn!(
@@ -359,18 +355,12 @@ impl Actor for Cluster {
                             "cluster session closed before authenticating (wrong cookie?)"
                         ),
                     }
-                    if let Some(i) = s.seed {
-                        let slot = &mut state.seeds[i];
-                        if seed_alive || (s.name.is_none() && slot.info.connected) {
-                            // The seed is connected through another session: not a failure.
-                            slot.info.connected = true;
-                        } else {
-                            slot.info.connected = false;
-                            if s.name.is_none() {
-                                slot.info.failed_attempts += 1;
-                            }
-                            state.retry_later(&myself, i);
+                    // A seed still reached through another session is not a failure.
+                    if let Some(i) = s.seed.filter(|_| !seed_alive) {
+                        if s.name.is_none() {
+                            state.seeds[i].info.failed_attempts += 1;
                         }
+                        state.retry_later(&myself, i);
                     }
                 }
                 state.publish();
@@ -380,17 +370,23 @@ impl Actor for Cluster {
     }
 }
 
+/// Stops the actor registered as `name`, left by a killed predecessor of the Cluster actor (a kill
+/// skips `post_stop`): frees its name and, for the NodeServer, its port.
+async fn stop_predecessor(name: &str) {
+    if let Some(old) = ractor::registry::where_is(name) {
+        let _ = old
+            .stop_and_wait(None, Some(NODE_SERVER_STOP_TIMEOUT))
+            .await;
+    }
+}
+
 /// Starts this node's Heartbeat actor, after stopping a predecessor's.
 async fn start_heartbeat(
     myself: &ActorRef<ClusterMsg>,
     ctx: &NodeContext,
 ) -> Result<ActorRef<HeartbeatMsg>, ActorProcessingErr> {
     let name = names::heartbeat(&ctx.node);
-    if let Some(old) = ractor::registry::where_is(name.clone()) {
-        let _ = old
-            .stop_and_wait(None, Some(NODE_SERVER_STOP_TIMEOUT))
-            .await;
-    }
+    stop_predecessor(&name).await;
     let args = HeartbeatArgs {
         cluster: myself.clone(),
     };
@@ -404,12 +400,7 @@ async fn start_node_server(
     ctx: &NodeContext,
 ) -> Result<ActorRef<NodeServerMessage>, ActorProcessingErr> {
     let name = names::node_server(&ctx.node);
-    if let Some(old) = ractor::registry::where_is(name.clone()) {
-        // Left by a killed predecessor (a kill skips post_stop): free the port and the name.
-        let _ = old
-            .stop_and_wait(None, Some(NODE_SERVER_STOP_TIMEOUT))
-            .await;
-    }
+    stop_predecessor(&name).await;
     let addr: SocketAddr = ctx.config.node.cluster_addr.parse()?;
     let server = NodeServer::new(
         addr.port(),
@@ -446,7 +437,12 @@ impl ClusterState {
     fn publish(&self) {
         self.ctx.membership.send_replace(Membership {
             peers: self.peers.clone(),
-            seeds: self.seeds.iter().map(|s| s.info.clone()).collect(),
+            seeds: (0..self.seeds.len())
+                .map(|i| SeedInfo {
+                    connected: self.seed_session(i).is_some(),
+                    ..self.seeds[i].info.clone()
+                })
+                .collect(),
         });
     }
 
@@ -480,7 +476,8 @@ impl ClusterState {
         }
     }
 
-    /// An authenticated session with seed `seed`'s node, whoever dialled.
+    /// An authenticated session with seed `seed`'s node, whoever dialled: the seed is connected
+    /// exactly when there is one.
     fn seed_session(&self, seed: usize) -> Option<u64> {
         let slot = &self.seeds[seed];
         let addr = seed_address(&slot.info.seed);
@@ -506,13 +503,8 @@ impl ClusterState {
         let Some(server) = self.server.clone() else {
             return;
         };
-        if self.seeds[seed].info.connected {
-            return;
-        }
         if self.seed_session(seed).is_some() {
-            // The seed dialled us first: that session is ours too.
-            self.seeds[seed].info.connected = true;
-            self.publish();
+            // Connected already, maybe through the seed's own dial: that session is ours too.
             return;
         }
         let target = seed_address(&self.seeds[seed].info.seed);
