@@ -441,10 +441,28 @@ impl<M: StateMachine> RaftGroup<M> {
         tracing::info!(group = %self.group, index = snap.index, term = snap.term, "installing a snapshot");
         let mut batch = WriteBatch::default();
         self.machine.restore(snap.index, &snap.data, &mut batch)?;
+        self.write_snapshot(&snap, batch, true).await
+    }
+
+    /// Writes `snap` as the group's snapshot with `batch`, compacting the log up to it, or
+    /// replacing it whole when `replace_log` (a leader's snapshot, written durably before raft
+    /// goes on; our own snapshot only drops entries that are applied and need no fsync).
+    async fn write_snapshot(
+        &mut self,
+        snap: &SnapshotRecord,
+        mut batch: WriteBatch,
+        replace_log: bool,
+    ) -> Result<(), ConsensusError> {
         let st = self.raw.store();
-        batch.set_snapshot(self.group, &snap, st.first_index(), st.last_index(), true);
-        self.store.write(batch, true).await?;
-        self.raw.mut_store().on_snapshot_written(&snap, true);
+        batch.set_snapshot(
+            self.group,
+            snap,
+            st.first_index(),
+            st.last_index(),
+            replace_log,
+        );
+        self.store.write(batch, replace_log).await?;
+        self.raw.mut_store().on_snapshot_written(snap, replace_log);
         Ok(())
     }
 
@@ -473,7 +491,7 @@ impl<M: StateMachine> RaftGroup<M> {
         &mut self,
         index: u64,
         data: Vec<u8>,
-        mut batch: WriteBatch,
+        batch: WriteBatch,
     ) -> Result<bool, ConsensusError> {
         let (point, _) = self.raw.store().compaction_point();
         if index <= point || index > self.raw.raft.raft_log.applied {
@@ -481,10 +499,7 @@ impl<M: StateMachine> RaftGroup<M> {
         }
         let term = self.raw.raft.raft_log.term(index)?;
         let snap = SnapshotRecord::new(index, term, &self.conf_state(), data);
-        let st = self.raw.store();
-        batch.set_snapshot(self.group, &snap, st.first_index(), st.last_index(), false);
-        self.store.write(batch, false).await?;
-        self.raw.mut_store().on_snapshot_written(&snap, false);
+        self.write_snapshot(&snap, batch, false).await?;
         tracing::debug!(group = %self.group, index, "snapshot stored, log compacted");
         Ok(true)
     }
