@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use daftka_node::readiness::Readiness;
 use daftka_protocol::{
     names, Client, ErrorCode, FetchOffset, FetchRequest, GroupId, ProduceRecord, Record, TopicSpec,
 };
@@ -22,9 +23,11 @@ const PRODUCERS: u64 = 3;
 const KILLS: usize = 60;
 const BATCH: u64 = 10;
 
-/// Produces batches of unique values until `stop`; only retryable errors are tolerated.
+/// Produces batches of unique values until `stop`; only retryable errors are tolerated. After a
+/// failure it waits until the node serves again (its Router registered, `/readyz` flags up).
 async fn producer(
     client: Client,
+    node: (String, Readiness),
     id: u64,
     history: Arc<Mutex<History>>,
     acks: Arc<AtomicU64>,
@@ -32,11 +35,10 @@ async fn producer(
 ) {
     let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let partition = ((seq / BATCH) % u64::from(PARTITIONS)) as u32;
-        let values: Vec<String> = (0..BATCH)
-            .map(|i| format!("p{id}-{:08}", seq + i))
-            .collect();
-        seq += BATCH;
+        let (partition, values) = history
+            .lock()
+            .expect("history lock")
+            .next_batch(id, &mut seq, BATCH, PARTITIONS);
         let records = values
             .iter()
             .map(|v| ProduceRecord {
@@ -44,11 +46,6 @@ async fn producer(
                 record: Record::from_value(v.clone().into_bytes()),
             })
             .collect();
-        history
-            .lock()
-            .expect("history lock")
-            .sent
-            .extend(values.iter().cloned());
         match client.produce("chaos", records).await {
             Ok(positions) => {
                 let mut h = history.lock().expect("history lock");
@@ -60,9 +57,6 @@ async fn producer(
             }
             Err(e) => {
                 assert!(e.retryable(), "producer saw a non-retryable error: {e}");
-                // A client's retry backoff (not synchronisation): without it, a producer whose
-                // calls fail at once would spin and starve the runtime it shares with the node.
-                tokio::time::sleep(Duration::from_millis(5)).await;
                 if e.code == ErrorCode::Timeout {
                     history
                         .lock()
@@ -70,6 +64,16 @@ async fn producer(
                         .unknown
                         .extend(values.iter().cloned());
                 }
+                let (name, readiness) = &node;
+                let router = names::router(name);
+                support::eventually(
+                    "the node to serve again",
+                    Duration::from_secs(30),
+                    async || {
+                        (names::find(&router).is_some() && readiness.check().is_ok()).then_some(())
+                    },
+                )
+                .await;
             }
         }
     }
@@ -116,6 +120,7 @@ async fn killing_actors_loses_no_acknowledged_record() {
         .map(|id| {
             tokio::spawn(producer(
                 client.clone(),
+                (node.name.clone(), node.readiness().clone()),
                 id,
                 history.clone(),
                 acks.clone(),

@@ -36,8 +36,8 @@ struct Shared {
     acks: BTreeMap<u32, Vec<Instant>>,
 }
 
-/// Produces batches of unique values through `urls` (moving to the next node after a failure)
-/// until `stop`. 503 means not taken; a lost connection, a 504 or a 500 leave the outcome
+/// Produces batches of unique values through `urls` (moving to the next ready node after a
+/// failure) until `stop`. 503 means not taken; a lost connection, a 504 or a 500 leave the outcome
 /// unknown; a 4xx is a bug.
 async fn producer(id: u64, urls: Vec<String>, shared: Arc<Mutex<Shared>>, stop: Arc<AtomicBool>) {
     let http = reqwest::Client::builder()
@@ -47,20 +47,14 @@ async fn producer(id: u64, urls: Vec<String>, shared: Arc<Mutex<Shared>>, stop: 
     let mut seq = 0u64;
     let mut node = id as usize;
     while !stop.load(Ordering::Relaxed) {
-        let partition = ((seq / BATCH) % u64::from(PARTITIONS)) as u32;
-        let values: Vec<String> = (0..BATCH)
-            .map(|i| format!("p{id}-{:08}", seq + i))
-            .collect();
-        seq += BATCH;
-        let body = json!({
-            "records": values.iter().map(|v| json!({"value": v, "partition": partition})).collect::<Vec<_>>()
-        });
-        shared
+        let (partition, values) = shared
             .lock()
             .expect("lock")
             .history
-            .sent
-            .extend(values.iter().cloned());
+            .next_batch(id, &mut seq, BATCH, PARTITIONS);
+        let body = json!({
+            "records": values.iter().map(|v| json!({"value": v, "partition": partition})).collect::<Vec<_>>()
+        });
         let url = format!("{}/v1/topics/{TOPIC}/records", urls[node % urls.len()]);
         let outcome = http.post(&url).json(&body).send().await;
         let status = outcome.as_ref().map(|r| r.status().as_u16()).ok();
@@ -89,9 +83,18 @@ async fn producer(id: u64, urls: Vec<String>, shared: Arc<Mutex<Shared>>, stop: 
                         .unknown
                         .extend(values.iter().cloned());
                 }
-                node += 1;
-                // A client's retry backoff, not synchronisation.
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                // Go on through the next node that is ready.
+                node = eventually("a node to serve", Duration::from_secs(60), async || {
+                    for k in 1..=urls.len() {
+                        let next = (node + k) % urls.len();
+                        let ready = http.get(format!("{}/readyz", urls[next])).send().await;
+                        if ready.is_ok_and(|r| r.status().is_success()) {
+                            return Some(next);
+                        }
+                    }
+                    None
+                })
+                .await;
             }
         }
     }
@@ -269,9 +272,16 @@ async fn three_processes_survive_kill_9_and_actor_kills() {
 
     // Failover figures: (kill time, partitions the killed node led).
     let mut kills: Vec<(Instant, Vec<u32>)> = Vec::new();
+    let acked = || shared.lock().expect("lock").history.acked.len();
     for round in 0..ROUNDS {
-        // Pace the chaos (not synchronisation): let the producers make progress between faults.
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(500..1500))).await;
+        // Let the producers make progress between faults: a few more acknowledged batches.
+        let (before, more) = (acked(), rng.gen_range(20..=60) * BATCH as usize);
+        eventually(
+            "progress between faults",
+            Duration::from_secs(60),
+            async || (acked() >= before + more).then_some(()),
+        )
+        .await;
         let victim = rng.gen_range(0..nodes.len());
         if round % 2 == 0 {
             let led: Vec<u32> = leaders(&http, &urls[(victim + 1) % 3])
@@ -288,7 +298,36 @@ async fn three_processes_survive_kill_9_and_actor_kills() {
                 p.kill9();
             }
             kills.push((Instant::now(), led));
-            tokio::time::sleep(Duration::from_millis(rng.gen_range(500..2000))).await;
+            // Restart it once the others have noticed and served without it.
+            let witness = &urls[(victim + 1) % nodes.len()];
+            let name = nodes[victim].name.clone();
+            eventually(
+                "the others to see the killed node down",
+                Duration::from_secs(30),
+                async || {
+                    let v: Value = http
+                        .get(format!("{witness}/v1/cluster"))
+                        .send()
+                        .await
+                        .ok()?
+                        .json()
+                        .await
+                        .ok()?;
+                    v["nodes"]
+                        .as_array()?
+                        .iter()
+                        .any(|n| n["name"] == name.as_str() && n["status"] == "down")
+                        .then_some(())
+                },
+            )
+            .await;
+            let before = acked();
+            eventually(
+                "an acknowledgement without the killed node",
+                Duration::from_secs(30),
+                async || (acked() > before).then_some(()),
+            )
+            .await;
             nodes[victim].start();
             wait_ready(&http, &nodes[victim].url()).await;
         } else {

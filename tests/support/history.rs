@@ -41,6 +41,22 @@ fn producer_of(v: &str) -> &str {
 }
 
 impl History {
+    /// The next batch of producer `id`: `n` unique values (recorded as sent), for the partition
+    /// its sequence `seq` points at, cycling over `partitions` one batch at a time.
+    pub fn next_batch(
+        &mut self,
+        id: u64,
+        seq: &mut u64,
+        n: u64,
+        partitions: u32,
+    ) -> (u32, Vec<String>) {
+        let partition = ((*seq / n) % u64::from(partitions)) as u32;
+        let values: Vec<String> = (0..n).map(|i| format!("p{id}-{:08}", *seq + i)).collect();
+        *seq += n;
+        self.sent.extend(values.iter().cloned());
+        (partition, values)
+    }
+
     /// Checks `stored`: partition -> records in offset order as (offset, value).
     pub fn check(&self, stored: &StoredLog) -> Report {
         let mut r = Report {
