@@ -45,6 +45,17 @@ fn status_of(view: &Value, peer: &str) -> Option<String> {
         .and_then(|n| n["status"].as_str().map(str::to_string))
 }
 
+/// Waits until `node` reports `peer` with `status`; returns its `/v1/cluster` view.
+async fn see(http: &reqwest::Client, node: &BinaryNode, peer: &str, status: &str) -> Value {
+    let what = format!("{} to see {peer} {status}", node.name);
+    eventually(&what, Duration::from_secs(30), async || {
+        cluster(http, node)
+            .await
+            .filter(|v| status_of(v, peer).as_deref() == Some(status))
+    })
+    .await
+}
+
 /// Sends `signal` (e.g. `STOP`, `CONT`) to the node's process.
 fn signal(node: &BinaryNode, signal: &str) {
     let status = Command::new("kill")
@@ -74,39 +85,19 @@ async fn nodes_join_with_the_cookie_and_only_with_it() {
     c.wait_live(&http).await;
 
     // a and b see each other up, with b's advertised cluster address.
-    let view = eventually("a to see b up", wait, async || {
-        cluster(&http, &a)
-            .await
-            .filter(|v| status_of(v, "b").as_deref() == Some("up"))
-    })
-    .await;
+    let view = see(&http, &a, "b", "up").await;
     let b_entry = view["nodes"]
         .as_array()
         .and_then(|ns| ns.iter().find(|n| n["name"] == "b").cloned())
         .expect("b listed");
     assert_eq!(b_entry["cluster_addr"], format!("127.0.0.1:{pb}"));
-    eventually("b to see a up", wait, async || {
-        cluster(&http, &b)
-            .await
-            .filter(|v| status_of(v, "a").as_deref() == Some("up"))
-    })
-    .await;
+    see(&http, &b, "a", "up").await;
 
     // Pause b: no session closes, but its heartbeats stop, so a sees it down; resume: up again.
     signal(&b, "STOP");
-    eventually("a to see the paused b down", wait, async || {
-        cluster(&http, &a)
-            .await
-            .filter(|v| status_of(v, "b").as_deref() == Some("down"))
-    })
-    .await;
+    see(&http, &a, "b", "down").await;
     signal(&b, "CONT");
-    eventually("a to see the resumed b up", wait, async || {
-        cluster(&http, &a)
-            .await
-            .filter(|v| status_of(v, "b").as_deref() == Some("up"))
-    })
-    .await;
+    see(&http, &a, "b", "up").await;
 
     // c tried and was refused, more than once; a never admitted it.
     let c_view = eventually("c to fail twice", wait, async || {
@@ -132,24 +123,14 @@ async fn nodes_join_with_the_cookie_and_only_with_it() {
 
     // kill -9 the seed: b sees it down; start it again: b dials it again and sees it up.
     a.kill9();
-    eventually("b to see a down", wait, async || {
-        cluster(&http, &b)
-            .await
-            .filter(|v| status_of(v, "a").as_deref() == Some("down"))
-    })
-    .await;
+    see(&http, &b, "a", "down").await;
     let a = BinaryNode::spawn_with(
         "a",
         &dir.path().join("a"),
         &cluster_args(pa, "s3cret", None),
     );
     a.wait_ready(&http).await;
-    eventually("b to see a up again", wait, async || {
-        cluster(&http, &b)
-            .await
-            .filter(|v| status_of(v, "a").as_deref() == Some("up"))
-    })
-    .await;
+    see(&http, &b, "a", "up").await;
 }
 
 /// A node given seeds but no cookie refuses to start and says why.
