@@ -5,6 +5,7 @@
 //! | module | role |
 //! |---|---|
 //! | [`assignor`] | consumer-group partition assignment: range, round robin, sticky |
+//! | [`groups`] | the consumer-group coordinator: members, generations, assignments, commit fencing |
 //! | [`config`] | the node's configuration, its defaults, parsing and `validate()` |
 //! | [`limits`] | request limits checked on every path (HTTP and native) |
 //! | [`metadata`] | the metadata state machine replicated by the metadata Raft group |
@@ -14,6 +15,7 @@
 
 pub mod assignor;
 pub mod config;
+pub mod groups;
 pub mod limits;
 pub mod metadata;
 pub mod partition;

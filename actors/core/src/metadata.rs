@@ -10,11 +10,15 @@
 //! - Raft group ids are assigned at apply from `next_group_id`, never reused.
 //! - A topic's partitions are numbered `0..n` and each has `replication_factor` distinct replicas.
 //! - Committed offsets exist only for partitions that exist; deleting a topic drops them.
+//! - Consumer groups follow the rules of [`crate::groups`]: a partition is owned by at most one
+//!   member, and a committed offset moves back only through a reset.
 
 use std::collections::BTreeMap;
 
 use daftka_protocol::{ids::validate_name, Error, ErrorCode, GroupId, PartitionId};
 use serde::{Deserialize, Serialize};
+
+use crate::groups::{GroupCommand, GroupState, MemberView};
 
 /// One node as the cluster knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +72,12 @@ pub enum MetadataCommand {
         group: GroupId,
         leader: String,
     },
+    /// A consumer-group command (see [`crate::groups`]), at its proposer's wall-clock time.
+    Group {
+        group: String,
+        command: GroupCommand,
+        now_ms: u64,
+    },
 }
 
 /// What applying a command changed, for the proposer's reply and for watchers.
@@ -77,7 +87,14 @@ pub enum MetadataEvent {
     TopicCreated(TopicMeta),
     TopicDeleted(TopicMeta),
     OffsetsCommitted,
-    LeaderSet { group: GroupId, leader: String },
+    LeaderSet {
+        group: GroupId,
+        leader: String,
+    },
+    /// A group member's state after its join, heartbeat or poll.
+    Member(MemberView),
+    /// Members that left or expired (possibly none, when an expiry found them alive again).
+    MembersRemoved(Vec<String>),
 }
 
 /// The replicated metadata.
@@ -89,6 +106,10 @@ pub struct MetadataState {
     pub group_offsets: BTreeMap<String, BTreeMap<(String, PartitionId), u64>>,
     /// The next Raft group id to hand out (group 0 is the metadata group itself).
     pub next_group_id: u64,
+    /// Consumer groups that have had members: their coordinator state.
+    pub groups: BTreeMap<String, GroupState>,
+    /// The largest proposer time seen (ms since the Unix epoch): the groups' clock.
+    pub clock_ms: u64,
 }
 
 impl Default for MetadataState {
@@ -98,6 +119,8 @@ impl Default for MetadataState {
             topics: BTreeMap::new(),
             group_offsets: BTreeMap::new(),
             next_group_id: 1,
+            groups: BTreeMap::new(),
+            clock_ms: 0,
         }
     }
 }
@@ -184,7 +207,8 @@ impl MetadataState {
                     replication_factor,
                     partitions,
                 };
-                self.topics.insert(name, topic.clone());
+                self.topics.insert(name.clone(), topic.clone());
+                self.rebalance_subscribers(&name);
                 Ok(MetadataEvent::TopicCreated(topic))
             }
             MetadataCommand::DeleteTopic { name } => {
@@ -196,21 +220,11 @@ impl MetadataState {
                     offsets.retain(|(t, _), _| t != &name);
                 }
                 self.group_offsets.retain(|_, o| !o.is_empty());
+                self.rebalance_subscribers(&name);
                 Ok(MetadataEvent::TopicDeleted(topic))
             }
             MetadataCommand::CommitOffsets { group, offsets } => {
-                validate_name("group", &group)?;
-                if offsets.is_empty() {
-                    return Err(Error::invalid("a commit needs at least one offset"));
-                }
-                for (topic, partition, _) in &offsets {
-                    self.partition(topic, *partition)?;
-                }
-                let entry = self.group_offsets.entry(group).or_default();
-                for (topic, partition, offset) in offsets {
-                    entry.insert((topic, partition), offset);
-                }
-                Ok(MetadataEvent::OffsetsCommitted)
+                self.apply_plain_commit(group, offsets)
             }
             MetadataCommand::SetLeader { group, leader } => {
                 let p = self
@@ -229,6 +243,11 @@ impl MetadataState {
                 p.leader = Some(leader.clone());
                 Ok(MetadataEvent::LeaderSet { group, leader })
             }
+            MetadataCommand::Group {
+                group,
+                command,
+                now_ms,
+            } => self.apply_group(group, command, now_ms),
         }
     }
 

@@ -8,6 +8,8 @@
 
 use std::collections::BTreeSet;
 
+use daftka_core::assignor::Assignor;
+use daftka_core::groups::GroupCommand;
 use daftka_core::metadata::{
     decode_command, encode_command, place_replicas, MetadataCommand, MetadataEvent, MetadataLimits,
     MetadataState, NodeMeta,
@@ -215,6 +217,35 @@ fn command() -> impl Strategy<Value = MetadataCommand> {
             .prop_map(|(group, offsets)| MetadataCommand::CommitOffsets { group, offsets }),
         2 => (0u64..16, node_name())
             .prop_map(|(g, leader)| MetadataCommand::SetLeader { group: GroupId(g), leader }),
+        4 => (name(), group_command(), 0u64..5000)
+            .prop_map(|(group, command, now_ms)| MetadataCommand::Group { group, command, now_ms }),
+    ]
+}
+
+fn group_command() -> impl Strategy<Value = GroupCommand> {
+    let member = prop::sample::select(vec!["m1", "m2", "m3", "bad/id"]).prop_map(String::from);
+    let offsets = || prop::collection::vec((name(), 0u32..5, 0u64..50), 0..3);
+    prop_oneof![
+        3 => (member.clone(), prop::collection::vec(name(), 0..3), 0u64..2000, 0u8..3).prop_map(
+            |(member_id, topics, session_timeout_ms, a)| GroupCommand::Join {
+                member_id,
+                topics,
+                session_timeout_ms,
+                assignor: [Assignor::Range, Assignor::RoundRobin, Assignor::Sticky][usize::from(a)],
+            }
+        ),
+        2 => (member.clone(), any::<bool>()).prop_map(|(member_id, release)| GroupCommand::Heartbeat {
+            member_id,
+            owned: release.then(Vec::new),
+        }),
+        1 => member.clone().prop_map(|member_id| GroupCommand::Leave { member_id }),
+        1 => prop::collection::vec(member.clone(), 0..3).prop_map(|members| GroupCommand::Expire { members }),
+        2 => (member.clone(), 0u64..4, offsets()).prop_map(|(member_id, generation, offsets)| {
+            GroupCommand::Commit { member_id, generation, offsets }
+        }),
+        1 => (member, offsets())
+            .prop_map(|(member_id, positions)| GroupCommand::Advance { member_id, positions }),
+        1 => offsets().prop_map(|offsets| GroupCommand::Reset { offsets }),
     ]
 }
 
@@ -255,6 +286,26 @@ fn check_invariants(s: &MetadataState) -> Result<(), TestCaseError> {
                     s.nodes.contains_key(r),
                     "replica on unregistered node {}",
                     r
+                );
+            }
+        }
+    }
+    for (name, g) in &s.groups {
+        let mut owned = BTreeSet::new();
+        for (id, m) in &g.members {
+            for tp in m.owned.keys() {
+                prop_assert!(
+                    owned.insert(tp.clone()),
+                    "{}: {:?} owned twice ({})",
+                    name,
+                    tp,
+                    id
+                );
+                prop_assert!(
+                    s.partition(&tp.0, tp.1).is_ok(),
+                    "{}: {:?} missing",
+                    name,
+                    tp
                 );
             }
         }
@@ -360,11 +411,12 @@ fn generators_exercise_both_outcomes() -> Result<(), TestCaseError> {
                 MetadataCommand::DeleteTopic { .. } => "delete",
                 MetadataCommand::CommitOffsets { .. } => "commit",
                 MetadataCommand::SetLeader { .. } => "leader",
+                MetadataCommand::Group { .. } => "group",
             };
             seen.insert((kind, out.is_ok()));
         }
     }
-    for kind in ["create", "delete", "commit", "leader"] {
+    for kind in ["create", "delete", "commit", "leader", "group"] {
         assert!(seen.contains(&(kind, true)), "no accepted {kind}");
         assert!(seen.contains(&(kind, false)), "no rejected {kind}");
     }

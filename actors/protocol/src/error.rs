@@ -28,6 +28,21 @@ pub enum ErrorCode {
     Internal,
     /// The route does not exist (HTTP only).
     NotFound,
+    /// A consumer-group member sent a generation older than the one that owns what it names:
+    /// it lost (or has not yet taken up) its assignment. It should heartbeat and carry on.
+    StaleGeneration,
+    /// A member committed or read a partition that is not assigned to it.
+    NotAssigned,
+    /// The member is not in the group (it left, or missed its session timeout): join again.
+    UnknownMember,
+    /// The consumer group does not exist.
+    UnknownGroup,
+    /// The operation needs a group without members (a commit without `member_id`, a reset).
+    GroupActive,
+    /// A commit would move a committed offset backwards; only a reset may.
+    OffsetBackwards,
+    /// A member asked for another assignor than the one the group's members use.
+    AssignorMismatch,
 }
 
 impl ErrorCode {
@@ -45,6 +60,13 @@ impl ErrorCode {
             ErrorCode::NotLeader => "not_leader",
             ErrorCode::Internal => "internal",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::StaleGeneration => "stale_generation",
+            ErrorCode::NotAssigned => "not_assigned",
+            ErrorCode::UnknownMember => "unknown_member",
+            ErrorCode::UnknownGroup => "unknown_group",
+            ErrorCode::GroupActive => "group_active",
+            ErrorCode::OffsetBackwards => "offset_backwards",
+            ErrorCode::AssignorMismatch => "assignor_mismatch",
         }
     }
 

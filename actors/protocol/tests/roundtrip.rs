@@ -17,7 +17,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 /// Every error code. `ErrorCode` is `#[non_exhaustive]`, so this list is kept by hand: a new code
 /// must be added here (the `as_str` uniqueness check below catches a copy-paste slip, not an omission).
-const CODES: [ErrorCode; 11] = [
+const CODES: [ErrorCode; 18] = [
     ErrorCode::InvalidRequest,
     ErrorCode::UnknownTopic,
     ErrorCode::UnknownPartition,
@@ -29,6 +29,13 @@ const CODES: [ErrorCode; 11] = [
     ErrorCode::NotLeader,
     ErrorCode::Internal,
     ErrorCode::NotFound,
+    ErrorCode::StaleGeneration,
+    ErrorCode::NotAssigned,
+    ErrorCode::UnknownMember,
+    ErrorCode::UnknownGroup,
+    ErrorCode::GroupActive,
+    ErrorCode::OffsetBackwards,
+    ErrorCode::AssignorMismatch,
 ];
 
 /// Encodes with postcard, decodes, and checks equality.

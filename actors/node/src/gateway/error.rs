@@ -15,10 +15,17 @@ use warp::Reply;
 pub fn status(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
-        ErrorCode::UnknownTopic | ErrorCode::UnknownPartition | ErrorCode::NotFound => {
-            StatusCode::NOT_FOUND
-        }
-        ErrorCode::TopicExists => StatusCode::CONFLICT,
+        ErrorCode::UnknownTopic
+        | ErrorCode::UnknownPartition
+        | ErrorCode::NotFound
+        | ErrorCode::UnknownMember
+        | ErrorCode::UnknownGroup => StatusCode::NOT_FOUND,
+        ErrorCode::TopicExists
+        | ErrorCode::StaleGeneration
+        | ErrorCode::NotAssigned
+        | ErrorCode::GroupActive
+        | ErrorCode::OffsetBackwards
+        | ErrorCode::AssignorMismatch => StatusCode::CONFLICT,
         ErrorCode::OffsetOutOfRange => StatusCode::RANGE_NOT_SATISFIABLE,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         // A gateway that cannot reach a partition leader is "unavailable" to its client either way.
@@ -80,6 +87,13 @@ mod tests {
             (ErrorCode::NotLeader, 503),
             (ErrorCode::Internal, 500),
             (ErrorCode::NotFound, 404),
+            (ErrorCode::StaleGeneration, 409),
+            (ErrorCode::NotAssigned, 409),
+            (ErrorCode::UnknownMember, 404),
+            (ErrorCode::UnknownGroup, 404),
+            (ErrorCode::GroupActive, 409),
+            (ErrorCode::OffsetBackwards, 409),
+            (ErrorCode::AssignorMismatch, 409),
         ];
         for (code, want) in table {
             assert_eq!(status(code).as_u16(), want, "{code}");
