@@ -2,6 +2,7 @@
 //! temp dir, and the real binary as a child process that is killed when dropped.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod history;
 pub mod procs;
 

@@ -40,6 +40,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub limits: LimitsConfig,
     pub router: RouterConfig,
+    pub groups: GroupsConfig,
     pub supervision: SupervisionConfig,
     pub log: LogConfig,
     pub debug: DebugConfig,
@@ -139,6 +140,45 @@ pub struct TopicsConfig {
     /// How often each replica looks for records past retention.
     #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub retention_check_interval: Duration,
+}
+
+/// Consumer groups.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupsConfig {
+    /// Session timeout of a member that joins without one.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub session_timeout_default: Duration,
+    /// The shortest session timeout a member may ask for (each heartbeat is a replicated write).
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub session_timeout_min: Duration,
+    /// The longest session timeout a member may ask for.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub session_timeout_max: Duration,
+    /// The most members of one group.
+    pub members_max: u32,
+    /// The most topics one member subscribes to.
+    pub topics_per_member_max: u32,
+    /// How often the metadata leader looks for members whose session expired.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub expiry_check_interval: Duration,
+    /// How often each node updates the consumer-lag metrics of the partitions it leads.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub lag_metrics_interval: Duration,
+}
+
+impl Default for GroupsConfig {
+    fn default() -> Self {
+        GroupsConfig {
+            session_timeout_default: Duration::from_secs(10),
+            session_timeout_min: Duration::from_secs(1),
+            session_timeout_max: Duration::from_secs(30 * 60),
+            members_max: 1000,
+            topics_per_member_max: 100,
+            expiry_check_interval: Duration::from_millis(500),
+            lag_metrics_interval: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Raft timing and flow control, shared by the metadata and partition groups.
@@ -581,6 +621,33 @@ impl Config {
             return bad(
                 "router.retry_backoff_min",
                 "must not exceed router.retry_backoff_max",
+            );
+        }
+        let g = &self.groups;
+        if g.session_timeout_min.is_zero() || g.session_timeout_min > g.session_timeout_max {
+            return bad(
+                "groups.session_timeout_min",
+                "must be positive and not exceed groups.session_timeout_max",
+            );
+        }
+        if g.session_timeout_default < g.session_timeout_min
+            || g.session_timeout_default > g.session_timeout_max
+        {
+            return bad(
+                "groups.session_timeout_default",
+                "must lie between groups.session_timeout_min and groups.session_timeout_max",
+            );
+        }
+        if g.members_max == 0 || g.topics_per_member_max == 0 {
+            return bad(
+                "groups.members_max",
+                "groups.members_max and groups.topics_per_member_max must be at least 1",
+            );
+        }
+        if g.expiry_check_interval.is_zero() || g.lag_metrics_interval.is_zero() {
+            return bad(
+                "groups.expiry_check_interval",
+                "groups.expiry_check_interval and groups.lag_metrics_interval must be positive",
             );
         }
         if self.supervision.backoff_base > self.supervision.backoff_max {

@@ -83,6 +83,8 @@ pub struct MemberView {
     pub rebalancing: bool,
     /// The records endpoint's read positions of the assigned partitions.
     pub positions: Vec<(TopicPartition, u64)>,
+    /// The group's committed offsets of the assigned partitions.
+    pub committed: Vec<(TopicPartition, u64)>,
 }
 
 /// A group command: every variant names its group.
@@ -177,6 +179,7 @@ impl GroupState {
             revoking: m.revoking.iter().cloned().collect(),
             rebalancing: self.rebalancing(id, m),
             positions,
+            committed: Vec::new(),
         })
     }
 
@@ -377,7 +380,7 @@ impl MetadataState {
                     },
                 );
                 g.rebalance(&sizes);
-                Ok(MetadataEvent::Member(g.view(&member_id)?))
+                self.member_event(&group, &member_id)
             }
             GroupCommand::Heartbeat { member_id, owned } => {
                 let g = self.group_with_member(&group, &member_id)?;
@@ -387,7 +390,7 @@ impl MetadataState {
                 if let Some(owned) = owned {
                     g.release(&member_id, &owned);
                 }
-                Ok(MetadataEvent::Member(g.view(&member_id)?))
+                self.member_event(&group, &member_id)
             }
             GroupCommand::Leave { member_id } => {
                 let g = self.group_with_member(&group, &member_id)?;
@@ -451,7 +454,7 @@ impl MetadataState {
                         *at = (*at).max(offset);
                     }
                 }
-                Ok(MetadataEvent::Member(g.view(&member_id)?))
+                self.member_event(&group, &member_id)
             }
             GroupCommand::Reset { offsets } => {
                 if self
@@ -466,6 +469,24 @@ impl MetadataState {
                 Ok(MetadataEvent::OffsetsCommitted)
             }
         }
+    }
+
+    /// What member `id` of `group` learns, with the group's commits of its assigned partitions.
+    pub fn member_view(&self, group: &str, id: &str) -> Result<MemberView, Error> {
+        let g = self.groups.get(group).ok_or_else(|| unknown_member(id))?;
+        let mut view = g.view(id)?;
+        if let Some(committed) = self.group_offsets.get(group) {
+            view.committed = view
+                .assignment
+                .iter()
+                .filter_map(|tp| committed.get(tp).map(|o| (tp.clone(), *o)))
+                .collect();
+        }
+        Ok(view)
+    }
+
+    fn member_event(&self, group: &str, id: &str) -> Result<MetadataEvent, Error> {
+        self.member_view(group, id).map(MetadataEvent::Member)
     }
 
     /// A commit without a member: only for a group that has no members.

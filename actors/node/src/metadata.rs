@@ -96,6 +96,11 @@ pub struct MetadataActorState {
     ticks: u64,
     /// A founding check (asking the peers whether they are members) is running.
     founding_check: bool,
+    /// Since when this node leads the group (it expires no group member before leading for as
+    /// long as that member's session timeout: heartbeats may have failed during the election).
+    leader_since: Option<Instant>,
+    /// When the group members' sessions were last checked.
+    expiry_checked: Instant,
 }
 
 #[derive(ractor_cluster::RactorMessage)]
@@ -174,6 +179,8 @@ impl Actor for Metadata {
             tick: Some(tick),
             ticks: 0,
             founding_check: false,
+            leader_since: None,
+            expiry_checked: Instant::now(),
         };
         queue_round(&myself, &mut state.raft);
         Ok(state)
@@ -219,6 +226,7 @@ impl Actor for Metadata {
                     state.maybe_found(&myself);
                 }
                 state.add_members();
+                state.expire_group_members();
                 if state.raft.tick() {
                     let _ = myself.cast(MetadataMsg::ProcessReady);
                 }
@@ -359,6 +367,58 @@ impl MetadataActorState {
         }
     }
 
+    /// On the leader, every `groups.expiry_check_interval`: proposes removing the group members
+    /// whose session timed out. Apply checks again against the group clock, so a heartbeat
+    /// that commits first keeps its member.
+    fn expire_group_members(&mut self) {
+        if !self.raft.is_leader() {
+            self.leader_since = None;
+            return;
+        }
+        let now = Instant::now();
+        let since = *self.leader_since.get_or_insert(now);
+        if now.duration_since(self.expiry_checked) < self.ctx.config.groups.expiry_check_interval {
+            return;
+        }
+        self.expiry_checked = now;
+        let led_ms = u64::try_from(now.duration_since(since).as_millis()).unwrap_or(u64::MAX);
+        let wall_ms = wall_clock_ms();
+        let state = &self.raft.machine.state;
+        let expiries: Vec<MetadataCommand> = state
+            .expired_members(wall_ms)
+            .into_iter()
+            .filter_map(|(group, members)| {
+                let g = state.groups.get(&group)?;
+                let members: Vec<String> = members
+                    .into_iter()
+                    .filter(|id| {
+                        g.members
+                            .get(id)
+                            .is_some_and(|m| m.session_timeout_ms <= led_ms)
+                    })
+                    .collect();
+                (!members.is_empty()).then(|| {
+                    tracing::info!(%group, ?members, "group members missed their session timeout");
+                    MetadataCommand::Group {
+                        group,
+                        command: daftka_core::groups::GroupCommand::Expire { members },
+                        now_ms: wall_ms,
+                    }
+                })
+            })
+            .collect();
+        for command in expiries {
+            match encode_command(&command) {
+                // Nobody waits for the outcome: a failed expiry is proposed again next check.
+                Ok(data) => {
+                    let (reply, _) = ractor::concurrency::oneshot();
+                    self.raft.propose(data, reply.into());
+                }
+                Err(e) => tracing::warn!(error = %e, "group expiry not proposed"),
+            }
+        }
+    }
+
     fn publish(&self) {
         let st = &self.raft.machine.state;
         let loaded = self.raft.recovered() && self.raft.is_member();
@@ -380,6 +440,14 @@ impl MetadataActorState {
             .readiness
             .set_metadata_loaded(loaded && st.nodes.contains_key(&self.ctx.node));
     }
+}
+
+/// Milliseconds since the Unix epoch: the time group commands are stamped with.
+pub fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 /// Proposes `command` to this node's Metadata actor, which takes it only if it leads the group.

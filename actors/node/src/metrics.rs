@@ -39,6 +39,15 @@ pub struct Metrics {
     /// Snapshots by raft group and event: `stored` (this replica compacted its log) or
     /// `installed` (a leader's snapshot replaced this replica's log).
     pub raft_snapshots: IntCounterVec,
+    /// Offset commits this node handled, by consumer group.
+    pub group_commits: IntCounterVec,
+    /// Members of each consumer group (the metadata as this node sees it).
+    pub group_members: IntGaugeVec,
+    /// Rebalances of each consumer group since it was first joined (replicated count).
+    pub group_rebalances: IntCounterVec,
+    /// Records between a group's committed offset and the high watermark, for the partitions
+    /// this node leads, by group, topic and partition.
+    pub consumer_lag: IntGaugeVec,
 }
 
 impl Metrics {
@@ -115,6 +124,26 @@ impl Metrics {
             "Raft snapshots: stored (log compacted here) or installed (sent by a leader)",
             &["group", "event"],
         );
+        let group_commits = counter(
+            "daftka_group_commits_total",
+            "Offset commits handled by this node, by consumer group",
+            &["group"],
+        );
+        let group_members = gauge_vec(
+            "daftka_group_members",
+            "Members of a consumer group",
+            &["group"],
+        );
+        let group_rebalances = counter(
+            "daftka_group_rebalances_total",
+            "Rebalances of a consumer group since it was first joined",
+            &["group"],
+        );
+        let consumer_lag = gauge_vec(
+            "daftka_consumer_lag",
+            "Records between a group's committed offset and the high watermark (partitions led here)",
+            &["group", "topic", "partition"],
+        );
         let append_latency = reg(
             &registry,
             HistogramVec::new(
@@ -143,6 +172,10 @@ impl Metrics {
             storage_commit_rounds,
             raft_messages,
             raft_snapshots,
+            group_commits,
+            group_members,
+            group_rebalances,
+            consumer_lag,
         })
     }
 

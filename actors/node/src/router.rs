@@ -25,9 +25,13 @@ use daftka_protocol::{
     ids::{raft_id, validate_name},
     names, rpc, ClusterInfo, CommittedOffset, Error, FetchRequest, FetchResponse, GroupId,
     GroupOffsets, NodeInfo, PartitionDescription, ProduceRecord, Record, RecordPosition, RouterMsg,
-    TopicDescription, TopicPartitionOffset, TopicSpec, Wire,
+    TopicDescription, TopicSpec, Wire,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+mod groups;
+
+pub use groups::by_topic;
 
 use crate::cluster::peer::{peer_of, PeerMsg};
 use crate::context::NodeContext;
@@ -39,6 +43,8 @@ pub struct RouterArgs {
 
 pub struct RouterState {
     inner: Arc<Inner>,
+    /// The task that updates the consumer-group metrics.
+    metrics: Option<tokio::task::JoinHandle<()>>,
 }
 
 struct Inner {
@@ -66,13 +72,36 @@ impl Actor for Router {
             names::routers_group(&args.ctx.config.cluster.name),
             vec![myself.get_cell()],
         );
+        let inner = Arc::new(Inner {
+            ctx: args.ctx,
+            spread: AtomicU64::new(0),
+            leaders: Default::default(),
+        });
+        let metrics = {
+            let inner = inner.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(inner.ctx.config.groups.lag_metrics_interval);
+                loop {
+                    every.tick().await;
+                    inner.update_group_metrics().await;
+                }
+            })
+        };
         Ok(RouterState {
-            inner: Arc::new(Inner {
-                ctx: args.ctx,
-                spread: AtomicU64::new(0),
-                leaders: Default::default(),
-            }),
+            inner,
+            metrics: Some(metrics),
         })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<RouterMsg>,
+        state: &mut RouterState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(t) = state.metrics.take() {
+            t.abort();
+        }
+        Ok(())
     }
 
     async fn handle(
@@ -114,12 +143,40 @@ impl Actor for Router {
                 offsets,
                 reply,
             } => answer(reply, async move {
-                r.commit_offsets(group.0?, offsets.0?).await
+                let request = daftka_protocol::GroupCommit {
+                    group: group.0?,
+                    member: None,
+                    offsets: offsets.0?,
+                };
+                r.commit_group(request).await
             }),
             RouterMsg::FetchOffsets { group, reply } => {
                 answer(reply, async move { r.fetch_offsets(&group.0?).await })
             }
             RouterMsg::ClusterInfo { reply } => answer(reply, async move { r.cluster_info() }),
+            RouterMsg::JoinGroup { request, reply } => {
+                answer(reply, async move { r.join_group(request.0?).await })
+            }
+            RouterMsg::GroupHeartbeat { request, reply } => {
+                answer(reply, async move { r.heartbeat(request.0?).await })
+            }
+            RouterMsg::LeaveGroup { request, reply } => {
+                answer(reply, async move { r.leave_group(request.0?).await })
+            }
+            RouterMsg::PollGroup { request, reply } => {
+                let span = tracing::info_span!("poll");
+                answer_in(span, reply, async move { r.poll_group(request.0?).await })
+            }
+            RouterMsg::CommitGroupOffsets { request, reply } => {
+                answer(reply, async move { r.commit_group(request.0?).await })
+            }
+            RouterMsg::ListGroups { reply } => answer(reply, async move { r.list_groups() }),
+            RouterMsg::DescribeGroup { group, reply } => {
+                answer(reply, async move { r.describe_group(&group.0?).await })
+            }
+            RouterMsg::ResetGroupOffsets { request, reply } => {
+                answer(reply, async move { r.reset_offsets(request.0?).await })
+            }
         }
         Ok(())
     }
@@ -373,30 +430,6 @@ impl Inner {
             .min(u32::try_from(limits.fetch_wait_max.as_millis()).unwrap_or(u32::MAX));
         let wait = Duration::from_millis(u64::from(request.max_wait_ms));
         self.call_replica(p, wait, Fetch(request)).await
-    }
-
-    async fn commit_offsets(
-        &self,
-        group: String,
-        offsets: Vec<TopicPartitionOffset>,
-    ) -> Result<(), Error> {
-        validate_name("group", &group)?;
-        if offsets.is_empty() {
-            return Err(Error::invalid("a commit needs at least one offset"));
-        }
-        daftka_core::limits::check_commit(offsets.len(), &self.ctx.config.limits)?;
-        let view = self.ctx.metadata_view();
-        for o in &offsets {
-            view.state.partition(&o.topic, o.partition)?;
-        }
-        let cmd = MetadataCommand::CommitOffsets {
-            group,
-            offsets: offsets
-                .into_iter()
-                .map(|o| (o.topic, o.partition, o.offset))
-                .collect(),
-        };
-        crate::metadata::propose(&self.ctx, cmd).await.map(|_| ())
     }
 
     async fn fetch_offsets(&self, group: &str) -> Result<GroupOffsets, Error> {

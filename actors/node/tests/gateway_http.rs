@@ -42,7 +42,19 @@ struct FakeRouterState {
     last_fetch: Arc<Mutex<Option<FetchRequest>>>,
 }
 
+/// What the test double answers to group membership messages.
+fn no_groups() -> Error {
+    Error::unavailable("the test double serves no group membership")
+}
+
 impl FakeRouterState {
+    fn commit(&mut self, group: String, offsets: Vec<TopicPartitionOffset>) {
+        let g = self.groups.entry(group).or_default();
+        for o in offsets {
+            g.insert((o.topic, o.partition), o.offset);
+        }
+    }
+
     fn describe(&self, name: &str) -> Result<TopicDescription, Error> {
         let (rf, parts) = self
             .topics
@@ -197,11 +209,33 @@ impl Actor for FakeRouter {
             } => {
                 let group = group.0.expect("local payload");
                 let offsets = offsets.0.expect("local payload");
-                let g = s.groups.entry(group).or_default();
-                for o in offsets {
-                    g.insert((o.topic, o.partition), o.offset);
-                }
+                s.commit(group, offsets);
                 let _ = reply.send(Wire(Ok(())));
+            }
+            RouterMsg::CommitGroupOffsets { request, reply } => {
+                let request = request.0.expect("local payload");
+                s.commit(request.group, request.offsets);
+                let _ = reply.send(Wire(Ok(())));
+            }
+            // Group membership is tested against real nodes (tests/http_groups.rs); here only
+            // the gateway's own validation, which answers before any of these is sent.
+            RouterMsg::JoinGroup { reply, .. } | RouterMsg::GroupHeartbeat { reply, .. } => {
+                let _ = reply.send(Wire(Err(no_groups())));
+            }
+            RouterMsg::LeaveGroup { reply, .. } => {
+                let _ = reply.send(Wire(Err(no_groups())));
+            }
+            RouterMsg::PollGroup { reply, .. } => {
+                let _ = reply.send(Wire(Err(no_groups())));
+            }
+            RouterMsg::ListGroups { reply } => {
+                let _ = reply.send(Wire(Err(no_groups())));
+            }
+            RouterMsg::DescribeGroup { reply, .. } => {
+                let _ = reply.send(Wire(Err(no_groups())));
+            }
+            RouterMsg::ResetGroupOffsets { reply, .. } => {
+                let _ = reply.send(Wire(Err(no_groups())));
             }
             RouterMsg::FetchOffsets { group, reply } => {
                 let group = group.0.expect("local payload");

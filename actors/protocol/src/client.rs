@@ -160,6 +160,77 @@ impl Client {
         .await
     }
 
+    /// Joins a consumer group; see [`crate::Consumer`] for a member that heartbeats by itself.
+    pub async fn join_group(&self, request: JoinGroup) -> Result<MemberAssignment, Error> {
+        self.call(self.timeout, |reply| RouterMsg::JoinGroup {
+            request: Wire::ok(request),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn heartbeat(&self, request: Heartbeat) -> Result<MemberAssignment, Error> {
+        self.call(self.timeout, |reply| RouterMsg::GroupHeartbeat {
+            request: Wire::ok(request),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn leave_group(&self, group: &str, member_id: &str) -> Result<(), Error> {
+        let request = MemberRef {
+            group: group.to_string(),
+            member_id: member_id.to_string(),
+        };
+        self.call(self.timeout, |reply| RouterMsg::LeaveGroup {
+            request: Wire::ok(request),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn poll_group(&self, request: PollRequest) -> Result<PollResponse, Error> {
+        let timeout = self.timeout + Duration::from_millis(u64::from(request.max_wait_ms));
+        self.call(timeout, |reply| RouterMsg::PollGroup {
+            request: Wire::ok(request),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn commit_group(&self, request: GroupCommit) -> Result<(), Error> {
+        self.call(self.timeout, |reply| RouterMsg::CommitGroupOffsets {
+            request: Wire::ok(request),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn list_groups(&self) -> Result<Vec<GroupSummary>, Error> {
+        self.call(self.timeout, |reply| RouterMsg::ListGroups { reply })
+            .await
+    }
+
+    pub async fn describe_group(&self, group: &str) -> Result<GroupDescription, Error> {
+        let group = group.to_string();
+        self.call(self.timeout, |reply| RouterMsg::DescribeGroup {
+            group: Wire::ok(group),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn reset_offsets(
+        &self,
+        request: ResetOffsets,
+    ) -> Result<Vec<TopicPartitionOffset>, Error> {
+        self.call(self.timeout, |reply| RouterMsg::ResetGroupOffsets {
+            request: Wire::ok(request),
+            reply,
+        })
+        .await
+    }
+
     pub async fn cluster_info(&self) -> Result<ClusterInfo, Error> {
         self.call(self.timeout, |reply| RouterMsg::ClusterInfo { reply })
             .await

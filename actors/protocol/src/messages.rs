@@ -141,6 +141,158 @@ pub struct ClusterInfo {
     pub seeds: Vec<SeedInfo>,
 }
 
+/// The partitions of one topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicPartitions {
+    pub topic: String,
+    pub partitions: Vec<PartitionId>,
+}
+
+/// A request to join a consumer group. `None` takes the node's default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinGroup {
+    pub group: String,
+    pub topics: Vec<String>,
+    pub session_timeout_ms: Option<u64>,
+    /// `range`, `round_robin` or `sticky` (the default).
+    pub assignor: Option<String>,
+}
+
+/// A member's standing in its group, as a join, heartbeat or poll answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberAssignment {
+    pub member_id: String,
+    /// The generation to send with commits.
+    pub generation: u64,
+    /// The partitions to read now.
+    pub assignment: Vec<TopicPartitions>,
+    /// Partitions the member still owns but must give up: stop reading them, commit what was
+    /// processed, then heartbeat with `owned` leaving them out.
+    pub revoking: Vec<TopicPartitions>,
+    /// The member has not reached its share of the group's assignment yet.
+    pub rebalancing: bool,
+    /// The group's committed offsets of the assigned partitions.
+    pub committed: Vec<TopicPartitionOffset>,
+}
+
+/// A member's heartbeat. With `owned`, the member releases every revoking partition not in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub group: String,
+    pub member_id: String,
+    pub owned: Option<Vec<TopicPartitions>>,
+}
+
+/// One member of one group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRef {
+    pub group: String,
+    pub member_id: String,
+}
+
+/// A member's poll of its assigned partitions, from the group's positions (see
+/// [`RouterMsg::PollGroup`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollRequest {
+    pub group: String,
+    pub member_id: String,
+    pub max_records: u32,
+    pub max_bytes: u32,
+    pub max_wait_ms: u32,
+}
+
+/// A record read by a group member, with where it is from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRecord {
+    pub topic: String,
+    pub partition: PartitionId,
+    pub record: StoredRecord,
+}
+
+/// The answer of a poll: records, and the member's standing after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollResponse {
+    pub records: Vec<GroupRecord>,
+    pub member: MemberAssignment,
+}
+
+/// A commit of a group's offsets. Members send their id and generation; without them the group
+/// must have no members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupCommit {
+    pub group: String,
+    pub member: Option<(String, u64)>,
+    pub offsets: Vec<TopicPartitionOffset>,
+}
+
+/// A group in the list of groups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupSummary {
+    pub group: String,
+    /// `empty`, `stable` or `rebalancing`.
+    pub state: String,
+    pub generation: u64,
+    pub members: u32,
+}
+
+/// One member as a group description shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberDescription {
+    pub member_id: String,
+    pub topics: Vec<String>,
+    pub generation: u64,
+    pub assignment: Vec<TopicPartitions>,
+    pub revoking: Vec<TopicPartitions>,
+    pub session_timeout_ms: u64,
+    /// When the member was last heard from (ms since the Unix epoch, the group's clock).
+    pub last_heartbeat_ms: u64,
+}
+
+/// One partition a group reads or has committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: PartitionId,
+    /// The group's committed offset; none before its first commit.
+    pub committed: Option<Offset>,
+    pub log_start_offset: Offset,
+    pub high_watermark: Offset,
+    /// Records between the committed offset (or the log start) and the high watermark.
+    pub lag: u64,
+    /// The member that owns the partition now, if any.
+    pub member: Option<String>,
+}
+
+/// A consumer group in full.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupDescription {
+    pub group: String,
+    pub state: String,
+    pub generation: u64,
+    pub assignor: String,
+    pub members: Vec<MemberDescription>,
+    pub partitions: Vec<PartitionLag>,
+    /// The sum of the partitions' lag.
+    pub lag: u64,
+}
+
+/// Where a reset moves a group's committed offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResetTo {
+    Earliest,
+    Latest,
+    Offset(Offset),
+}
+
+/// An operator's reset of a group's committed offsets for one topic (or one partition of it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetOffsets {
+    pub group: String,
+    pub topic: String,
+    pub partition: Option<PartitionId>,
+    pub to: ResetTo,
+}
+
 /// The messages of the Router, Daftka's exposed actor. See [`crate::Client`] for typed calls.
 ///
 /// They cross the network: another Rust actor system connected to a node (ractor_cluster, same
@@ -197,5 +349,52 @@ pub enum RouterMsg {
     #[rpc]
     ClusterInfo {
         reply: RpcReplyPort<Wire<ClusterInfo>>,
+    },
+    /// Joins a consumer group as a new member.
+    #[rpc]
+    JoinGroup {
+        request: Wire<JoinGroup>,
+        reply: RpcReplyPort<Wire<MemberAssignment>>,
+    },
+    #[rpc]
+    GroupHeartbeat {
+        request: Wire<Heartbeat>,
+        reply: RpcReplyPort<Wire<MemberAssignment>>,
+    },
+    #[rpc]
+    LeaveGroup {
+        request: Wire<MemberRef>,
+        reply: RpcReplyPort<Wire<()>>,
+    },
+    /// Reads the member's assigned partitions from the group's positions (the member's read
+    /// position since its last poll, else the committed offset, else the log start), long-polling
+    /// up to `max_wait_ms`. A poll also heartbeats and releases what the member was asked to give
+    /// up: between two polls a member owns nothing in progress.
+    #[rpc]
+    PollGroup {
+        request: Wire<PollRequest>,
+        reply: RpcReplyPort<Wire<PollResponse>>,
+    },
+    /// Commits offsets, as a member (fenced by its generation) or for a group without members.
+    /// Durable and replicated before the reply.
+    #[rpc]
+    CommitGroupOffsets {
+        request: Wire<GroupCommit>,
+        reply: RpcReplyPort<Wire<()>>,
+    },
+    #[rpc]
+    ListGroups {
+        reply: RpcReplyPort<Wire<Vec<GroupSummary>>>,
+    },
+    #[rpc]
+    DescribeGroup {
+        group: Wire<String>,
+        reply: RpcReplyPort<Wire<GroupDescription>>,
+    },
+    /// Moves a group's committed offsets, backwards too; the group must have no members.
+    #[rpc]
+    ResetGroupOffsets {
+        request: Wire<ResetOffsets>,
+        reply: RpcReplyPort<Wire<Vec<TopicPartitionOffset>>>,
     },
 }

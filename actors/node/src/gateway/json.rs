@@ -134,11 +134,98 @@ pub struct ProduceRecordJson {
     pub timestamp: Option<i64>,
 }
 
-/// `POST /v1/groups/{group}/offsets`.
+/// `POST /v1/groups/{group}/offsets`. A member sends `member_id` and `generation` (both or
+/// neither).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommitBody {
     pub offsets: Vec<CommitOffsetJson>,
+    pub member_id: Option<String>,
+    pub generation: Option<u64>,
+}
+
+/// `POST /v1/groups/{group}/members`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinBody {
+    pub topics: Vec<String>,
+    /// Absent: `groups.session_timeout_default`.
+    pub session_timeout_ms: Option<u64>,
+    /// `range`, `round_robin` or `sticky` (absent: sticky).
+    pub assignor: Option<String>,
+}
+
+/// `POST /v1/groups/{group}/members/{member}/heartbeat` (the body is optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatBody {
+    /// The partitions the member still reads: revoking partitions left out are released.
+    pub owned: Option<Vec<daftka_protocol::TopicPartitions>>,
+}
+
+/// `POST /v1/groups/{group}/offsets/reset`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetBody {
+    pub topic: String,
+    /// Absent: every partition of the topic.
+    pub partition: Option<u32>,
+    pub to: ResetToJson,
+}
+
+/// `"earliest"`, `"latest"` or an offset.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ResetToJson {
+    Named(String),
+    Offset(u64),
+}
+
+/// One record a group member polled.
+#[derive(Debug, Serialize)]
+pub struct GroupRecordJson {
+    pub topic: String,
+    pub partition: u32,
+    #[serde(flatten)]
+    pub record: FetchedRecordJson,
+}
+
+/// The answer of a member's records poll: the records and the member's standing.
+#[derive(Debug, Serialize)]
+pub struct PolledJson {
+    pub records: Vec<GroupRecordJson>,
+    #[serde(flatten)]
+    pub member: daftka_protocol::MemberAssignment,
+}
+
+impl PolledJson {
+    /// Encodes a poll; fails on the first record whose bytes `encoding` cannot carry.
+    pub fn encode(
+        response: daftka_protocol::PollResponse,
+        encoding: Encoding,
+    ) -> Result<PolledJson, NotUtf8> {
+        let records = response
+            .records
+            .into_iter()
+            .map(|r| {
+                Ok(GroupRecordJson {
+                    topic: r.topic,
+                    partition: r.partition,
+                    record: encode_record(r.record, encoding)?,
+                })
+            })
+            .collect::<Result<Vec<_>, NotUtf8>>()?;
+        Ok(PolledJson {
+            records,
+            member: response.member,
+        })
+    }
+}
+
+/// `GET /v1/groups`.
+#[derive(Debug, Serialize)]
+pub struct GroupsJson {
+    pub groups: Vec<daftka_protocol::GroupSummary>,
 }
 
 /// One committed position: the next offset the group will read.
@@ -267,7 +354,7 @@ impl FetchedJson {
     }
 }
 
-fn encode_record(r: StoredRecord, encoding: Encoding) -> Result<FetchedRecordJson, NotUtf8> {
+pub fn encode_record(r: StoredRecord, encoding: Encoding) -> Result<FetchedRecordJson, NotUtf8> {
     let offset = r.offset;
     let enc = |b: &[u8]| encoding.encode(b).ok_or(NotUtf8 { offset });
     let key = match &r.record.key {

@@ -61,6 +61,13 @@ pub enum Route {
     Fetch { topic: String, partition: String },
     CommitOffsets { group: String },
     CommittedOffsets { group: String },
+    ResetOffsets { group: String },
+    ListGroups,
+    DescribeGroup { group: String },
+    JoinGroup { group: String },
+    Heartbeat { group: String, member: String },
+    LeaveGroup { group: String, member: String },
+    PollGroup { group: String, member: String },
     ListActors,
     KillActor { actor: String },
 }
@@ -114,6 +121,50 @@ pub fn recognise(method: &Method, path: &str) -> (&'static str, Result<Route, Er
                 "POST" => Some(Route::CommitOffsets { group: s(group) }),
                 _ => None,
             },
+        ),
+        ["v1", "groups", group, "offsets", "reset"] => (
+            "/v1/groups/{group}/offsets/reset",
+            "POST",
+            (m == "POST").then(|| Route::ResetOffsets { group: s(group) }),
+        ),
+        ["v1", "groups"] => (
+            "/v1/groups",
+            "GET",
+            (m == "GET").then_some(Route::ListGroups),
+        ),
+        ["v1", "groups", group] => (
+            "/v1/groups/{group}",
+            "GET",
+            (m == "GET").then(|| Route::DescribeGroup { group: s(group) }),
+        ),
+        ["v1", "groups", group, "members"] => (
+            "/v1/groups/{group}/members",
+            "POST",
+            (m == "POST").then(|| Route::JoinGroup { group: s(group) }),
+        ),
+        ["v1", "groups", group, "members", member] => (
+            "/v1/groups/{group}/members/{member}",
+            "DELETE",
+            (m == "DELETE").then(|| Route::LeaveGroup {
+                group: s(group),
+                member: s(member),
+            }),
+        ),
+        ["v1", "groups", group, "members", member, "heartbeat"] => (
+            "/v1/groups/{group}/members/{member}/heartbeat",
+            "POST",
+            (m == "POST").then(|| Route::Heartbeat {
+                group: s(group),
+                member: s(member),
+            }),
+        ),
+        ["v1", "groups", group, "members", member, "records"] => (
+            "/v1/groups/{group}/members/{member}/records",
+            "GET",
+            (m == "GET").then(|| Route::PollGroup {
+                group: s(group),
+                member: s(member),
+            }),
         ),
         ["v1", "admin", "actors"] => (
             "/v1/admin/actors",
@@ -219,6 +270,25 @@ async fn dispatch(state: &GatewayState, route: Route, req: HttpRequest) -> Resul
             groups::commit(state, &group, &body).await
         }
         Route::CommittedOffsets { group } => groups::committed(state, &group).await,
+        Route::ResetOffsets { group } => {
+            let body = read_body(&req.headers, req.body, body_max).await?;
+            groups::reset(state, &group, &body).await
+        }
+        Route::ListGroups => groups::list(state).await,
+        Route::DescribeGroup { group } => groups::describe(state, &group).await,
+        Route::JoinGroup { group } => {
+            let body = read_body(&req.headers, req.body, body_max).await?;
+            groups::join(state, &group, &body).await
+        }
+        Route::Heartbeat { group, member } => {
+            let body = read_body(&req.headers, req.body, body_max).await?;
+            groups::heartbeat(state, &group, &member, &body).await
+        }
+        Route::LeaveGroup { group, member } => groups::leave(state, &group, &member).await,
+        Route::PollGroup { group, member } => {
+            let query = parse_query(&req.query)?;
+            groups::poll(state, &group, &member, &query).await
+        }
         Route::ListActors => admin::list(state),
         Route::KillActor { actor } => admin::kill(state, &actor),
     }
