@@ -97,6 +97,14 @@ pub enum MetadataEvent {
     MembersRemoved(Vec<String>),
 }
 
+/// A command's outcome with the log index it was applied at (a node that applies up to that index
+/// shows the change).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub index: u64,
+    pub event: MetadataEvent,
+}
+
 /// The replicated metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetadataState {

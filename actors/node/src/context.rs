@@ -23,6 +23,8 @@ pub struct MetadataView {
     pub loaded: bool,
     /// The metadata group's leader, by node name, if known.
     pub leader: Option<String>,
+    /// The last metadata log index `state` includes.
+    pub applied: u64,
 }
 
 /// One peer node as membership sees it.

@@ -34,7 +34,8 @@ use std::time::Instant;
 
 use daftka_core::config::CONTROL_PLANE_SIZE_DEFAULT;
 use daftka_core::metadata::{
-    decode_command, encode_command, MetadataCommand, MetadataEvent, MetadataLimits, MetadataState,
+    decode_command, encode_command, Applied, MetadataCommand, MetadataEvent, MetadataLimits,
+    MetadataState,
 };
 use daftka_protocol::{ids::raft_id, names, Error, GroupId, Wire};
 use daftka_storage::WriteBatch;
@@ -52,16 +53,17 @@ pub struct MetadataMachine {
 }
 
 impl StateMachine for MetadataMachine {
-    type Output = MetadataEvent;
+    type Output = Applied;
 
     fn apply_entry(
         &mut self,
-        _index: u64,
+        index: u64,
         data: &[u8],
         _batch: &mut WriteBatch,
-    ) -> Result<MetadataEvent, Error> {
+    ) -> Result<Applied, Error> {
         let cmd = decode_command(data)?;
-        self.state.apply(cmd, self.limits)
+        let event = self.state.apply(cmd, self.limits)?;
+        Ok(Applied { index, event })
     }
 
     fn finish_round(&mut self, applied_index: u64, _batch: &mut WriteBatch) {
@@ -107,7 +109,7 @@ pub struct MetadataActorState {
 pub enum MetadataMsg {
     Propose {
         command: MetadataCommand,
-        reply: RpcReplyPort<Result<MetadataEvent, Error>>,
+        reply: RpcReplyPort<Result<Applied, Error>>,
     },
     /// Peers' Raft messages for this group; `taken` is answered once they are stepped (the
     /// sending node waits for it before its next batch: backpressure down to this mailbox).
@@ -434,6 +436,7 @@ impl MetadataActorState {
             state: Arc::new(st.clone()),
             loaded,
             leader,
+            applied: self.raft.machine.applied,
         });
         // Ready once the log is replayed and this node is registered (placement needs it).
         self.ctx
@@ -451,10 +454,7 @@ pub fn wall_clock_ms() -> u64 {
 }
 
 /// Proposes `command` to this node's Metadata actor, which takes it only if it leads the group.
-pub async fn propose_local(
-    ctx: &NodeContext,
-    command: MetadataCommand,
-) -> Result<MetadataEvent, Error> {
+pub async fn propose_local(ctx: &NodeContext, command: MetadataCommand) -> Result<Applied, Error> {
     daftka_protocol::rpc::call_named(
         &names::metadata(&ctx.node),
         |reply| MetadataMsg::Propose { command, reply },
@@ -495,14 +495,27 @@ pub async fn propose(ctx: &NodeContext, command: MetadataCommand) -> Result<Meta
             }
         }
     };
-    daftka_protocol::rpc::retry_not_taken(
+    let applied = daftka_protocol::rpc::retry_not_taken(
         deadline,
         cfg.retry_backoff_min,
         cfg.retry_backoff_max,
         |_| true,
         attempt,
     )
-    .await
+    .await?;
+    // Read your writes through this node: wait (within the deadline) until its own copy has
+    // applied the command too. The command is committed either way.
+    let mut rx = ctx.metadata.subscribe();
+    let until = tokio::time::Instant::from_std(deadline);
+    while rx.borrow_and_update().applied < applied.index {
+        if !matches!(
+            tokio::time::timeout_at(until, rx.changed()).await,
+            Ok(Ok(()))
+        ) {
+            break;
+        }
+    }
+    Ok(applied.event)
 }
 
 /// Proposes through the node with Raft id `raft_id`.
@@ -510,7 +523,7 @@ async fn propose_at(
     ctx: &NodeContext,
     raft_id: u64,
     command: MetadataCommand,
-) -> Result<MetadataEvent, Error> {
+) -> Result<Applied, Error> {
     match crate::cluster::peer::peer_of(ctx, raft_id) {
         Some(peer) => propose_via(ctx, &peer, command).await,
         None => Err(Error::unavailable(
@@ -523,7 +536,7 @@ async fn propose_via(
     ctx: &NodeContext,
     peer: &ActorRef<crate::cluster::peer::PeerMsg>,
     command: MetadataCommand,
-) -> Result<MetadataEvent, Error> {
+) -> Result<Applied, Error> {
     daftka_protocol::rpc::call(
         peer,
         |reply| crate::cluster::peer::PeerMsg::ProposeMetadata {

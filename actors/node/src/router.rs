@@ -31,8 +31,6 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 mod groups;
 
-pub use groups::by_topic;
-
 use crate::cluster::peer::{peer_of, PeerMsg};
 use crate::context::NodeContext;
 use crate::partitions::server::ServerMsg;

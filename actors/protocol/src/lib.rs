@@ -14,9 +14,11 @@
 //! | [`wire`] | [`Wire`]: typed values across ractor_cluster, decoding into a `Result` |
 //! | [`remote`] | [`remote::connect`]: a client from another Rust actor system over ractor_cluster |
 //! | [`client`] | [`Client`], the typed native client over those messages |
+//! | [`consumer`] | [`Consumer`], a consumer-group member: heartbeats, rebalances, a record stream |
 #![deny(clippy::unwrap_used)]
 
 pub mod client;
+pub mod consumer;
 pub mod error;
 pub mod ids;
 pub mod messages;
@@ -27,6 +29,7 @@ pub mod rpc;
 pub mod wire;
 
 pub use client::Client;
+pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord};
 pub use error::{Error, ErrorCode};
 pub use ids::{GroupId, Offset, PartitionId};
 pub use messages::*;

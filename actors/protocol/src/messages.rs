@@ -148,6 +148,22 @@ pub struct TopicPartitions {
     pub partitions: Vec<PartitionId>,
 }
 
+impl TopicPartitions {
+    /// (topic, partition) pairs grouped by topic, topics in order.
+    pub fn group(list: &[(String, PartitionId)]) -> Vec<TopicPartitions> {
+        let mut out: std::collections::BTreeMap<&str, Vec<PartitionId>> = Default::default();
+        for (t, p) in list {
+            out.entry(t).or_default().push(*p);
+        }
+        out.into_iter()
+            .map(|(topic, partitions)| TopicPartitions {
+                topic: topic.to_string(),
+                partitions,
+            })
+            .collect()
+    }
+}
+
 /// A request to join a consumer group. `None` takes the node's default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinGroup {

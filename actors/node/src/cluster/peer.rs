@@ -26,7 +26,7 @@
 
 use std::sync::Arc;
 
-use daftka_core::metadata::{MetadataCommand, MetadataEvent};
+use daftka_core::metadata::{Applied, MetadataCommand};
 use daftka_protocol::{names, rpc, Error, FetchRequest, FetchResponse, GroupId, Record, Wire};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
@@ -46,7 +46,7 @@ pub enum PeerMsg {
     #[rpc]
     ProposeMetadata {
         command: Wire<MetadataCommand>,
-        reply: RpcReplyPort<Wire<MetadataEvent>>,
+        reply: RpcReplyPort<Wire<Applied>>,
     },
     #[rpc]
     Produce {

@@ -21,20 +21,6 @@ use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::Inner;
 
-/// (topic, partition) pairs grouped by topic, in order.
-pub fn by_topic(list: &[TopicPartition]) -> Vec<TopicPartitions> {
-    let mut out: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
-    for (t, p) in list {
-        out.entry(t).or_default().push(*p);
-    }
-    out.into_iter()
-        .map(|(topic, partitions)| TopicPartitions {
-            topic: topic.to_string(),
-            partitions,
-        })
-        .collect()
-}
-
 fn flatten(list: Vec<TopicPartitions>) -> Vec<TopicPartition> {
     list.into_iter()
         .flat_map(|tp| {
@@ -46,8 +32,8 @@ fn flatten(list: Vec<TopicPartitions>) -> Vec<TopicPartition> {
 
 fn assignment(v: MemberView) -> MemberAssignment {
     MemberAssignment {
-        assignment: by_topic(&v.assignment),
-        revoking: by_topic(&v.revoking),
+        assignment: TopicPartitions::group(&v.assignment),
+        revoking: TopicPartitions::group(&v.revoking),
         member_id: v.member_id,
         generation: v.generation,
         rebalancing: v.rebalancing,
@@ -479,8 +465,8 @@ impl Inner {
                     member_id: id.clone(),
                     topics: m.topics.iter().cloned().collect(),
                     generation: m.generation,
-                    assignment: by_topic(&view.assignment),
-                    revoking: by_topic(&view.revoking),
+                    assignment: TopicPartitions::group(&view.assignment),
+                    revoking: TopicPartitions::group(&view.revoking),
                     session_timeout_ms: m.session_timeout_ms,
                     last_heartbeat_ms: m.last_seen_ms,
                 });
