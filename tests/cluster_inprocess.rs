@@ -7,12 +7,11 @@ mod support;
 
 use std::time::Duration;
 
-use daftka_node::Node;
 use daftka_protocol::{
     Client, FetchOffset, FetchRequest, ProduceRecord, Record, RecordPosition, TopicSpec,
 };
 use support::cluster::TestCluster;
-use support::eventually;
+use support::{eventually, metric};
 
 fn records(from: usize, n: usize, partition: u32) -> Vec<ProduceRecord> {
     (from..from + n)
@@ -167,19 +166,6 @@ async fn three_nodes_replicate_route_and_fail_over() {
     for i in 0..3 {
         c.stop(i).await;
     }
-}
-
-/// The value of a counter or gauge in a node's `/metrics`, if present.
-async fn metric(node: &Node, name_and_labels: &str) -> Option<f64> {
-    let text = reqwest::get(format!("http://{}/metrics", node.metrics_addr))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name_and_labels))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 /// A replica that was down while the leaders compacted their logs (the metadata group by its

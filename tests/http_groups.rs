@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::api::Api;
-use support::{eventually, start_node, test_config, unique_name};
+use support::{eventually, metric, start_node, test_config, unique_name};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -62,6 +62,7 @@ async fn group_members_poll_rebalance_commit_leave_and_expire() {
     let mut config = test_config(&unique_name("groups"), dir.path());
     config.groups.session_timeout_min = Duration::from_millis(200);
     config.groups.expiry_check_interval = Duration::from_millis(50);
+    config.groups.lag_metrics_interval = Duration::from_millis(50);
     let node = start_node(config).await;
     let api = Api::new(format!("http://{}", node.http_addr));
     api.create(json!({"name": "orders", "partitions": 4}))
@@ -208,6 +209,16 @@ async fn group_members_poll_rebalance_commit_leave_and_expire() {
     assert_eq!(lag_of_moved["lag"], 1);
     assert_eq!(lag_of_moved["member"], b_id.as_str());
     assert_eq!(d["lag"], 1, "{d}");
+    // The metrics say the same: two members, two rebalances, the commits, the lag.
+    let lag = format!("daftka_consumer_lag{{group=\"g\",partition=\"{moved}\",topic=\"orders\"}} ");
+    eventually("the group metrics", WAIT, async || {
+        let members = metric(&node, "daftka_group_members{group=\"g\"} ").await?;
+        let rebalances = metric(&node, "daftka_group_rebalances_total{group=\"g\"} ").await?;
+        let commits = metric(&node, "daftka_group_commits_total{group=\"g\"} ").await?;
+        let lag = metric(&node, &lag).await?;
+        (members == 2.0 && rebalances == 2.0 && commits == 5.0 && lag == 1.0).then_some(())
+    })
+    .await;
     let list = api.get("/v1/groups").await.assert_ok(200).clone();
     assert!(
         list["groups"]

@@ -96,6 +96,20 @@ where
     }
 }
 
+/// The value of the metric line that starts with `name_and_labels` (labels in the order the
+/// exporter writes them, sorted by name), if the node serves it.
+pub async fn metric(node: &Node, name_and_labels: &str) -> Option<f64> {
+    let text = reqwest::get(format!("http://{}/metrics", node.metrics_addr))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// The config of member `name` of an in-process test cluster: a cookie, a cluster listener on
 /// `cluster_port`, seeds (none for the founder), the cluster's own name (so clusters of parallel
 /// tests in this process never meet), and quick elections.
