@@ -1,4 +1,5 @@
-//! The client subcommands of the `daftka` CLI: `topic`, `produce` and `consume`, over a node's HTTP API.
+//! The client subcommands of the `daftka` CLI: `topic`, `produce`, `consume` and `group`, over a
+//! node's HTTP API.
 //!
 //! | module | role |
 //! |---|---|
@@ -6,23 +7,32 @@
 //! | [`api`] | the HTTP API: wire types, one function per route, retries of retryable failures |
 //! | [`topic`] | `topic create|list|describe|delete` and their tab-separated output |
 //! | [`produce`] | stdin lines -> batched, base64 produce requests |
-//! | [`consume`] | fetch loop over partitions, group offsets, output lines |
+//! | [`consume`] | fetch loop over partitions, output lines |
+//! | [`member`] | `consume --group`: a group member's join, poll, print, commit and leave loop |
+//! | [`group`] | `group list|describe|reset` and their output |
 //!
 //! Output is meant for pipelines, like kcat's: data on stdout, one line per item, tab-separated fields,
-//! no headers. `produce` prints nothing on success unless `--verbose`. Errors are returned as
-//! [`ClientError`]; the binary prints them as `error: <code>: <message>` on stderr and exits with
+//! no headers (`group describe`, for people, has a summary and two tables with a header each).
+//! `produce` prints nothing on success unless `--verbose`. Errors are returned as [`ClientError`];
+//! the binary prints them as `error: <code>: <message>` on stderr and exits with
 //! [`ClientError::exit_code`] (1, or 2 for usage errors).
 //!
-//! [`run`] takes stdin and stdout as parameters so tests drive it with in-memory buffers.
+//! [`run_until`] takes stdin and stdout as parameters so tests drive it with in-memory buffers, and
+//! the future that asks a long-running command to end cleanly (the binary passes Ctrl-C and
+//! SIGTERM); tests use `run`, which never asks.
 
 mod api;
 mod args;
 mod consume;
+mod group;
+mod member;
 mod produce;
 mod topic;
 
 #[cfg(test)]
 mod mock;
+
+use std::future::Future;
 
 use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt};
 
@@ -87,17 +97,32 @@ impl ClientError {
 /// and writing output to `stdout`.
 ///
 /// A closed stdout (`daftka consume t | head`) ends the command successfully.
+#[cfg(test)]
 pub async fn run(
     opts: ClientOpts,
     cmd: ClientCommand,
     stdin: impl AsyncBufRead + Unpin,
+    stdout: impl AsyncWrite + Unpin,
+) -> Result<(), ClientError> {
+    run_until(opts, cmd, stdin, stdout, std::future::pending()).await
+}
+
+/// `run`, and when `stop` completes a command that would otherwise go on ends cleanly: a group
+/// member (`consume --group`) stops reading, and leaves its group. `stop` is polled only by such
+/// commands, so a signal handler it installs when first polled is installed only for them.
+pub async fn run_until(
+    opts: ClientOpts,
+    cmd: ClientCommand,
+    stdin: impl AsyncBufRead + Unpin,
     mut stdout: impl AsyncWrite + Unpin,
+    stop: impl Future<Output = ()>,
 ) -> Result<(), ClientError> {
     let api = api::Api::new(&opts.url)?;
     let result = match cmd {
         ClientCommand::Topic(args) => topic::run(&api, args.command, &mut stdout).await,
         ClientCommand::Produce(args) => produce::run(&api, &args, stdin, &mut stdout).await,
-        ClientCommand::Consume(args) => consume::run(&api, &args, &mut stdout).await,
+        ClientCommand::Consume(args) => consume::run(&api, &args, &mut stdout, stop).await,
+        ClientCommand::Group(args) => group::run(&api, args.command, &mut stdout).await,
         ClientCommand::Chaos(args) => chaos(&api, args.command, &mut stdout).await,
     };
     let result = match result {

@@ -1,7 +1,7 @@
 //! `daftka`: runs a node, or talks to one over HTTP.
 //!
 //! `daftka --node-name a` runs a node (args -> Config -> tracing -> `daftka_node::run`);
-//! `daftka topic|produce|consume ...` are client commands against `--url`.
+//! `daftka topic|produce|consume|group ...` are client commands against `--url`.
 //!
 //! Configuration precedence: built-in defaults < `--config FILE` < `DAFTKA_*` environment <
 //! command-line flags.
@@ -160,7 +160,10 @@ async fn main() -> ExitCode {
     if let Some(Command::Client(cmd)) = cli.command {
         let opts = cli.client;
         let stdin = tokio::io::BufReader::new(tokio::io::stdin());
-        return match client::run(opts, cmd, stdin, tokio::io::stdout()).await {
+        // Ctrl-C or SIGTERM ends a group member cleanly (it leaves its group); the handlers are
+        // installed only by the commands that poll this future.
+        let stop = shutdown_signal();
+        return match client::run_until(opts, cmd, stdin, tokio::io::stdout(), stop).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => e.report(),
         };

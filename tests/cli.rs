@@ -4,8 +4,9 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -209,4 +210,270 @@ async fn cli_round_trip() {
     assert_eq!(ok(&url, &["topic", "list"], vec![]).await, "");
     fails(&url, &["topic", "describe", "t"], "unknown_topic").await;
     fails(&url, &["topic", "delete", "t"], "unknown_topic").await;
+}
+
+/// `GET url` as JSON.
+async fn get_json(url: &str) -> Value {
+    reqwest::get(url)
+        .await
+        .expect("the node answers")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// Each partition's high watermark, by partition.
+async fn high_watermarks(url: &str, topic: &str) -> BTreeMap<u64, u64> {
+    let body = get_json(&format!("{url}/v1/topics/{topic}")).await;
+    body["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| {
+            (
+                p["partition"].as_u64().expect("partition"),
+                p["high_watermark"].as_u64().expect("high watermark"),
+            )
+        })
+        .collect()
+}
+
+/// The group's committed offsets of `topic`, by partition.
+async fn committed(url: &str, group: &str, topic: &str) -> BTreeMap<u64, u64> {
+    let body = get_json(&format!("{url}/v1/groups/{group}/offsets")).await;
+    body["offsets"]
+        .as_array()
+        .expect("offsets")
+        .iter()
+        .filter(|o| o["topic"] == topic)
+        .map(|o| {
+            (
+                o["partition"].as_u64().expect("partition"),
+                o["offset"].as_u64().expect("offset"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_consumer_groups() {
+    // `consume --group` as a group member (prints every record once, commits the high watermarks,
+    // leaves), `group list|describe|reset`, and a following member ended by Ctrl-C, which leaves.
+    let node = TestNode::start("cli-groups-").await;
+    let url = node.url();
+    assert_eq!(
+        ok(
+            &url,
+            &["topic", "create", "orders", "--partitions", "3"],
+            vec![]
+        )
+        .await,
+        ""
+    );
+    eventually(
+        "every partition to have a leader",
+        Duration::from_secs(10),
+        async || {
+            let got = ok(&url, &["topic", "describe", "orders"], vec![]).await;
+            let led =
+                got.lines().count() == 3 && got.lines().all(|l| l.split('\t').nth(1) != Some("-"));
+            led.then_some(())
+        },
+    )
+    .await;
+    let values: Vec<String> = (0..600).map(|i| format!("v-{i:04}")).collect();
+    let input = values.iter().map(|v| format!("{v}\n")).collect::<String>();
+    assert_eq!(
+        ok(&url, &["produce", "orders"], input.into_bytes()).await,
+        ""
+    );
+    let hwms = high_watermarks(&url, "orders").await;
+    assert_eq!(hwms.len(), 3);
+    assert_eq!(hwms.values().sum::<u64>(), 600);
+    assert!(
+        hwms.values().all(|h| *h > 0),
+        "records on every partition: {hwms:?}"
+    );
+
+    // A member prints every record once, commits each partition's high watermark and leaves.
+    let printed = ok(&url, &["consume", "orders", "--group", "g"], vec![]).await;
+    assert_eq!(sorted_lines(&printed), values);
+    assert_eq!(committed(&url, "g", "orders").await, hwms);
+    assert_eq!(
+        ok(&url, &["consume", "orders", "--group", "g"], vec![]).await,
+        "",
+        "nothing new for the group"
+    );
+
+    // list and describe: no members left, nothing to read.
+    let listed = ok(&url, &["group", "list"], vec![]).await;
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with("g\t"))
+        .unwrap_or_else(|| panic!("g is listed: {listed:?}"));
+    let fields: Vec<&str> = line.split('\t').collect();
+    assert_eq!(fields.len(), 4, "{line:?}");
+    assert_eq!((fields[1], fields[3]), ("empty", "0"), "{line:?}");
+    let described = ok(&url, &["group", "describe", "g"], vec![]).await;
+    let lines: Vec<&str> = described.lines().collect();
+    assert_eq!(lines[0], "group\tg", "{described}");
+    assert!(lines.contains(&"state\tempty"), "{described}");
+    assert!(lines.contains(&"members\t0"), "{described}");
+    assert!(lines.contains(&"lag\t0"), "{described}");
+    for (p, hwm) in &hwms {
+        let want = format!("orders\t{p}\t{hwm}\t0\t{hwm}\t0\t-");
+        assert!(lines.contains(&want.as_str()), "{want:?} in {described}");
+    }
+    fails(&url, &["group", "describe", "nobody"], "unknown_group").await;
+
+    // reset to earliest: the next member reads everything again.
+    assert_eq!(
+        ok(
+            &url,
+            &["group", "reset", "g", "--topic", "orders", "--to", "earliest"],
+            vec![]
+        )
+        .await,
+        "orders\t0\t0\norders\t1\t0\norders\t2\t0\n"
+    );
+    let printed = ok(&url, &["consume", "orders", "--group", "g"], vec![]).await;
+    assert_eq!(sorted_lines(&printed), values);
+    assert_eq!(committed(&url, "g", "orders").await, hwms);
+
+    // reset one partition to an offset: only its last record comes back, with --print-offsets.
+    let last = hwms[&1] - 1;
+    assert_eq!(
+        ok(
+            &url,
+            &[
+                "group",
+                "reset",
+                "g",
+                "--topic",
+                "orders",
+                "--partition",
+                "1",
+                "--to",
+                &last.to_string()
+            ],
+            vec![]
+        )
+        .await,
+        format!("orders\t1\t{last}\n")
+    );
+    let printed = ok(
+        &url,
+        &["consume", "orders", "--group", "g", "--print-offsets"],
+        vec![],
+    )
+    .await;
+    let fields: Vec<&str> = printed.trim_end().split('\t').collect();
+    assert_eq!(fields[..3], ["1", &last.to_string(), ""], "{printed:?}");
+    assert!(
+        values.contains(&fields[3].to_string()) && printed.lines().count() == 1,
+        "{printed:?}"
+    );
+
+    // A member reads what the group assigns from the group's positions: usage errors.
+    let out = daftka(
+        &url,
+        &["consume", "orders", "--group", "g", "--partition", "0"],
+        vec![],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+
+    // --follow: a record produced while the member waits is printed; Ctrl-C ends the command
+    // successfully and the member leaves, so the group has no members right away.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_daftka"))
+        .args([
+            "--url", &url, "consume", "orders", "--group", "g", "--follow",
+        ])
+        .env_remove("DAFTKA_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the daftka binary");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines_tx, lines_rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if lines_tx.send(line.expect("a line")).is_err() {
+                break;
+            }
+        }
+    });
+    eventually(
+        "the following member to own every partition",
+        Duration::from_secs(10),
+        async || {
+            let d = get_json(&format!("{url}/v1/groups/g")).await;
+            let owned = d["partitions"]
+                .as_array()
+                .is_some_and(|ps| ps.len() == 3 && ps.iter().all(|p| p["member"].is_string()));
+            (d["state"] == "stable" && owned).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        ok(&url, &["produce", "orders"], b"late\n".to_vec()).await,
+        ""
+    );
+    let line = tokio::task::spawn_blocking(move || lines_rx.recv_timeout(Duration::from_secs(20)))
+        .await
+        .expect("the receiving task")
+        .expect("the member prints the new record");
+    assert_eq!(line, "late");
+    eventually(
+        "the member to commit what it printed",
+        Duration::from_secs(10),
+        async || {
+            let d = get_json(&format!("{url}/v1/groups/g")).await;
+            (d["lag"] == 0).then_some(())
+        },
+    )
+    .await;
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("the waiting task")
+        .expect("the child exits");
+    assert!(
+        out.status.success(),
+        "Ctrl-C ends a member cleanly: {:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    reader.join().expect("the stdout reader");
+    let d = get_json(&format!("{url}/v1/groups/g")).await;
+    assert_eq!(d["state"], "empty", "the member left: {d}");
+    assert!(d["members"].as_array().is_some_and(Vec::is_empty), "{d}");
+
+    // Two members at once share a new group: between them every record is printed (at least
+    // once: a hand-over may repeat what a member printed but could not commit), and the group
+    // ends committed at the high watermarks.
+    let hwms = high_watermarks(&url, "orders").await;
+    let args = ["consume", "orders", "--group", "pair", "--print-offsets"];
+    let (a, b) = tokio::join!(ok(&url, &args, vec![]), ok(&url, &args, vec![]));
+    let mut seen: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for line in a.lines().chain(b.lines()) {
+        let fields: Vec<&str> = line.split('\t').collect();
+        assert_eq!(fields.len(), 4, "{line:?}");
+        let p: u64 = fields[0].parse().expect("partition");
+        seen.entry(p)
+            .or_default()
+            .push(fields[1].parse().expect("offset"));
+    }
+    for (p, hwm) in &hwms {
+        let mut offsets = seen.remove(p).unwrap_or_default();
+        offsets.sort_unstable();
+        offsets.dedup();
+        assert_eq!(offsets, (0..*hwm).collect::<Vec<_>>(), "partition {p}");
+    }
+    assert_eq!(committed(&url, "pair", "orders").await, hwms);
 }

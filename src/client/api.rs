@@ -103,15 +103,145 @@ pub struct FetchedRecord {
     pub value: String,
 }
 
-/// One entry of a group's committed offsets, as sent and as listed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One partition's position in a group: the next offset to read, as committed and as reset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupOffset {
     pub topic: String,
     pub partition: u32,
     pub offset: u64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// The body of `POST /v1/groups/{g}/offsets`: a member's commit, fenced by its generation.
+#[derive(Debug, Serialize)]
+struct MemberCommit<'a> {
+    member_id: &'a str,
+    generation: u64,
+    offsets: &'a [GroupOffset],
+}
+
+/// The partitions of one topic, in an assignment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicPartitions {
+    pub topic: String,
+    pub partitions: Vec<u32>,
+}
+
+/// The body of `POST /v1/groups/{g}/members`; absent options are left to the node.
+#[derive(Debug, Serialize)]
+struct JoinGroup<'a> {
+    topics: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    assignor: Option<&'a str>,
+}
+
+/// A member's standing in its group, as a join, a heartbeat or a poll answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct MemberState {
+    pub member_id: String,
+    /// The generation to send with commits.
+    pub generation: u64,
+    /// The partitions to read now.
+    #[serde(default)]
+    pub assignment: Vec<TopicPartitions>,
+    /// Partitions still owned but to give back: the next poll releases them.
+    #[serde(default)]
+    pub revoking: Vec<TopicPartitions>,
+    /// The member has not reached its share of the group's partitions yet.
+    #[serde(default)]
+    pub rebalancing: bool,
+    /// The group's committed offsets of the assigned partitions.
+    #[serde(default)]
+    pub committed: Vec<GroupOffset>,
+}
+
+/// The reply to `GET /v1/groups/{g}/members/{m}/records`: records from the group's positions.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PollResponse {
+    pub records: Vec<PolledRecord>,
+    #[serde(flatten)]
+    pub member: MemberState,
+}
+
+/// One record a member polled; key and value are base64 text (the client always asks for that).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PolledRecord {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+    #[serde(default)]
+    pub key: Option<String>,
+    pub value: String,
+}
+
+/// One group of `GET /v1/groups`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct GroupSummary {
+    pub group: String,
+    /// `empty`, `stable` or `rebalancing`.
+    pub state: String,
+    pub generation: u64,
+    pub members: u32,
+}
+
+#[derive(Debug, Deserialize)]
+struct GroupList {
+    groups: Vec<GroupSummary>,
+}
+
+/// A group as `GET /v1/groups/{g}` describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct GroupDescription {
+    pub group: String,
+    pub state: String,
+    pub generation: u64,
+    pub assignor: String,
+    pub members: Vec<MemberDescription>,
+    pub partitions: Vec<PartitionLag>,
+    /// The sum of the partitions' lag.
+    pub lag: u64,
+}
+
+/// One member of a [`GroupDescription`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct MemberDescription {
+    pub member_id: String,
+    #[serde(default)]
+    pub topics: Vec<String>,
+    pub generation: u64,
+    #[serde(default)]
+    pub assignment: Vec<TopicPartitions>,
+    #[serde(default)]
+    pub revoking: Vec<TopicPartitions>,
+    pub session_timeout_ms: u64,
+}
+
+/// One partition of a [`GroupDescription`]: the group's position and lag there.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: u32,
+    /// None before the group's first commit there.
+    pub committed: Option<u64>,
+    pub log_start_offset: u64,
+    pub high_watermark: u64,
+    pub lag: u64,
+    /// The member that owns the partition now.
+    pub member: Option<String>,
+}
+
+/// The body of `POST /v1/groups/{g}/offsets/reset`.
+#[derive(Debug, Serialize)]
+struct ResetOffsets<'a> {
+    topic: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partition: Option<u32>,
+    /// `"earliest"`, `"latest"` or an offset.
+    to: serde_json::Value,
+}
+
+#[derive(Debug, Deserialize)]
 struct GroupOffsets {
     offsets: Vec<GroupOffset>,
 }
@@ -269,19 +399,9 @@ impl Api {
         request: &ProduceRequest,
     ) -> Result<ProduceResponse, ClientError> {
         let url = self.url(&["v1", "topics", topic, "records"]);
-        let mut attempt = 0;
-        loop {
-            match self
-                .once(Method::POST, url.clone(), &[], Some(request), 0)
-                .await
-            {
-                Err(ref e) if nothing_done(e) && attempt + 1 < RETRY_ATTEMPTS_MAX => {
-                    backoff(attempt).await;
-                    attempt += 1;
-                }
-                other => return other.and_then(decode),
-            }
-        }
+        self.unless_taken(Method::POST, url, &[], Some(request), 0)
+            .await
+            .and_then(decode)
     }
 
     /// Reads records from `offset` (`earliest`, `latest` or a number), waiting up to `max_wait_ms`
@@ -307,23 +427,99 @@ impl Api {
             .and_then(decode)
     }
 
-    pub async fn group_offsets(&self, group: &str) -> Result<Vec<GroupOffset>, ClientError> {
-        let offsets: GroupOffsets = self
+    /// Joins `group` as a new member reading `topics`. Retried only when certainly not taken: a
+    /// retry after a lost reply would add a second member.
+    pub async fn join_group(
+        &self,
+        group: &str,
+        topics: &[String],
+        session_timeout_ms: Option<u64>,
+        assignor: Option<&str>,
+    ) -> Result<MemberState, ClientError> {
+        let body = JoinGroup {
+            topics,
+            session_timeout_ms,
+            assignor,
+        };
+        self.unless_taken(
+            Method::POST,
+            self.url(&["v1", "groups", group, "members"]),
+            &[],
+            Some(&body),
+            0,
+        )
+        .await
+        .and_then(decode)
+    }
+
+    /// Keeps a member alive without releasing anything it is asked to give back.
+    pub async fn heartbeat(&self, group: &str, member: &str) -> Result<MemberState, ClientError> {
+        self.retrying(
+            Method::POST,
+            self.url(&["v1", "groups", group, "members", member, "heartbeat"]),
+            &[],
+            Some(&serde_json::json!({})),
+            0,
+        )
+        .await
+        .and_then(decode)
+    }
+
+    /// Leaves the group; its partitions go to the other members at once. A member the node no
+    /// longer knows (`unknown_member`: it expired, or an earlier attempt succeeded) is gone as asked.
+    pub async fn leave_group(&self, group: &str, member: &str) -> Result<(), ClientError> {
+        let result = self
             .retrying(
-                Method::GET,
-                self.url(&["v1", "groups", group, "offsets"]),
+                Method::DELETE,
+                self.url(&["v1", "groups", group, "members", member]),
                 &[],
                 None::<&()>,
                 0,
             )
-            .await
-            .and_then(decode)?;
-        Ok(offsets.offsets)
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(ClientError::Api { code, .. }) if code == "unknown_member" => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
-    /// Commits offsets; retrying is safe, a commit is idempotent.
-    pub async fn commit(&self, group: &str, offsets: Vec<GroupOffset>) -> Result<(), ClientError> {
-        let body = GroupOffsets { offsets };
+    /// Reads up to `max_records` records of the member's partitions from the group's positions,
+    /// waiting up to `max_wait_ms` for the first; the poll also heartbeats and releases what the
+    /// member was asked to give back. The node moves the member's positions past what it answers,
+    /// so this is retried only when certainly not taken.
+    pub async fn poll_group(
+        &self,
+        group: &str,
+        member: &str,
+        max_records: u64,
+        max_wait_ms: u64,
+    ) -> Result<PollResponse, ClientError> {
+        let url = self.url(&["v1", "groups", group, "members", member, "records"]);
+        let query = [
+            ("max_records", max_records.to_string()),
+            ("max_wait_ms", max_wait_ms.to_string()),
+            ("encoding", "base64".to_owned()),
+        ];
+        self.unless_taken(Method::GET, url, &query, None::<&()>, max_wait_ms)
+            .await
+            .and_then(decode)
+    }
+
+    /// Commits a member's offsets (the next offset to read of each partition); retrying is safe,
+    /// committing the same offset again changes nothing.
+    pub async fn commit_as_member(
+        &self,
+        group: &str,
+        member: &str,
+        generation: u64,
+        offsets: &[GroupOffset],
+    ) -> Result<(), ClientError> {
+        let body = MemberCommit {
+            member_id: member,
+            generation,
+            offsets,
+        };
         self.retrying(
             Method::POST,
             self.url(&["v1", "groups", group, "offsets"]),
@@ -333,6 +529,85 @@ impl Api {
         )
         .await
         .map(|_| ())
+    }
+
+    /// Every group with members or committed offsets.
+    pub async fn list_groups(&self) -> Result<Vec<GroupSummary>, ClientError> {
+        let list: GroupList = self
+            .retrying(
+                Method::GET,
+                self.url(&["v1", "groups"]),
+                &[],
+                None::<&()>,
+                0,
+            )
+            .await
+            .and_then(decode)?;
+        Ok(list.groups)
+    }
+
+    pub async fn describe_group(&self, group: &str) -> Result<GroupDescription, ClientError> {
+        self.retrying(
+            Method::GET,
+            self.url(&["v1", "groups", group]),
+            &[],
+            None::<&()>,
+            0,
+        )
+        .await
+        .and_then(decode)
+    }
+
+    /// Moves a group's committed offsets of `topic` (or of one partition) to `to`, which is
+    /// `"earliest"`, `"latest"` or an offset; answers the new offsets. Retrying is safe.
+    pub async fn reset_group_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: Option<u32>,
+        to: serde_json::Value,
+    ) -> Result<Vec<GroupOffset>, ClientError> {
+        let body = ResetOffsets {
+            topic,
+            partition,
+            to,
+        };
+        let reset: GroupOffsets = self
+            .retrying(
+                Method::POST,
+                self.url(&["v1", "groups", group, "offsets", "reset"]),
+                &[],
+                Some(&body),
+                0,
+            )
+            .await
+            .and_then(decode)?;
+        Ok(reset.offsets)
+    }
+
+    /// Sends a request that is not idempotent, retrying only failures that certainly had no effect.
+    async fn unless_taken<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        url: Url,
+        query: &[(&str, String)],
+        body: Option<&B>,
+        wait_ms: u64,
+    ) -> Result<Vec<u8>, ClientError> {
+        let mut attempt = 0;
+        loop {
+            match self
+                .once(method.clone(), url.clone(), query, body, wait_ms)
+                .await
+            {
+                Err(ref e) if nothing_done(e) && attempt + 1 < RETRY_ATTEMPTS_MAX => {
+                    tracing::debug!(%url, error = %e, attempt, "retrying");
+                    backoff(attempt).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Sends an idempotent request, retrying retryable failures up to [`RETRY_ATTEMPTS_MAX`] times.
@@ -396,7 +671,7 @@ impl Api {
 }
 
 /// Whether a failed request certainly had no effect, so that even a non-idempotent one may be retried.
-fn nothing_done(e: &ClientError) -> bool {
+pub fn nothing_done(e: &ClientError) -> bool {
     match e {
         ClientError::Api { code, .. } => code == "unavailable" || code == "not_leader",
         ClientError::Transport { connect, .. } => *connect,

@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 // Where the client finds a node's HTTP API. (A plain comment: a doc comment here would become the
 // `about` of the parser this struct is flattened into.)
@@ -30,6 +31,8 @@ pub enum ClientCommand {
     Produce(ProduceArgs),
     /// Print a topic's records, one value per line.
     Consume(ConsumeArgs),
+    /// List consumer groups, describe one, or reset its committed offsets.
+    Group(GroupArgs),
     /// Kill a node's actors on purpose (the node must run with debug.chaos = true).
     Chaos(ChaosArgs),
 }
@@ -106,15 +109,25 @@ pub struct ProduceArgs {
 #[derive(clap::Args, Debug)]
 pub struct ConsumeArgs {
     pub topic: String,
-    /// Read only this partition (default: every partition, in turn).
-    #[arg(long)]
+    /// Read only this partition (default: every partition, in turn). Not with --group: a member
+    /// reads the partitions the group assigns it.
+    #[arg(long, conflicts_with = "group")]
     pub partition: Option<u32>,
-    /// Where to start: `earliest`, `latest` or an offset (with --group: only where nothing is committed).
-    #[arg(long, default_value = "earliest")]
+    /// Where to start: `earliest`, `latest` or an offset. Not with --group: a member starts at the
+    /// group's committed offsets (see `daftka group reset`).
+    #[arg(long, default_value = "earliest", conflicts_with = "group")]
     pub from: StartOffset,
-    /// Consumer group: start from its committed offsets and commit after each printed batch.
+    /// Consume as a member of this consumer group: read the partitions the group assigns, from its
+    /// committed offsets, and commit after each printed batch.
     #[arg(long)]
     pub group: Option<String>,
+    /// With --group: how long the node keeps the member without hearing from it, e.g. 10s, 500ms.
+    #[arg(long, default_value = "10s", value_parser = parse_session_timeout, requires = "group")]
+    pub session_timeout: Duration,
+    /// With --group: how the group spreads partitions over members [node's default: sticky]; the
+    /// members of a group must all ask for the same one.
+    #[arg(long, value_parser = ["range", "round_robin", "sticky"], requires = "group")]
+    pub assignor: Option<String>,
     /// Keep waiting for new records instead of stopping at the high watermark.
     #[arg(long)]
     pub follow: bool,
@@ -124,6 +137,47 @@ pub struct ConsumeArgs {
     /// Print `partition<TAB>offset<TAB>key<TAB>value` instead of the value alone.
     #[arg(long)]
     pub print_offsets: bool,
+}
+
+/// `daftka group ...`
+#[derive(clap::Args, Debug)]
+pub struct GroupArgs {
+    #[command(subcommand)]
+    pub command: GroupCommand,
+}
+
+/// The group subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum GroupCommand {
+    /// Print one line per group: name, state, generation, members (tab-separated).
+    List,
+    /// Print a group's state, members and per-partition committed offsets and lag.
+    Describe { group: String },
+    /// Move a group's committed offsets (only while it has no members) and print the new ones.
+    Reset {
+        group: String,
+        /// The topic whose offsets move.
+        #[arg(long)]
+        topic: String,
+        /// Only this partition (default: every partition of the topic).
+        #[arg(long)]
+        partition: Option<u32>,
+        /// Where to: `earliest`, `latest` or an offset.
+        #[arg(long)]
+        to: StartOffset,
+    },
+}
+
+/// The shortest `--session-timeout` the client accepts; the node may require a longer one.
+const SESSION_TIMEOUT_MIN: Duration = Duration::from_millis(1);
+
+/// Parses `--session-timeout` like the configuration's durations (`150ms`, `10s`, `2m`).
+fn parse_session_timeout(s: &str) -> Result<Duration, String> {
+    let d = daftka_core::config::parse_duration(s)?;
+    if d < SESSION_TIMEOUT_MIN {
+        return Err("the session timeout must be positive".to_owned());
+    }
+    Ok(d)
 }
 
 /// Where a consumer starts reading a partition.
@@ -141,6 +195,14 @@ impl StartOffset {
     /// The value of the fetch request's `offset` query parameter.
     pub fn as_query(&self) -> String {
         self.to_string()
+    }
+
+    /// The `to` of a group offsets reset: `"earliest"`, `"latest"` or the offset as a number.
+    pub fn as_json(&self) -> serde_json::Value {
+        match self {
+            StartOffset::At(offset) => serde_json::Value::from(*offset),
+            named => serde_json::Value::from(named.to_string()),
+        }
     }
 }
 
@@ -298,8 +360,6 @@ mod tests {
         let c = consume(&[
             "consume",
             "t",
-            "--partition",
-            "1",
             "--group",
             "g",
             "--follow",
@@ -307,9 +367,107 @@ mod tests {
             "10",
             "--print-offsets",
         ]);
-        assert_eq!(c.partition, Some(1));
+        assert_eq!(c.partition, None);
         assert_eq!(c.group.as_deref(), Some("g"));
         assert!(c.follow && c.print_offsets);
         assert_eq!(c.max_records, Some(10));
+        assert_eq!(c.session_timeout, Duration::from_secs(10));
+        assert_eq!(c.assignor, None);
+        let c = consume(&["consume", "t", "--partition", "1", "--from", "3"]);
+        assert_eq!(c.partition, Some(1));
+        assert_eq!(c.from, StartOffset::At(3));
+    }
+
+    #[test]
+    fn group_options_parse_and_conflict_with_partition_and_from() {
+        // A member reads what the group assigns from the group's positions: --partition and --from
+        // are usage errors with --group; the member options need --group.
+        let c = consume(&[
+            "consume",
+            "t",
+            "--group",
+            "g",
+            "--session-timeout",
+            "1500ms",
+            "--assignor",
+            "round_robin",
+        ]);
+        assert_eq!(c.session_timeout, Duration::from_millis(1500));
+        assert_eq!(c.assignor.as_deref(), Some("round_robin"));
+        assert_eq!(
+            consume(&["consume", "t", "--group", "g", "--session-timeout", "2m"]).session_timeout,
+            Duration::from_secs(120)
+        );
+        for args in [
+            &["consume", "t", "--group", "g", "--partition", "0"][..],
+            &["consume", "t", "--group", "g", "--from", "latest"],
+            &["consume", "t", "--group", "g", "--from", "earliest"],
+            &["consume", "t", "--session-timeout", "5s"],
+            &["consume", "t", "--assignor", "range"],
+            &["consume", "t", "--group", "g", "--assignor", "best"],
+            &["consume", "t", "--group", "g", "--session-timeout", "0"],
+            &[
+                "consume",
+                "t",
+                "--group",
+                "g",
+                "--session-timeout",
+                "5 parsecs",
+            ],
+        ] {
+            let err = parse(args).expect_err(&format!("{args:?} should fail"));
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn group_subcommands_parse() {
+        // list, describe G and reset G --topic T [--partition P] --to earliest|latest|N.
+        let group = |args: &[&str]| match parse(args) {
+            Ok(Cli {
+                command: Command::Client(ClientCommand::Group(g)),
+                ..
+            }) => g.command,
+            other => panic!("not a group command: {other:?}"),
+        };
+        assert!(matches!(group(&["group", "list"]), GroupCommand::List));
+        assert!(matches!(
+            group(&["group", "describe", "g"]),
+            GroupCommand::Describe { group } if group == "g"
+        ));
+        match group(&[
+            "group",
+            "reset",
+            "g",
+            "--topic",
+            "t",
+            "--partition",
+            "2",
+            "--to",
+            "17",
+        ]) {
+            GroupCommand::Reset {
+                group,
+                topic,
+                partition,
+                to,
+            } => {
+                assert_eq!((group.as_str(), topic.as_str()), ("g", "t"));
+                assert_eq!(partition, Some(2));
+                assert_eq!(to, StartOffset::At(17));
+                assert_eq!(to.as_json(), serde_json::json!(17));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(StartOffset::Latest.as_json(), serde_json::json!("latest"));
+        for args in [
+            &["group", "reset", "g", "--topic", "t"][..],
+            &["group", "reset", "g", "--to", "earliest"],
+            &["group", "reset", "g", "--topic", "t", "--to", "middle"],
+            &["group", "describe"],
+        ] {
+            let err = parse(args).expect_err(&format!("{args:?} should fail"));
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
     }
 }

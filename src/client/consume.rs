@@ -1,17 +1,18 @@
 //! `daftka consume TOPIC`: print records from one or every partition.
 //!
-//! Each partition has a cursor: where to read next (`--from`, or with `--group` the group's committed
-//! offset). Without `--follow`, partitions are read in turn, in partition order, without waiting, and a
-//! partition is done once its cursor reaches the high watermark the node reported; the command ends when
-//! every partition is done. With `--follow`, every partition has one long-poll fetch in flight
-//! (`max_wait_ms` = [`FOLLOW_WAIT_MS`]) so a record on any partition is printed as soon as it arrives,
-//! and the command runs until `--max-records` or an error.
+//! With `--group`, the command is a member of the consumer group: see [`super::member`]. Without
+//! it, each partition has a cursor: where to read next (`--from`). Without `--follow`, partitions
+//! are read in turn, in partition order, without waiting, and a partition is done once its cursor
+//! reaches the high watermark the node reported; the command ends when every partition is done. With
+//! `--follow`, every partition has one long-poll fetch in flight (`max_wait_ms` =
+//! [`FOLLOW_WAIT_MS`]) so a record on any partition is printed as soon as it arrives, and the command
+//! runs until `--max-records` or an error.
 //!
 //! Output: the value per line, or with `--print-offsets` `partition<TAB>offset<TAB>key<TAB>value`
-//! (an absent key prints as nothing). Values are written as raw bytes. Each fetched batch is written and
-//! flushed in one piece, and with `--group` its next offset is committed only after that (at least once).
+//! (an absent key prints as nothing). Values are written as raw bytes. Each fetched batch is written
+//! and flushed in one piece.
 
-use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -20,9 +21,9 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::api::{Api, FetchResponse, FetchedRecord, GroupOffset};
+use super::api::{Api, FetchResponse, FetchedRecord};
 use super::args::{ConsumeArgs, StartOffset};
-use super::ClientError;
+use super::{member, ClientError};
 
 /// Most records asked for in one fetch.
 const FETCH_RECORDS_MAX: u64 = 500;
@@ -34,11 +35,17 @@ const FOLLOW_POLL_INTERVAL_MS_MIN: u64 = 100;
 /// Pause before re-fetching a partition after a retryable error in `--follow` mode.
 const FOLLOW_ERROR_PAUSE_MS: u64 = 1_000;
 
+/// Runs `daftka consume`. `stop` ends a group member's loop early (it then leaves the group); it is
+/// not polled without `--group`, where ending the process needs no clean-up.
 pub async fn run(
     api: &Api,
     args: &ConsumeArgs,
     out: &mut (impl AsyncWrite + Unpin),
+    stop: impl Future<Output = ()>,
 ) -> Result<(), ClientError> {
+    if let Some(group) = &args.group {
+        return member::run(api, args, group, out, stop).await;
+    }
     let partitions = match args.partition {
         Some(p) => vec![p],
         None => {
@@ -53,28 +60,15 @@ pub async fn run(
             ps
         }
     };
-    let committed = match &args.group {
-        Some(group) => committed_offsets(api, group, &args.topic).await?,
-        None => BTreeMap::new(),
-    };
     let mut consumer = Consumer {
         api,
         args,
         cursors: partitions
             .into_iter()
-            .map(|partition| match committed.get(&partition) {
-                Some(&offset) => Cursor {
-                    partition,
-                    position: StartOffset::At(offset),
-                    from_commit: true,
-                    done: false,
-                },
-                None => Cursor {
-                    partition,
-                    position: args.from,
-                    from_commit: false,
-                    done: false,
-                },
+            .map(|partition| Cursor {
+                partition,
+                position: args.from,
+                done: false,
             })
             .collect(),
         remaining: args.max_records,
@@ -86,31 +80,11 @@ pub async fn run(
     }
 }
 
-/// The group's committed offsets for this topic, by partition; a group never seen has none.
-async fn committed_offsets(
-    api: &Api,
-    group: &str,
-    topic: &str,
-) -> Result<BTreeMap<u32, u64>, ClientError> {
-    let offsets = match api.group_offsets(group).await {
-        Ok(offsets) => offsets,
-        Err(ClientError::Api { code, .. }) if code == "not_found" => Vec::new(),
-        Err(e) => return Err(e),
-    };
-    Ok(offsets
-        .into_iter()
-        .filter(|o| o.topic == topic)
-        .map(|o| (o.partition, o.offset))
-        .collect())
-}
-
 /// Where one partition is read next.
 #[derive(Debug, Clone)]
 struct Cursor {
     partition: u32,
     position: StartOffset,
-    /// The position is a group's committed offset: if it is out of range, fall back to `--from`.
-    from_commit: bool,
     /// Without `--follow`: the cursor reached the high watermark.
     done: bool,
 }
@@ -157,7 +131,6 @@ impl Consumer<'_> {
             let mut pause = Duration::ZERO;
             match result {
                 Ok(response) => self.on_fetched(i, response, out).await?,
-                Err(e) if self.out_of_range_commit(i, &e) => {}
                 Err(e) if e.retryable() => {
                     tracing::warn!(partition = self.cursors[i].partition, error = %e, "fetch failed; retrying");
                     pause = Duration::from_millis(FOLLOW_ERROR_PAUSE_MS);
@@ -190,48 +163,21 @@ impl Consumer<'_> {
         )
     }
 
-    /// One non-waiting fetch for cursor `i`, falling back to `--from` once if a committed offset is
-    /// out of range (the records it pointed at were removed by retention).
-    async fn fetch(&mut self, i: usize, wait_ms: u64) -> Result<FetchResponse, ClientError> {
-        loop {
-            let cursor = &self.cursors[i];
-            let result = self
-                .api
-                .fetch(
-                    &self.args.topic,
-                    cursor.partition,
-                    &cursor.position.as_query(),
-                    self.fetch_limit(),
-                    wait_ms,
-                )
-                .await;
-            match result {
-                Err(e) if self.out_of_range_commit(i, &e) => continue,
-                other => return other,
-            }
-        }
+    /// One fetch for cursor `i`, waiting up to `wait_ms` for a first record.
+    async fn fetch(&self, i: usize, wait_ms: u64) -> Result<FetchResponse, ClientError> {
+        let cursor = &self.cursors[i];
+        self.api
+            .fetch(
+                &self.args.topic,
+                cursor.partition,
+                &cursor.position.as_query(),
+                self.fetch_limit(),
+                wait_ms,
+            )
+            .await
     }
 
-    /// Whether `e` says cursor `i`'s committed offset is out of range; if so, it now starts at `--from`.
-    fn out_of_range_commit(&mut self, i: usize, e: &ClientError) -> bool {
-        let cursor = &mut self.cursors[i];
-        let out_of_range =
-            matches!(e, ClientError::Api { code, .. } if code == "offset_out_of_range");
-        if out_of_range && cursor.from_commit {
-            tracing::warn!(
-                partition = cursor.partition,
-                offset = %cursor.position,
-                from = %self.args.from,
-                "committed offset is out of range; starting from --from"
-            );
-            cursor.position = self.args.from;
-            cursor.from_commit = false;
-            return true;
-        }
-        false
-    }
-
-    /// Prints a fetched batch (cut to `--max-records`), moves the cursor, and commits for `--group`.
+    /// Prints a fetched batch (cut to `--max-records`) and moves the cursor.
     async fn on_fetched(
         &mut self,
         i: usize,
@@ -261,14 +207,6 @@ impl Consumer<'_> {
         out.flush().await?;
         if let Some(remaining) = &mut self.remaining {
             *remaining -= records.len() as u64;
-        }
-        if let (Some(group), StartOffset::At(offset)) = (&self.args.group, cursor.position) {
-            let commit = GroupOffset {
-                topic: self.args.topic.clone(),
-                partition,
-                offset,
-            };
-            self.api.commit(group, vec![commit]).await?;
         }
         Ok(())
     }
@@ -310,20 +248,41 @@ pub fn format_records(
 ) -> Result<Vec<u8>, ClientError> {
     let mut text = Vec::new();
     for record in records {
-        let value = decode(&record.value)?;
-        if print_offsets {
-            let key = match &record.key {
-                Some(key) => decode(key)?,
-                None => Vec::new(),
-            };
-            text.extend_from_slice(format!("{partition}\t{}\t", record.offset).as_bytes());
-            text.extend_from_slice(&key);
-            text.push(b'\t');
-        }
-        text.extend_from_slice(&value);
-        text.push(b'\n');
+        write_record(
+            &mut text,
+            partition,
+            record.offset,
+            record.key.as_deref(),
+            &record.value,
+            print_offsets,
+        )?;
     }
     Ok(text)
+}
+
+/// Appends one record's output line: its value, or with `print_offsets`
+/// `partition<TAB>offset<TAB>key<TAB>value`. Key and value are base64 text, written decoded.
+pub fn write_record(
+    text: &mut Vec<u8>,
+    partition: u32,
+    offset: u64,
+    key: Option<&str>,
+    value: &str,
+    print_offsets: bool,
+) -> Result<(), ClientError> {
+    let value = decode(value)?;
+    if print_offsets {
+        let key = match key {
+            Some(key) => decode(key)?,
+            None => Vec::new(),
+        };
+        text.extend_from_slice(format!("{partition}\t{offset}\t").as_bytes());
+        text.extend_from_slice(&key);
+        text.push(b'\t');
+    }
+    text.extend_from_slice(&value);
+    text.push(b'\n');
+    Ok(())
 }
 
 fn decode(text: &str) -> Result<Vec<u8>, ClientError> {
@@ -389,10 +348,13 @@ mod tests {
     /// One in-memory partition: its log start offset and its records (key, value).
     type Partition = (u64, Vec<(Option<&'static str>, String)>);
 
-    /// An in-memory topic and one group's commits.
+    /// An in-memory topic.
     struct Log {
         partitions: Vec<Partition>,
-        commits: BTreeMap<u32, u64>,
+        /// Fetches answered so far.
+        fetches: u32,
+        /// (fetch count, partition, key, value): appended when the fetch count is reached.
+        appends: Vec<(u32, usize, Option<&'static str>, String)>,
     }
 
     impl Log {
@@ -402,7 +364,8 @@ mod tests {
                     .iter()
                     .map(|values| (0, values.iter().map(|v| (None, v.to_string())).collect()))
                     .collect(),
-                commits: BTreeMap::new(),
+                fetches: 0,
+                appends: Vec::new(),
             }))
         }
 
@@ -427,6 +390,11 @@ mod tests {
                 }
                 ("GET", ["v1", "topics", "t", "partitions", p, "records"]) => {
                     assert_eq!(req.param("encoding").as_deref(), Some("base64"));
+                    self.fetches += 1;
+                    let fetches = self.fetches;
+                    for (_, p, key, value) in self.appends.iter().filter(|a| a.0 == fetches) {
+                        self.partitions[*p].1.push((*key, value.clone()));
+                    }
                     let Some((start, records)) =
                         p.parse::<usize>().ok().and_then(|p| self.partitions.get(p))
                     else {
@@ -460,28 +428,6 @@ mod tests {
                         json!({"records": out, "next_offset": end, "high_watermark": hwm,
                                "log_start_offset": start}),
                     )
-                }
-                ("GET", ["v1", "groups", "g", "offsets"]) => {
-                    let offsets: Vec<_> = self
-                        .commits
-                        .iter()
-                        .map(|(p, o)| {
-                            json!({"topic": "t", "partition": p, "offset": o,
-                                            "high_watermark": 0, "lag": 0})
-                        })
-                        .chain([json!({"topic": "other", "partition": 0, "offset": 99,
-                                       "high_watermark": 0, "lag": 0})])
-                        .collect();
-                    Reply::json(200, json!({"group": "g", "offsets": offsets}))
-                }
-                ("POST", ["v1", "groups", "g", "offsets"]) => {
-                    for o in req.json()["offsets"].as_array().expect("offsets") {
-                        assert_eq!(o["topic"], "t");
-                        let p = o["partition"].as_u64().expect("partition") as u32;
-                        self.commits
-                            .insert(p, o["offset"].as_u64().expect("offset"));
-                    }
-                    Reply::empty(204)
                 }
                 _ => Reply::error(404, "not_found", &format!("no route {}", req.path)),
             }
@@ -583,51 +529,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn group_starts_from_commits_and_commits_after_each_batch() {
-        // With --group, reading resumes after the committed offsets and commits the next offset.
-        let log = Log::with_values(&[&["a0", "a1", "a2"], &["b0"]]);
-        let node = serve(&log).await;
-        log.lock().expect("lock").commits.insert(0, 1);
-        assert_eq!(
-            consume(&node, &["--group", "g", "--max-records", "1"])
-                .await
-                .expect("consume"),
-            "a1\n"
-        );
-        assert_eq!(
-            log.lock().expect("lock").commits,
-            BTreeMap::from([(0, 2)]),
-            "commit is the offset after the last printed record, not the batch end"
-        );
-        assert_eq!(
-            consume(&node, &["--group", "g"]).await.expect("consume"),
-            "a2\nb0\n"
-        );
-        assert_eq!(
-            log.lock().expect("lock").commits,
-            BTreeMap::from([(0, 3), (1, 1)])
-        );
-        assert_eq!(
-            consume(&node, &["--group", "g"]).await.expect("consume"),
-            ""
-        );
-    }
-
-    #[tokio::test]
-    async fn out_of_range_commit_falls_back_to_from() {
-        // A committed offset removed by retention restarts the partition at --from.
+    async fn out_of_range_from_is_the_nodes_error() {
+        // An offset below the log start (removed by retention) is reported, not skipped silently.
         let log = Log::with_values(&[&["a5", "a6"]]);
         log.lock().expect("lock").partitions[0].0 = 5;
-        log.lock().expect("lock").commits.insert(0, 2);
         let node = serve(&log).await;
-        assert_eq!(
-            consume(&node, &["--group", "g"]).await.expect("consume"),
-            "a5\na6\n"
-        );
-        assert_eq!(log.lock().expect("lock").commits, BTreeMap::from([(0, 7)]));
-        // Without a group an out-of-range --from is the node's error.
         let err = consume(&node, &["--from", "1"]).await.expect_err("range");
         assert_eq!(err.to_string(), "offset_out_of_range: out of range");
+        assert_eq!(
+            consume(&node, &["--from", "6"]).await.expect("consume"),
+            "a6\n"
+        );
     }
 
     #[tokio::test]
@@ -635,15 +547,11 @@ mod tests {
         // --follow asks the node to wait and keeps going past the high watermark.
         let log = Log::with_values(&[&["a0"], &[]]);
         let node = serve(&log).await;
-        let appender = {
-            let log = log.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(150)).await;
-                log.lock().expect("lock").partitions[1]
-                    .1
-                    .push((Some("k"), "late".into()));
-            })
-        };
+        // Once both partitions were fetched once, partition 1 gets a record.
+        log.lock()
+            .expect("lock")
+            .appends
+            .push((3, 1, Some("k"), "late".into()));
         let out = tokio::time::timeout(
             Duration::from_secs(10),
             consume(
@@ -654,7 +562,6 @@ mod tests {
         .await
         .expect("follow ends at --max-records")
         .expect("consume");
-        appender.await.expect("appender");
         assert_eq!(out, "0\t0\t\ta0\n1\t0\tk\tlate\n");
         assert!(node
             .requests()

@@ -214,7 +214,12 @@ impl Consumer {
                 continue;
             }
             if let Err(e) = self.fill().await {
-                if !e.retryable() {
+                // A deleted topic leaves the assignment at the next heartbeat: not an end.
+                let passing = matches!(
+                    e.code,
+                    ErrorCode::UnknownTopic | ErrorCode::UnknownPartition
+                );
+                if !e.retryable() && !passing {
                     return Err(e);
                 }
                 pause_after_error(self.shared.config.fetch_wait).await;
