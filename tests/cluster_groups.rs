@@ -263,12 +263,81 @@ async fn members_share_partitions_survive_a_member_and_a_broker() {
         let c = Arc::into_inner(c).expect("the only handle left");
         c.close().await.expect("close");
     }
-    let d = survivor.describe_group("billing").await.expect("describe");
-    assert_eq!(d.state, "empty", "{d:?}");
+    // Member 0 left through node 0: node 1's copy of the metadata may trail a moment.
+    let d = eventually("both members gone", WAIT, async || {
+        let d = survivor.describe_group("billing").await.ok()?;
+        (d.state == "empty").then_some(d)
+    })
+    .await;
     assert_eq!(d.lag, 0, "{d:?}");
     for p in &d.partitions {
         assert_eq!(p.committed, Some(p.high_watermark), "{p:?}");
     }
     cluster.stop(0).await;
     cluster.stop(1).await;
+}
+
+/// The CLI's group consumer against the cluster: two `daftka consume --group` processes, each
+/// through another node, print every record exactly once between them (a partition moves only
+/// after its owner committed what it printed) and leave the group committed at the high watermarks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_members_share_a_topic_through_different_nodes() {
+    let mut cluster = TestCluster::start(3).await;
+    let admin = cluster.client(0);
+    admin
+        .create_topic(TopicSpec {
+            name: "orders".into(),
+            partitions: Some(PARTITIONS),
+            replication_factor: Some(3),
+        })
+        .await
+        .expect("create");
+    produce(&admin, 0, 600).await;
+    let url = |i: usize| {
+        let node = cluster.members[i].node.as_ref().expect("running");
+        format!("http://{}", node.http_addr)
+    };
+    let member = |i: usize| {
+        let url = url(i);
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_daftka"))
+                .args([
+                    "consume",
+                    "orders",
+                    "--group",
+                    "cli",
+                    "--print-offsets",
+                    "--url",
+                ])
+                .arg(url)
+                .output()
+        })
+    };
+    let (a, b) = tokio::join!(member(1), member(2));
+    let mut printed: Vec<(u32, u64)> = Vec::new();
+    for out in [a, b] {
+        let out = out.expect("joined").expect("the member runs");
+        assert!(out.status.success(), "{out:?}");
+        for line in String::from_utf8(out.stdout).expect("utf-8").lines() {
+            let mut f = line.split('\t');
+            let p = f.next().and_then(|x| x.parse().ok()).expect("partition");
+            let o = f.next().and_then(|x| x.parse().ok()).expect("offset");
+            printed.push((p, o));
+        }
+    }
+    printed.sort_unstable();
+    let expected: Vec<(u32, u64)> = (0..PARTITIONS)
+        .flat_map(|p| (0..100).map(move |o| (p, o)))
+        .collect();
+    assert_eq!(printed, expected, "every record exactly once");
+    // Both left (through nodes 1 and 2: node 0's copy of the metadata may trail a moment).
+    let d = eventually("node 0 to see both members gone", WAIT, async || {
+        let d = admin.describe_group("cli").await.ok()?;
+        (d.state == "empty").then_some(d)
+    })
+    .await;
+    assert_eq!(d.lag, 0, "{d:?}");
+    for i in 0..3 {
+        cluster.stop(i).await;
+    }
 }
