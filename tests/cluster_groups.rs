@@ -60,6 +60,18 @@ async fn consume(member: usize, consumer: Arc<Consumer>, log: Log) -> Result<(),
     }
 }
 
+/// `orders`: six partitions, a replica on every node.
+async fn create_orders(client: &Client) {
+    client
+        .create_topic(TopicSpec {
+            name: "orders".into(),
+            partitions: Some(PARTITIONS),
+            replication_factor: Some(3),
+        })
+        .await
+        .expect("create");
+}
+
 async fn produce(client: &Client, from: usize, n: usize) {
     let records: Vec<ProduceRecord> = (from..from + n)
         .map(|i| ProduceRecord {
@@ -150,14 +162,7 @@ async fn members_share_partitions_survive_a_member_and_a_broker() {
     })
     .await;
     let admin = cluster.client(0);
-    admin
-        .create_topic(TopicSpec {
-            name: "orders".into(),
-            partitions: Some(PARTITIONS),
-            replication_factor: Some(3),
-        })
-        .await
-        .expect("create");
+    create_orders(&admin).await;
 
     // Three members, one through each node.
     let log: Log = Arc::default();
@@ -295,14 +300,7 @@ async fn members_share_partitions_survive_a_member_and_a_broker() {
 async fn cli_members_share_a_topic_through_different_nodes() {
     let mut cluster = TestCluster::start(3).await;
     let admin = cluster.client(0);
-    admin
-        .create_topic(TopicSpec {
-            name: "orders".into(),
-            partitions: Some(PARTITIONS),
-            replication_factor: Some(3),
-        })
-        .await
-        .expect("create");
+    create_orders(&admin).await;
     produce(&admin, 0, 600).await;
     let url = |i: usize| {
         let node = cluster.members[i].node.as_ref().expect("running");

@@ -321,29 +321,12 @@ impl Api {
     }
 
     pub async fn list_topics(&self) -> Result<Vec<TopicDescription>, ClientError> {
-        let list: TopicList = self
-            .retrying(
-                Method::GET,
-                self.url(&["v1", "topics"]),
-                &[],
-                None::<&()>,
-                0,
-            )
-            .await
-            .and_then(decode)?;
+        let list: TopicList = self.get(&["v1", "topics"]).await?;
         Ok(list.topics)
     }
 
     pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription, ClientError> {
-        self.retrying(
-            Method::GET,
-            self.url(&["v1", "topics", name]),
-            &[],
-            None::<&()>,
-            0,
-        )
-        .await
-        .and_then(decode)
+        self.get(&["v1", "topics", name]).await
     }
 
     /// The node's registered actors (`GET /v1/admin/actors`; needs `debug.chaos = true`).
@@ -533,29 +516,12 @@ impl Api {
 
     /// Every group with members or committed offsets.
     pub async fn list_groups(&self) -> Result<Vec<GroupSummary>, ClientError> {
-        let list: GroupList = self
-            .retrying(
-                Method::GET,
-                self.url(&["v1", "groups"]),
-                &[],
-                None::<&()>,
-                0,
-            )
-            .await
-            .and_then(decode)?;
+        let list: GroupList = self.get(&["v1", "groups"]).await?;
         Ok(list.groups)
     }
 
     pub async fn describe_group(&self, group: &str) -> Result<GroupDescription, ClientError> {
-        self.retrying(
-            Method::GET,
-            self.url(&["v1", "groups", group]),
-            &[],
-            None::<&()>,
-            0,
-        )
-        .await
-        .and_then(decode)
+        self.get(&["v1", "groups", group]).await
     }
 
     /// Moves a group's committed offsets of `topic` (or of one partition) to `to`, which is
@@ -611,6 +577,13 @@ impl Api {
     }
 
     /// Sends an idempotent request, retrying retryable failures up to [`RETRY_ATTEMPTS_MAX`] times.
+    /// A GET of the path made of `segments`, retried like every request, decoded from JSON.
+    async fn get<T: for<'de> Deserialize<'de>>(&self, segments: &[&str]) -> Result<T, ClientError> {
+        self.retrying(Method::GET, self.url(segments), &[], None::<&()>, 0)
+            .await
+            .and_then(decode)
+    }
+
     async fn retrying<B: Serialize + ?Sized>(
         &self,
         method: Method,

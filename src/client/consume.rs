@@ -292,7 +292,7 @@ fn decode(text: &str) -> Result<Vec<u8>, ClientError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::client::mock::{MockNode, Reply, Request};
     use crate::client::{ClientCommand, ClientOpts};
@@ -439,7 +439,8 @@ mod tests {
         MockNode::start(move |req| log.lock().expect("lock").reply(req)).await
     }
 
-    fn consume_args(args: &[&str]) -> ConsumeArgs {
+    /// `daftka consume t ARGS`, parsed.
+    pub(in crate::client) fn consume_args(args: &[&str]) -> ConsumeArgs {
         use clap::Parser;
         #[derive(clap::Parser)]
         struct Cli {
@@ -456,7 +457,11 @@ mod tests {
         }
     }
 
-    async fn consume(node: &MockNode, args: &[&str]) -> Result<String, ClientError> {
+    /// Runs `daftka consume t ARGS` against `node` until it ends by itself; its output.
+    pub(in crate::client) async fn consume(
+        node: &MockNode,
+        args: &[&str],
+    ) -> Result<String, ClientError> {
         let mut out = Vec::new();
         crate::client::run(
             ClientOpts { url: node.url() },

@@ -597,36 +597,16 @@ mod tests {
         MockNode::start(move |req| group.lock().expect("lock").reply(req)).await
     }
 
+    /// `daftka consume t --group g ARGS`, parsed.
     fn consume_args(args: &[&str]) -> ConsumeArgs {
-        use clap::Parser;
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(subcommand)]
-            command: ClientCommand,
-        }
-        let argv = ["daftka", "consume", "t", "--group", "g"]
-            .iter()
-            .chain(args);
-        match Cli::try_parse_from(argv) {
-            Ok(Cli {
-                command: ClientCommand::Consume(c),
-            }) => c,
-            Ok(_) => panic!("not consume"),
-            Err(e) => panic!("{e}"),
-        }
+        let with_group: Vec<&str> = ["--group", "g"].iter().chain(args).copied().collect();
+        crate::client::consume::tests::consume_args(&with_group)
     }
 
     /// Runs `daftka consume t --group g ARGS` until it ends by itself.
     async fn consume(node: &MockNode, args: &[&str]) -> Result<String, ClientError> {
-        let mut out = Vec::new();
-        crate::client::run(
-            ClientOpts { url: node.url() },
-            ClientCommand::Consume(consume_args(args)),
-            &b""[..],
-            &mut out,
-        )
-        .await?;
-        Ok(String::from_utf8(out).expect("utf8"))
+        let with_group: Vec<&str> = ["--group", "g"].iter().chain(args).copied().collect();
+        crate::client::consume::tests::consume(node, &with_group).await
     }
 
     /// The requests to one kind of route: `members`, `records`, `offsets`, `heartbeat`.
