@@ -285,8 +285,18 @@ impl Inner {
         &self,
         check: impl Fn(&crate::context::MetadataView) -> Option<T>,
     ) -> Option<T> {
+        self.wait_view_within(self.ctx.config.router.request_timeout, check)
+            .await
+    }
+
+    /// Like [`Inner::wait_view`], for at most `wait`.
+    async fn wait_view_within<T>(
+        &self,
+        wait: Duration,
+        check: impl Fn(&crate::context::MetadataView) -> Option<T>,
+    ) -> Option<T> {
         let mut rx = self.ctx.metadata.subscribe();
-        let deadline = tokio::time::Instant::now() + self.ctx.config.router.request_timeout;
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
             if let Some(found) = check(&rx.borrow_and_update()) {
                 return Some(found);

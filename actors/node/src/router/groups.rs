@@ -184,14 +184,15 @@ impl Inner {
             // Nothing to read yet (partitions still held by others): wait for this node's
             // metadata to show a share, then let the member poll again.
             let (group, id) = (&req.group, &req.member_id);
-            self.wait_view_for(wait, |v| {
-                let now = v.state.member_view(group, id).ok()?;
-                (!now.assignment.is_empty()).then_some(())
-            })
-            .await;
+            let now = self
+                .wait_view_within(wait, |v| {
+                    let now = v.state.member_view(group, id).ok()?;
+                    (!now.assignment.is_empty()).then_some(now)
+                })
+                .await;
             return Ok(PollResponse {
                 records: Vec::new(),
-                member: assignment(view),
+                member: assignment(now.unwrap_or(view)),
             });
         }
         let positions: BTreeMap<&TopicPartition, u64> =
@@ -324,25 +325,6 @@ impl Inner {
                 self.fetch(request(moved)).await
             }
             other => other,
-        }
-    }
-
-    /// Waits up to `wait` until `check` finds what it looks for in this node's metadata.
-    async fn wait_view_for(
-        &self,
-        wait: Duration,
-        check: impl Fn(&crate::context::MetadataView) -> Option<()>,
-    ) {
-        let mut rx = self.ctx.metadata.subscribe();
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            if check(&rx.borrow_and_update()).is_some() {
-                return;
-            }
-            match tokio::time::timeout_at(deadline, rx.changed()).await {
-                Ok(Ok(())) => {}
-                _ => return,
-            }
         }
     }
 
