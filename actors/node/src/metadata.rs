@@ -75,13 +75,11 @@ impl StateMachine for MetadataMachine {
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, Error> {
-        postcard::to_allocvec(&self.state)
-            .map_err(|e| Error::internal(format!("encode the metadata snapshot: {e}")))
+        self.state.encode_snapshot()
     }
 
     fn restore(&mut self, index: u64, data: &[u8], _batch: &mut WriteBatch) -> Result<(), Error> {
-        self.state = postcard::from_bytes(data)
-            .map_err(|e| Error::internal(format!("decode the metadata snapshot: {e}")))?;
+        self.state = MetadataState::decode_snapshot(data)?;
         self.applied = index;
         Ok(())
     }
