@@ -355,9 +355,8 @@ impl MetadataState {
     /// Decodes a snapshot, of this version or of the one before consumer groups (which had no
     /// group members and no group clock). The whole input must be one state.
     pub fn decode_snapshot(data: &[u8]) -> Result<MetadataState, Error> {
-        match postcard::take_from_bytes::<MetadataState>(data) {
-            Ok((state, [])) => return Ok(state),
-            Ok(_) | Err(_) => {}
+        if let Ok((state, [])) = postcard::take_from_bytes::<MetadataState>(data) {
+            return Ok(state);
         }
         match postcard::take_from_bytes::<MetadataStateV1>(data) {
             Ok((old, [])) => Ok(MetadataState {
