@@ -1,5 +1,5 @@
-//! The client subcommands of the `daftka` CLI: `topic`, `produce`, `consume` and `group`, over a
-//! node's HTTP API.
+//! The client subcommands of the `daftka` CLI: `topic`, `produce`, `consume`, `group` and `bench`,
+//! over a node's HTTP API (`bench` also over the native client).
 //!
 //! | module | role |
 //! |---|---|
@@ -10,6 +10,7 @@
 //! | [`consume`] | fetch loop over partitions, output lines |
 //! | [`member`] | `consume --group`: a group member's join, poll, print, commit and leave loop |
 //! | [`group`] | `group list|describe|reset` and their output |
+//! | [`bench`] | `bench produce|consume|e2e`: load generator, throughput and latency percentiles |
 //!
 //! Output is meant for pipelines, like kcat's: data on stdout, one line per item, tab-separated fields,
 //! no headers (`group describe`, for people, has a summary and two tables with a header each).
@@ -23,6 +24,7 @@
 
 mod api;
 mod args;
+mod bench;
 mod consume;
 mod group;
 mod member;
@@ -108,7 +110,8 @@ pub async fn run(
 }
 
 /// `run`, and when `stop` completes a command that would otherwise go on ends cleanly: a group
-/// member (`consume --group`) stops reading, and leaves its group. `stop` is polled only by such
+/// member (`consume --group`) stops reading, and leaves its group; a bench stops sending and prints
+/// the summary of what was done. `stop` is polled only by such
 /// commands, so a signal handler it installs when first polled is installed only for them.
 pub async fn run_until(
     opts: ClientOpts,
@@ -124,6 +127,7 @@ pub async fn run_until(
         ClientCommand::Consume(args) => consume::run(&api, &args, &mut stdout, stop).await,
         ClientCommand::Group(args) => group::run(&api, args.command, &mut stdout).await,
         ClientCommand::Chaos(args) => chaos(&api, args.command, &mut stdout).await,
+        ClientCommand::Bench(args) => bench::run(&api, &args, &mut stdout, stop).await,
     };
     let result = match result {
         Ok(()) => stdout.flush().await.map_err(ClientError::from),

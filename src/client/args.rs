@@ -4,6 +4,7 @@
 //! reported by clap before any request is made.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -35,6 +36,159 @@ pub enum ClientCommand {
     Group(GroupArgs),
     /// Kill a node's actors on purpose (the node must run with debug.chaos = true).
     Chaos(ChaosArgs),
+    /// Load generator: produce or consume as fast as possible (or at --rate) and report
+    /// throughput and latency percentiles.
+    Bench(Box<BenchArgs>),
+}
+
+/// `daftka bench ...`
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub workload: BenchWorkload,
+}
+
+/// What `daftka bench` measures.
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchWorkload {
+    /// Produce generated records; latency is per request, from send (or, with --rate, from the
+    /// scheduled send time) to acknowledgement.
+    Produce(BenchProduceArgs),
+    /// Read a topic from every partition at once, up to --records or the high watermarks seen at
+    /// the start; latency is per fetch.
+    Consume(BenchConsumeArgs),
+    /// Produce (usually at --rate) while reading the new records back; latency is per record,
+    /// from the produce send time it carries in its value to its arrival at the reader.
+    E2e(BenchProduceArgs),
+}
+
+/// How `daftka bench` reaches the cluster.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchTransport {
+    /// The JSON HTTP API at --url.
+    Http,
+    /// Typed messages over the cluster's ractor_cluster network (--seed, --cookie).
+    Native,
+}
+
+/// How `daftka bench` spreads produced records over partitions.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchPartitionMode {
+    /// Every record of a request names the same partition; requests rotate over partitions.
+    Request,
+    /// Records of a request name partitions round-robin.
+    Record,
+    /// Records name no partition: the node spreads them.
+    Node,
+}
+
+/// The options every bench workload takes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchCommon {
+    /// http: the node's JSON API at --url; native: the cluster's actor messages via --seed.
+    #[arg(long, value_enum, default_value_t = BenchTransport::Http)]
+    pub transport: BenchTransport,
+    /// With --transport native: a node's cluster address, host:port.
+    #[arg(long, required_if_eq("transport", "native"))]
+    pub seed: Option<String>,
+    /// With --transport native: the cluster's cookie.
+    #[arg(
+        long,
+        env = "DAFTKA_COOKIE",
+        hide_env_values = true,
+        required_if_eq("transport", "native")
+    )]
+    pub cookie: Option<String>,
+    /// With --transport native: the cluster's name (cluster.name).
+    #[arg(long, default_value = "daftka")]
+    pub cluster: String,
+    /// The topic.
+    #[arg(long, default_value = "bench")]
+    pub topic: String,
+    /// Records per request: per produce, or max_records per fetch [default: 1000 native, 100 http].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch: Option<u32>,
+    /// Stop after this many records (not with --duration).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub records: u64,
+    /// Run this long instead of up to --records, e.g. 10s, 500ms, 2m.
+    #[arg(long, conflicts_with = "records", value_parser = parse_bench_duration)]
+    pub duration: Option<Duration>,
+    /// Also write the summary to this file, as one JSON object.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// The node's process id, to report its CPU use and resident memory (Linux /proc).
+    #[arg(long)]
+    pub node_pid: Option<u32>,
+    /// No progress line on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `daftka bench produce|e2e`
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchProduceArgs {
+    #[command(flatten)]
+    pub common: BenchCommon,
+    /// Partitions of the topic if it has to be created (an existing topic is used as it is).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub partitions: u32,
+    /// Replicas per partition if the topic has to be created [default: the node's].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub replication_factor: Option<u32>,
+    /// Bytes of each record's value.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1024 * 1024))]
+    pub record_size: u32,
+    /// Concurrent producers: requests in flight at once (http: one connection each)
+    /// [default: 4 native, 16 http].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub producers: Option<u32>,
+    /// Requests per second in total, on a fixed schedule (open loop: latency counts from the
+    /// scheduled send time); without it, each producer sends as fast as it is answered.
+    #[arg(long, value_parser = parse_rate)]
+    pub rate: Option<f64>,
+    /// How records are spread over partitions.
+    #[arg(long, value_enum, default_value_t = BenchPartitionMode::Request)]
+    pub partition_mode: BenchPartitionMode,
+}
+
+/// `daftka bench consume`
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchConsumeArgs {
+    #[command(flatten)]
+    pub common: BenchCommon,
+    /// Where every partition is read from: `earliest` or an offset.
+    #[arg(long, default_value = "earliest", value_parser = parse_bench_from)]
+    pub from: StartOffset,
+}
+
+/// Parses `--duration`: a positive duration like `10s`.
+fn parse_bench_duration(s: &str) -> Result<Duration, String> {
+    let d = daftka_core::config::parse_duration(s)?;
+    if d.is_zero() {
+        return Err("the duration must be positive".to_owned());
+    }
+    Ok(d)
+}
+
+/// Parses `--rate`: a positive, finite number of requests per second.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "{s:?} is not a positive number of requests per second"
+        )),
+    }
+}
+
+/// Parses a bench consumer's `--from`: `earliest` or an offset (`latest` would read nothing).
+fn parse_bench_from(s: &str) -> Result<StartOffset, String> {
+    match s.parse::<StartOffset>()? {
+        StartOffset::Latest => {
+            Err("a bench reads existing records: use earliest or an offset".into())
+        }
+        from => Ok(from),
+    }
 }
 
 /// `daftka chaos ...`
@@ -414,6 +568,138 @@ mod tests {
                 "--session-timeout",
                 "5 parsecs",
             ],
+        ] {
+            let err = parse(args).expect_err(&format!("{args:?} should fail"));
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    fn bench(args: &[&str]) -> BenchWorkload {
+        let mut argv = vec!["bench"];
+        argv.extend_from_slice(args);
+        match parse(&argv) {
+            Ok(Cli {
+                command: Command::Client(ClientCommand::Bench(b)),
+                ..
+            }) => b.workload,
+            other => panic!("not a bench command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bench_defaults() {
+        // Defaults that depend on the transport stay unset here; the bench resolves them.
+        let BenchWorkload::Produce(p) = bench(&["produce"]) else {
+            panic!("produce")
+        };
+        assert_eq!(p.common.transport, BenchTransport::Http);
+        assert_eq!(p.common.topic, "bench");
+        assert_eq!(p.common.records, 1_000_000);
+        assert_eq!(p.common.duration, None);
+        assert_eq!(p.common.batch, None);
+        assert_eq!(p.common.cluster, "daftka");
+        assert_eq!(p.common.json, None);
+        assert!(!p.common.quiet);
+        assert_eq!(p.partitions, 4);
+        assert_eq!(p.replication_factor, None);
+        assert_eq!(p.record_size, 100);
+        assert_eq!(p.producers, None);
+        assert_eq!(p.rate, None);
+        assert_eq!(p.partition_mode, BenchPartitionMode::Request);
+        let BenchWorkload::Consume(c) = bench(&["consume"]) else {
+            panic!("consume")
+        };
+        assert_eq!(c.from, StartOffset::Earliest);
+    }
+
+    #[test]
+    fn bench_options_parse() {
+        let w = bench(&[
+            "e2e",
+            "--transport",
+            "native",
+            "--seed",
+            "127.0.0.1:7001",
+            "--cookie",
+            "c",
+            "--cluster",
+            "prod",
+            "--topic",
+            "t",
+            "--partitions",
+            "8",
+            "--replication-factor",
+            "3",
+            "--record-size",
+            "16",
+            "--batch",
+            "1",
+            "--producers",
+            "32",
+            "--duration",
+            "1500ms",
+            "--rate",
+            "1000.5",
+            "--partition-mode",
+            "record",
+            "--json",
+            "/tmp/x.json",
+            "--node-pid",
+            "42",
+            "-q",
+        ]);
+        let BenchWorkload::E2e(p) = w else {
+            panic!("e2e: {w:?}")
+        };
+        let c = &p.common;
+        assert_eq!(c.transport, BenchTransport::Native);
+        assert_eq!(c.seed.as_deref(), Some("127.0.0.1:7001"));
+        assert_eq!(c.cookie.as_deref(), Some("c"));
+        assert_eq!((c.cluster.as_str(), c.topic.as_str()), ("prod", "t"));
+        assert_eq!(c.batch, Some(1));
+        assert_eq!(c.duration, Some(Duration::from_millis(1500)));
+        assert_eq!(c.json.as_deref(), Some(std::path::Path::new("/tmp/x.json")));
+        assert_eq!(c.node_pid, Some(42));
+        assert!(c.quiet);
+        assert_eq!((p.partitions, p.replication_factor), (8, Some(3)));
+        assert_eq!((p.record_size, p.producers), (16, Some(32)));
+        assert_eq!(p.rate, Some(1000.5));
+        assert_eq!(p.partition_mode, BenchPartitionMode::Record);
+        let BenchWorkload::Consume(c) = bench(&["consume", "--from", "17", "--records", "5"])
+        else {
+            panic!("consume")
+        };
+        assert_eq!(c.from, StartOffset::At(17));
+        assert_eq!(c.common.records, 5);
+    }
+
+    #[test]
+    fn bad_bench_values_are_usage_errors() {
+        for args in [
+            &["bench"][..],
+            &["bench", "frobnicate"],
+            &["bench", "produce", "--transport", "udp"],
+            &["bench", "produce", "--transport", "native"],
+            &["bench", "produce", "--transport", "native", "--seed", "h:1"],
+            &["bench", "produce", "--records", "0"],
+            &["bench", "produce", "--records", "10", "--duration", "1s"],
+            &["bench", "produce", "--duration", "0s"],
+            &["bench", "produce", "--duration", "5 parsecs"],
+            &["bench", "produce", "--batch", "0"],
+            &["bench", "produce", "--batch", "100001"],
+            &["bench", "produce", "--producers", "0"],
+            &["bench", "produce", "--partitions", "0"],
+            &["bench", "produce", "--record-size", "0"],
+            &["bench", "produce", "--rate", "0"],
+            &["bench", "produce", "--rate", "-5"],
+            &["bench", "produce", "--rate", "inf"],
+            &["bench", "produce", "--rate", "fast"],
+            &["bench", "produce", "--partition-mode", "key"],
+            &["bench", "produce", "--node-pid", "-1"],
+            &["bench", "consume", "--from", "latest"],
+            &["bench", "consume", "--from", "-3"],
+            &["bench", "consume", "--rate", "10"],
+            &["bench", "consume", "--partitions", "2"],
         ] {
             let err = parse(args).expect_err(&format!("{args:?} should fail"));
             assert_eq!(err.exit_code(), 2, "{args:?}");

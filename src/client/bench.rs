@@ -1,0 +1,387 @@
+//! `daftka bench produce|consume|e2e`: a load generator that reports throughput and latency
+//! percentiles, over the HTTP API (`--transport http`, at `--url`) or the native client
+//! (`--transport native --seed HOST:PORT --cookie C`).
+//!
+//! | module | role |
+//! |---|---|
+//! | [`plan`] | the run's schedule (which records each request carries, when it is due), shared counters, progress line |
+//! | [`drive`] | transport-independent producer, consumer and e2e reader loops, the retry rule, running them |
+//! | [`http`] | producers and readers over the JSON API, one connection each, bodies serialized once |
+//! | [`native`] | producers and readers over one ractor_cluster session |
+//! | [`stats`] | the latency histogram and its percentiles, the node's CPU and RSS, the summary |
+//!
+//! **produce** creates `--topic` if missing (`--partitions`, `--replication-factor`; an existing
+//! topic is used as it is) and waits for its leaders, then `--producers` producers send requests of
+//! `--batch` records of `--record-size` bytes until `--records` are acknowledged (exactly) or
+//! `--duration` has passed. Closed loop by default: each producer sends its next request when the
+//! last is acknowledged, latency from send to acknowledgement. With `--rate R`, request `i` of the
+//! run is due at `i / R` seconds; a producer free before then waits for it and its latency counts
+//! from when it was sent, but a request no producer was free to send on time counts from when it was
+//! due, so time queued behind a slow node is not hidden (coordinated omission). `--partition-mode`:
+//! `request` (default: each request names one partition, requests rotate), `record` (records of a
+//! request rotate) or `node` (no partition: the node spreads them).
+//!
+//! **consume** reads every partition at once (one reader each) from `--from`, `--batch` records
+//! per fetch, until `--records` were read or every partition's high watermark seen at the start is
+//! reached (or `--duration`); latency is per fetch.
+//!
+//! **e2e** starts a reader per partition at its high watermark, then produces like `produce`
+//! (usually with `--rate`); each value starts with 16 digits: its send time in microseconds since
+//! the start (the due time when late, as above). Latency is per record, from that time to the fetch
+//! that returns it; the run ends when every acknowledged record was read back (or 10 s after the
+//! producers finish).
+//!
+//! Retryable failures (`unavailable`, `not_leader`, `timeout`, a lost connection) are counted in
+//! `errors` and the request is sent again after 20 ms, for up to 30 s; any other error ends the run
+//! with that error. A record counts only once acknowledged (though a request retried after a
+//! `timeout` or a lost connection may have been stored twice). Ctrl-C ends the run early, with the
+//! summary of what was done.
+//!
+//! Output: a progress line on stderr, rewritten every 500 ms (`--quiet`: none); then the summary
+//! on stdout; `--json FILE` writes it as one object: `records`, `bytes`, `seconds`,
+//! `records_per_sec`, `mb_per_sec` (10^6 value bytes), `requests`, `errors`, `p50_ms`, `p90_ms`,
+//! `p99_ms`, `p999_ms`, `max_ms`, `mean_ms`, `cpu_percent` and `rss_bytes` (with `--node-pid`),
+//! `produce_p50_ms` and `produce_p99_ms` (e2e), and the parameters `workload`, `transport`,
+//! `record_size`, `batch`, `producers`, `partitions`, `rate` (null: closed loop) and
+//! `replication_factor`. Percentiles are nearest-rank over a log-linear histogram, at most 1.6 %
+//! above the exact value and never above the max.
+
+mod drive;
+mod http;
+mod native;
+mod plan;
+mod stats;
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use super::api::Api;
+use super::args::{
+    BenchArgs, BenchCommon, BenchConsumeArgs, BenchPartitionMode, BenchProduceArgs, BenchTransport,
+    BenchWorkload, StartOffset,
+};
+use super::ClientError;
+use drive::{Outcome, Workers, STAMP_LEN};
+use plan::{Limit, Plan, Shared};
+use stats::{CpuSample, Summary};
+
+/// How long the bench waits for a new topic's partitions to elect leaders.
+const LEADERS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A topic as the bench sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub replication_factor: u32,
+    /// Each partition: id, log start offset, high watermark.
+    pub partitions: Vec<(u32, u64, u64)>,
+}
+
+/// Which partition each record of a request names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spread {
+    mode: BenchPartitionMode,
+    partitions: u32,
+}
+
+impl Spread {
+    /// How many different full requests there are: request `i` is variant `i % variants()`.
+    pub fn variants(&self) -> u32 {
+        match self.mode {
+            BenchPartitionMode::Node => 1,
+            _ => self.partitions.max(1),
+        }
+    }
+
+    /// The partition record `j` of a request of `variant` names.
+    pub fn partition(&self, variant: u32, j: u32) -> Option<u32> {
+        match self.mode {
+            BenchPartitionMode::Request => Some(variant),
+            BenchPartitionMode::Record => Some(
+                ((u64::from(variant) + u64::from(j)) % u64::from(self.partitions.max(1))) as u32,
+            ),
+            BenchPartitionMode::Node => None,
+        }
+    }
+}
+
+fn default_batch(t: BenchTransport) -> u32 {
+    match t {
+        BenchTransport::Http => 100,
+        BenchTransport::Native => 1000,
+    }
+}
+
+fn default_producers(t: BenchTransport) -> u32 {
+    match t {
+        BenchTransport::Http => 16,
+        BenchTransport::Native => 4,
+    }
+}
+
+fn transport_name(t: BenchTransport) -> &'static str {
+    match t {
+        BenchTransport::Http => "http",
+        BenchTransport::Native => "native",
+    }
+}
+
+fn limit(c: &BenchCommon) -> Limit {
+    match c.duration {
+        Some(d) => Limit::Time(d),
+        None => Limit::Records(c.records),
+    }
+}
+
+/// A value of `size` JSON-safe ASCII bytes; e2e stamps overwrite its first [`STAMP_LEN`].
+fn filler(size: u32) -> Vec<u8> {
+    (0..size).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
+/// Runs one bench and prints its summary to `out` (and to `--json`).
+pub async fn run(
+    api: &Api,
+    args: &BenchArgs,
+    out: &mut (impl AsyncWrite + Unpin),
+    stop: impl Future<Output = ()>,
+) -> Result<(), ClientError> {
+    let (summary, common) = match &args.workload {
+        BenchWorkload::Produce(a) => (produce(api, a, false, stop).await?, &a.common),
+        BenchWorkload::E2e(a) => (produce(api, a, true, stop).await?, &a.common),
+        BenchWorkload::Consume(a) => (consume(api, a, stop).await?, &a.common),
+    };
+    out.write_all(summary.text().as_bytes()).await?;
+    if let Some(path) = &common.json {
+        let mut text = serde_json::to_string_pretty(&summary.json())
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        text.push('\n');
+        std::fs::write(path, text).map_err(|e| {
+            ClientError::Io(std::io::Error::new(
+                e.kind(),
+                format!("writing {}: {e}", path.display()),
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// `bench produce` and `bench e2e`.
+async fn produce(
+    api: &Api,
+    a: &BenchProduceArgs,
+    e2e: bool,
+    stop: impl Future<Output = ()>,
+) -> Result<Summary, ClientError> {
+    let c = &a.common;
+    if e2e && (a.record_size as usize) < STAMP_LEN {
+        return Err(ClientError::Usage(format!(
+            "bench e2e carries the send time in the value: --record-size must be at least {STAMP_LEN}"
+        )));
+    }
+    if let Some(pid) = c.node_pid {
+        CpuSample::take(pid)?;
+    }
+    let batch = c.batch.unwrap_or(default_batch(c.transport));
+    let producers = a.producers.unwrap_or(default_producers(c.transport));
+    let plan = Plan {
+        limit: limit(c),
+        batch,
+        rate: a.rate,
+    };
+    let value = filler(a.record_size);
+    let create = Some((a.partitions, a.replication_factor));
+    let record_size = u64::from(a.record_size);
+    let (topic, outcome, node) = match c.transport {
+        BenchTransport::Http => {
+            let topic = http::prepare_topic(api, &c.topic, create).await?;
+            let spread = spread(a.partition_mode, &topic);
+            let ps = http::producers(api, &c.topic, producers, &value, batch, spread)?;
+            let readers = if e2e {
+                topic
+                    .partitions
+                    .iter()
+                    .map(|&(p, _, hw)| Ok((http::HttpReader::new(api, &c.topic, p)?, hw)))
+                    .collect::<Result<Vec<_>, ClientError>>()?
+            } else {
+                Vec::new()
+            };
+            let sample = c.node_pid.map(CpuSample::take).transpose()?;
+            let shared = Shared::new(plan, u64::from(producers));
+            let workers = Workers::produce(ps, record_size, readers);
+            let outcome = drive::run(shared, workers, c.quiet, stop).await?;
+            (topic, outcome, sample)
+        }
+        BenchTransport::Native => {
+            let remote = native::connect(c).await?;
+            let client = remote.client.clone();
+            let result = async {
+                let topic = native::prepare_topic(&client, &c.topic, create).await?;
+                let spread = spread(a.partition_mode, &topic);
+                let ps: Vec<_> = (0..producers)
+                    .map(|_| native::NativeProducer::new(&client, &c.topic, &value, spread))
+                    .collect();
+                let readers = if e2e {
+                    topic
+                        .partitions
+                        .iter()
+                        .map(|&(p, _, hw)| (native::NativeReader::new(&client, &c.topic, p), hw))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let sample = c.node_pid.map(CpuSample::take).transpose()?;
+                let shared = Shared::new(plan, u64::from(producers));
+                let workers = Workers::produce(ps, record_size, readers);
+                let outcome = drive::run(shared, workers, c.quiet, stop).await?;
+                Ok::<_, ClientError>((topic, outcome, sample))
+            }
+            .await;
+            remote.close().await;
+            result?
+        }
+    };
+    let usage = node.and_then(|s| s.usage_since());
+    Ok(summary(
+        if e2e { "e2e" } else { "produce" },
+        c,
+        &topic,
+        record_size,
+        batch,
+        producers,
+        a.rate,
+        outcome,
+        usage,
+    ))
+}
+
+fn spread(mode: BenchPartitionMode, topic: &TopicInfo) -> Spread {
+    Spread {
+        mode,
+        partitions: topic.partitions.len() as u32,
+    }
+}
+
+/// `bench consume`.
+async fn consume(
+    api: &Api,
+    a: &BenchConsumeArgs,
+    stop: impl Future<Output = ()>,
+) -> Result<Summary, ClientError> {
+    let c = &a.common;
+    if let Some(pid) = c.node_pid {
+        CpuSample::take(pid)?;
+    }
+    let batch = c.batch.unwrap_or(default_batch(c.transport));
+    let plan = Plan {
+        limit: limit(c),
+        batch,
+        rate: None,
+    };
+    // Each partition from --from (within what it holds) to its high watermark now.
+    let ranges = |topic: &TopicInfo| -> Vec<(u32, u64, u64)> {
+        topic
+            .partitions
+            .iter()
+            .map(|&(p, start, hw)| {
+                let from = match a.from {
+                    StartOffset::At(o) => o.clamp(start, hw),
+                    StartOffset::Earliest | StartOffset::Latest => start,
+                };
+                (p, from, hw)
+            })
+            .collect()
+    };
+    let (topic, outcome, node) = match c.transport {
+        BenchTransport::Http => {
+            let topic = http::prepare_topic(api, &c.topic, None).await?;
+            let readers = ranges(&topic)
+                .into_iter()
+                .map(|(p, from, end)| Ok((http::HttpReader::new(api, &c.topic, p)?, from, end)))
+                .collect::<Result<Vec<_>, ClientError>>()?;
+            let sample = c.node_pid.map(CpuSample::take).transpose()?;
+            let shared = Shared::new(plan, 0);
+            let outcome = drive::run(shared, Workers::consume(readers), c.quiet, stop).await?;
+            (topic, outcome, sample)
+        }
+        BenchTransport::Native => {
+            let remote = native::connect(c).await?;
+            let client = remote.client.clone();
+            let result = async {
+                let topic = native::prepare_topic(&client, &c.topic, None).await?;
+                let readers = ranges(&topic)
+                    .into_iter()
+                    .map(|(p, from, end)| {
+                        (native::NativeReader::new(&client, &c.topic, p), from, end)
+                    })
+                    .collect();
+                let sample = c.node_pid.map(CpuSample::take).transpose()?;
+                let shared = Shared::new(plan, 0);
+                let outcome = drive::run(shared, Workers::consume(readers), c.quiet, stop).await?;
+                Ok::<_, ClientError>((topic, outcome, sample))
+            }
+            .await;
+            remote.close().await;
+            result?
+        }
+    };
+    let usage = node.and_then(|s| s.usage_since());
+    let readers = topic.partitions.len() as u32;
+    Ok(summary(
+        "consume", c, &topic, 0, batch, readers, None, outcome, usage,
+    ))
+}
+
+/// The summary of a run. `record_size` 0: the mean size of what was read.
+#[allow(clippy::too_many_arguments)]
+fn summary(
+    workload: &'static str,
+    c: &BenchCommon,
+    topic: &TopicInfo,
+    record_size: u64,
+    batch: u32,
+    producers: u32,
+    rate: Option<f64>,
+    outcome: Outcome,
+    node: Option<stats::NodeUsage>,
+) -> Summary {
+    let Outcome {
+        latency,
+        e2e,
+        seconds,
+        records,
+        bytes,
+        requests,
+        errors,
+    } = outcome;
+    // e2e: the records read back, and their latency; the produce requests' latency besides.
+    let (latency, produce_latency, records, bytes) = match e2e {
+        Some((e2e, read)) => (e2e, Some(latency), read, read * record_size),
+        None => (latency, None, records, bytes),
+    };
+    Summary {
+        workload,
+        transport: transport_name(c.transport),
+        record_size: if record_size == 0 && records > 0 {
+            bytes / records
+        } else {
+            record_size
+        },
+        batch,
+        producers,
+        partitions: topic.partitions.len() as u32,
+        rate,
+        replication_factor: topic.replication_factor,
+        records,
+        bytes,
+        seconds,
+        requests,
+        errors,
+        latency,
+        produce_latency,
+        node,
+    }
+}
+
+#[cfg(test)]
+mod tests;

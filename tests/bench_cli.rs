@@ -1,0 +1,315 @@
+//! `daftka bench` end to end: the real binary as a load generator against a real node process,
+//! over HTTP and over the native client. Only the summaries' shape and counts are checked, never
+//! how fast anything was.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use support::{free_port, BinaryNode};
+
+/// Runs `daftka ARGS...` off the async runtime.
+async fn daftka(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_daftka"))
+            .args(&args)
+            .env_remove("DAFTKA_URL")
+            .env_remove("DAFTKA_COOKIE")
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run the daftka binary")
+    })
+    .await
+    .expect("the blocking task")
+}
+
+/// Runs `daftka bench ARGS... --json DIR/NAME.json`, which must succeed; answers its stdout and
+/// the JSON summary.
+async fn bench(dir: &Path, name: &str, args: &[&str]) -> (String, Value) {
+    let json = dir.join(format!("{name}.json"));
+    let mut argv: Vec<String> = std::iter::once("bench")
+        .chain(args.iter().copied())
+        .map(str::to_owned)
+        .collect();
+    argv.push("--json".into());
+    argv.push(json.display().to_string());
+    let out = daftka(argv.clone()).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "daftka {argv:?} failed ({:?}):\n{stdout}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&json).expect("the JSON summary is written");
+    let summary: Value = serde_json::from_str(&text).expect("the summary is JSON");
+    (stdout, summary)
+}
+
+fn num(v: &Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} is not a number in {v}"))
+}
+
+/// The fields every summary has, with sane values: `records` as expected, a positive rate, and
+/// ordered percentiles.
+fn check_summary(v: &Value, workload: &str, transport: &str, records: u64) {
+    assert_eq!(v["workload"], workload, "{v}");
+    assert_eq!(v["transport"], transport, "{v}");
+    assert_eq!(v["records"], records, "{v}");
+    assert!(num(v, "seconds") > 0.0, "{v}");
+    assert!(num(v, "records_per_sec") > 0.0, "{v}");
+    assert!(num(v, "mb_per_sec") > 0.0, "{v}");
+    assert!(num(v, "requests") >= 1.0, "{v}");
+    assert!(num(v, "errors") >= 0.0, "{v}");
+    let p: Vec<f64> = ["p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms"]
+        .iter()
+        .map(|k| num(v, k))
+        .collect();
+    assert!(p[0] > 0.0, "{v}");
+    assert!(
+        p.windows(2).all(|w| w[0] <= w[1]),
+        "percentiles out of order: {v}"
+    );
+    for key in [
+        "record_size",
+        "batch",
+        "producers",
+        "partitions",
+        "replication_factor",
+    ] {
+        assert!(num(v, key) >= 1.0, "{key}: {v}");
+    }
+    assert!(v.get("rate").is_some(), "{v}");
+}
+
+/// The sum of the topic's high watermarks, over HTTP.
+async fn records_in(url: &str, topic: &str) -> u64 {
+    let v: Value = reqwest::get(format!("{url}/v1/topics/{topic}"))
+        .await
+        .expect("describe")
+        .json()
+        .await
+        .expect("json");
+    v["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| p["high_watermark"].as_u64().expect("high watermark"))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_bench_produces_consumes_and_reads_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = BinaryNode::spawn("a", &dir.path().join("node"));
+    node.wait_ready(&reqwest::Client::new()).await;
+    let url = node.url();
+    let pid = node.child.id().to_string();
+
+    // produce: exactly the records asked are acknowledged, and the node holds them.
+    let (text, v) = bench(
+        dir.path(),
+        "produce",
+        &[
+            "produce",
+            "--url",
+            &url,
+            "--topic",
+            "b",
+            "--partitions",
+            "2",
+            "--records",
+            "2000",
+            "--batch",
+            "100",
+            "--producers",
+            "4",
+            "--node-pid",
+            &pid,
+        ],
+    )
+    .await;
+    check_summary(&v, "produce", "http", 2000);
+    assert_eq!((&v["partitions"], &v["batch"]), (&2.into(), &100.into()));
+    assert_eq!(
+        (&v["producers"], &v["record_size"]),
+        (&4.into(), &100.into())
+    );
+    assert_eq!(v["bytes"], 200_000);
+    assert_eq!(v["rate"], Value::Null);
+    assert!(num(&v, "cpu_percent") >= 0.0, "{v}");
+    assert!(num(&v, "rss_bytes") > 0.0, "{v}");
+    assert!(text.starts_with("bench produce over http"), "{text}");
+    assert!(text.contains("\nrecords      2000\n"), "{text}");
+    assert!(text.contains("\nlatency ms   p50 "), "{text}");
+    if v["errors"] == 0 {
+        assert_eq!(records_in(&url, "b").await, 2000);
+    }
+
+    // consume: reads back what is there, in fetches of at most --batch.
+    let (_, v) = bench(
+        dir.path(),
+        "consume",
+        &[
+            "consume", "--url", &url, "--topic", "b", "--batch", "300", "-q",
+        ],
+    )
+    .await;
+    let stored = records_in(&url, "b").await;
+    check_summary(&v, "consume", "http", stored);
+    assert_eq!(v["bytes"], stored * 100);
+    assert!(num(&v, "requests") >= (stored / 300) as f64, "{v}");
+
+    // e2e at a fixed rate: every acknowledged record is read back, latency per record.
+    let (text, v) = bench(
+        dir.path(),
+        "e2e",
+        &[
+            "e2e",
+            "--url",
+            &url,
+            "--topic",
+            "b",
+            "--records",
+            "300",
+            "--batch",
+            "10",
+            "--producers",
+            "2",
+            "--rate",
+            "200",
+            "-q",
+        ],
+    )
+    .await;
+    check_summary(&v, "e2e", "http", 300);
+    assert_eq!(v["rate"], 200.0);
+    assert!(
+        num(&v, "produce_p50_ms") <= num(&v, "produce_p99_ms"),
+        "{v}"
+    );
+    assert!(text.contains("(per record, produce to consume)"), "{text}");
+    assert!(records_in(&url, "b").await >= 2300);
+
+    // A bench that cannot work fails with the node's error and exit code 1.
+    let out = daftka(
+        ["bench", "consume", "--url", &url, "--topic", "nope", "-q"]
+            .map(String::from)
+            .to_vec(),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("error: unknown_topic"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_bench_produces_consumes_and_reads_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cluster_addr = format!("127.0.0.1:{}", free_port());
+    let extra = [
+        "--cluster-addr".to_string(),
+        cluster_addr.clone(),
+        "--cookie".into(),
+        "bench-cookie".into(),
+    ];
+    let node = BinaryNode::spawn_with("a", &dir.path().join("node"), &extra);
+    node.wait_ready(&reqwest::Client::new()).await;
+    let native = [
+        "--transport",
+        "native",
+        "--seed",
+        cluster_addr.as_str(),
+        "--cookie",
+        "bench-cookie",
+    ];
+    let args = |rest: &[&str]| -> Vec<String> {
+        rest.iter()
+            .copied()
+            .chain(native.iter().copied())
+            .map(str::to_owned)
+            .collect()
+    };
+    let run = async |name: &str, a: Vec<String>| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        bench(dir.path(), name, &a).await
+    };
+
+    let (text, v) = run(
+        "produce",
+        args(&[
+            "produce",
+            "--topic",
+            "n",
+            "--partitions",
+            "3",
+            "--records",
+            "5000",
+            "--batch",
+            "500",
+        ]),
+    )
+    .await;
+    check_summary(&v, "produce", "native", 5000);
+    assert_eq!((&v["partitions"], &v["producers"]), (&3.into(), &4.into()));
+    assert_eq!(v["replication_factor"], 1);
+    assert!(text.starts_with("bench produce over native"), "{text}");
+    if v["errors"] == 0 {
+        assert_eq!(records_in(&node.url(), "n").await, 5000);
+    }
+
+    let (_, v) = run(
+        "consume",
+        args(&["consume", "--topic", "n", "--records", "4000", "-q"]),
+    )
+    .await;
+    check_summary(&v, "consume", "native", 4000);
+    assert_eq!(v["bytes"], 400_000);
+
+    let (_, v) = run(
+        "e2e",
+        args(&[
+            "e2e",
+            "--topic",
+            "n",
+            "--records",
+            "400",
+            "--batch",
+            "20",
+            "--rate",
+            "100",
+            "--partition-mode",
+            "record",
+            "-q",
+        ]),
+    )
+    .await;
+    check_summary(&v, "e2e", "native", 400);
+
+    // A wrong cookie: no session, a clear error, exit 1.
+    let out = daftka(
+        [
+            "bench",
+            "produce",
+            "--transport",
+            "native",
+            "--seed",
+            &cluster_addr,
+            "--cookie",
+            "wrong",
+            "--records",
+            "10",
+            "-q",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("wrong cookie"), "{stderr}");
+}
