@@ -216,6 +216,16 @@ pub struct StorageConfig {
     pub fsync: bool,
     /// Most write requests merged into one group-commit fsync round.
     pub commit_requests_max: usize,
+    /// fjall's block cache, shared by every keyspace.
+    #[serde(deserialize_with = "de_size", serialize_with = "ser_size")]
+    pub cache_bytes: u64,
+    /// Largest memtable of one keyspace before fjall flushes it to disk (applies to keyspaces
+    /// created with it: a new data directory).
+    #[serde(deserialize_with = "de_size", serialize_with = "ser_size")]
+    pub memtable_bytes_max: u64,
+    /// Journal size beyond which fjall forces memtable flushes; at least 64 MiB.
+    #[serde(deserialize_with = "de_size", serialize_with = "ser_size")]
+    pub journal_bytes_max: u64,
 }
 
 /// Limits of requests; over a limit is a 413 `payload_too_large` (or 400 for counts).
@@ -249,6 +259,10 @@ pub struct LimitsConfig {
     /// Most bytes of produce requests waiting on one partition replica; beyond it, `unavailable`.
     #[serde(deserialize_with = "de_size", serialize_with = "ser_size")]
     pub inflight_bytes_per_partition_max: u64,
+    /// Most bytes of requests in flight on the node (bodies being read, produces not yet
+    /// answered); beyond it, `unavailable` at once. Bounds the node's memory under overload.
+    #[serde(deserialize_with = "de_size", serialize_with = "ser_size")]
+    pub inflight_bytes_max: u64,
     /// Most offsets in one group commit.
     pub offsets_per_commit_max: u32,
 }
@@ -347,6 +361,9 @@ impl Default for StorageConfig {
         StorageConfig {
             fsync: true,
             commit_requests_max: 1024,
+            cache_bytes: 64 << 20,
+            memtable_bytes_max: 64 << 20,
+            journal_bytes_max: 512 << 20,
         }
     }
 }
@@ -364,6 +381,7 @@ impl Default for LimitsConfig {
             fetch_bytes_max: 16 << 20,
             fetch_wait_max: Duration::from_secs(30),
             inflight_bytes_per_partition_max: 64 << 20,
+            inflight_bytes_max: 256 << 20,
             offsets_per_commit_max: 10_000,
         }
     }
@@ -598,6 +616,15 @@ impl Config {
         if self.storage.commit_requests_max == 0 {
             return bad("storage.commit_requests_max", "must be at least 1");
         }
+        if self.storage.journal_bytes_max < 64 << 20 {
+            return bad(
+                "storage.journal_bytes_max",
+                "must be at least 64MiB (fjall's minimum)",
+            );
+        }
+        if self.storage.memtable_bytes_max < 1 << 20 {
+            return bad("storage.memtable_bytes_max", "must be at least 1MiB");
+        }
         let l = &self.limits;
         if l.records_per_request_max == 0 {
             return bad("limits.records_per_request_max", "must be at least 1");
@@ -614,6 +641,12 @@ impl Config {
         if l.inflight_bytes_per_partition_max < l.body_bytes_max {
             return bad(
                 "limits.inflight_bytes_per_partition_max",
+                "must be at least limits.body_bytes_max, or one request could never fit",
+            );
+        }
+        if l.inflight_bytes_max < l.body_bytes_max {
+            return bad(
+                "limits.inflight_bytes_max",
                 "must be at least limits.body_bytes_max, or one request could never fit",
             );
         }

@@ -61,6 +61,8 @@ pub struct NodeContext {
     pub membership: watch::Sender<Membership>,
     pub http_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
+    /// Bytes of requests in flight on the node (`limits.inflight_bytes_max`).
+    pub budget: crate::budget::ByteBudget,
 }
 
 impl NodeContext {

@@ -117,7 +117,9 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
         StoreOptions {
             fsync: config.storage.fsync,
             commit_requests_max: config.storage.commit_requests_max,
-            ..StoreOptions::default()
+            cache_size_bytes: config.storage.cache_bytes,
+            journal_size_bytes_max: config.storage.journal_bytes_max,
+            memtable_size_bytes_max: config.storage.memtable_bytes_max,
         },
     )?;
     let local = |l: &std::net::TcpListener, what| {
@@ -132,6 +134,10 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
     let (metadata_tx, _) = watch::channel(MetadataView::default());
     let metrics = Metrics::new();
     let transport = ClusterTransport::new();
+    let budget = crate::budget::ByteBudget::new(
+        config.limits.inflight_bytes_max,
+        metrics.overload_rejections.clone(),
+    );
     let ctx = Arc::new(NodeContext {
         node: node.clone(),
         raft_id: daftka_protocol::ids::raft_id(&node),
@@ -144,6 +150,7 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
         membership: watch::channel(Default::default()).0,
         http_addr,
         metrics_addr,
+        budget,
     });
 
     transport.attach(&ctx);
@@ -193,6 +200,7 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
                         readiness: state_ctx.readiness.clone(),
                         metrics: state_ctx.metrics.clone(),
                         chaos_node: state_ctx.config.debug.chaos.then(|| state_ctx.node.clone()),
+                        budget: state_ctx.budget.clone(),
                     };
                     let listener = listener
                         .try_clone()

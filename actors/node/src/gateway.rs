@@ -81,6 +81,8 @@ pub struct GatewayState {
     pub metrics: Arc<Metrics>,
     /// This node's name when `debug.chaos` is on: enables `/v1/admin/actors`. `None`: off.
     pub chaos_node: Option<String>,
+    /// The node's budget of request bytes in flight: a body is reserved before it is read.
+    pub budget: crate::budget::ByteBudget,
 }
 
 /// Every route of API v1. Never rejects: unknown routes, wrong methods and malformed requests are

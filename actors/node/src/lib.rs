@@ -22,6 +22,7 @@
 //!
 //! [`supervision`] holds the in-house supervisor (one_for_one, one_for_all, rest_for_one, dynamic).
 
+pub mod budget;
 pub mod cluster;
 pub mod consensus;
 pub mod context;

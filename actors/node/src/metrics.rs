@@ -45,6 +45,8 @@ pub struct Metrics {
     pub group_members: IntGaugeVec,
     /// Rebalances of each consumer group since it was first joined (replicated count).
     pub group_rebalances: IntCounterVec,
+    /// Requests refused because the node's in-flight byte budget was spent.
+    pub overload_rejections: prometheus::IntCounter,
     /// Records between a group's committed offset and the high watermark, for the partitions
     /// this node leads, by group, topic and partition.
     pub consumer_lag: IntGaugeVec,
@@ -144,6 +146,14 @@ impl Metrics {
             "Records between a group's committed offset and the high watermark (partitions led here)",
             &["group", "topic", "partition"],
         );
+        let overload_rejections = reg(
+            &registry,
+            prometheus::IntCounter::new(
+                "daftka_overload_rejections_total",
+                "Requests refused (unavailable) because limits.inflight_bytes_max was in use",
+            )
+            .expect("valid metric"),
+        );
         let append_latency = reg(
             &registry,
             HistogramVec::new(
@@ -176,6 +186,7 @@ impl Metrics {
             group_members,
             group_rebalances,
             consumer_lag,
+            overload_rejections,
         })
     }
 

@@ -375,6 +375,8 @@ impl Inner {
             records.iter().map(|r| &r.record),
             &self.ctx.config.limits,
         )?;
+        let size: usize = records.iter().map(|r| r.record.size_bytes()).sum();
+        let _held = self.ctx.budget.reserve(size as u64)?;
         let t = self.topic(topic)?;
         let n = t.partitions.len() as u32;
         // Group by partition, keeping request order inside each partition.

@@ -312,12 +312,18 @@ async fn start_with(limits: HttpLimits) -> Harness {
     let readiness = Readiness::new();
     readiness.set_metadata_loaded(true);
     readiness.set_replicas_placed();
+    let metrics = Metrics::new();
+    let budget = daftka_node::budget::ByteBudget::new(
+        limits.inflight_bytes_max,
+        metrics.overload_rejections.clone(),
+    );
     let state = GatewayState {
         client: Client::new(router.clone()),
         limits,
         readiness,
-        metrics: Metrics::new(),
+        metrics,
         chaos_node: None,
+        budget,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -1030,4 +1036,36 @@ async fn gateway_actor_restart_keeps_port() {
     .expect("respawn");
     assert_eq!(health().await, 200);
     gw.stop_and_wait(None, None).await.expect("stop gateway");
+}
+
+/// A body that does not fit in the node's in-flight byte budget is refused before it is read:
+/// 503 `unavailable` (retryable), counted in `daftka_overload_rejections_total`.
+#[tokio::test]
+async fn bodies_beyond_the_inflight_budget_are_refused() {
+    let h = start_with(HttpLimits {
+        inflight_bytes_max: 4 << 10,
+        ..HttpLimits::default()
+    })
+    .await;
+    h.create("t", 1).await;
+    let big = "x".repeat(8 << 10);
+    let a = h
+        .post("/v1/topics/t/records", json!({"records": [{"value": big}]}))
+        .await;
+    a.assert_error(503, "unavailable", true);
+    assert!(
+        a.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("inflight_bytes_max")),
+        "{}",
+        a.body
+    );
+    assert_eq!(h.state.metrics.overload_rejections.get(), 1);
+    let small = h
+        .post(
+            "/v1/topics/t/records",
+            json!({"records": [{"value": "ok"}]}),
+        )
+        .await;
+    assert_eq!(small.status, 200, "{}", small.body);
 }

@@ -49,6 +49,8 @@ pub struct StoreOptions {
     /// Total journal size before fjall forces memtable flushes. Default 512 MiB (fjall's default);
     /// fjall requires at least 64 MiB (smaller values are raised to it).
     pub journal_size_bytes_max: u64,
+    /// Largest memtable of one keyspace before fjall flushes it. Default 64 MiB (fjall's).
+    pub memtable_size_bytes_max: u64,
 }
 
 impl Default for StoreOptions {
@@ -58,6 +60,7 @@ impl Default for StoreOptions {
             commit_requests_max: 1024,
             cache_size_bytes: 64 * 1024 * 1024,
             journal_size_bytes_max: 512 * 1024 * 1024,
+            memtable_size_bytes_max: 64 * 1024 * 1024,
         }
     }
 }
@@ -153,10 +156,12 @@ impl Store {
             // We decide durability per round ourselves.
             .manual_journal_persist(true)
             .open()?;
+        let memtable = opts.memtable_size_bytes_max;
+        let options = move || KeyspaceCreateOptions::default().max_memtable_size(memtable);
         let ks = Keyspaces {
-            raft_log: db.keyspace(keys::RAFT_LOG, KeyspaceCreateOptions::default)?,
-            raft_meta: db.keyspace(keys::RAFT_META, KeyspaceCreateOptions::default)?,
-            offset_index: db.keyspace(keys::OFFSET_INDEX, KeyspaceCreateOptions::default)?,
+            raft_log: db.keyspace(keys::RAFT_LOG, options)?,
+            raft_meta: db.keyspace(keys::RAFT_META, options)?,
+            offset_index: db.keyspace(keys::OFFSET_INDEX, options)?,
         };
         let (tx, rx) = mpsc::channel();
         let rounds = Arc::new(AtomicU64::new(0));

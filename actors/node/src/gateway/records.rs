@@ -30,9 +30,15 @@ pub const FETCH_MAX_BYTES_DEFAULT: u32 = 1024 * 1024;
 pub const FETCH_MAX_WAIT_MS_DEFAULT: u32 = 0;
 
 /// `POST /v1/topics/{topic}/records` -> each record's position, in request order.
-pub async fn produce(state: &GatewayState, topic: &str, body: &[u8]) -> Result<Response, Error> {
+pub async fn produce(
+    state: &GatewayState,
+    topic: &str,
+    raw: bytes::Bytes,
+    held: crate::budget::Reservation,
+) -> Result<Response, Error> {
     validate_name("topic", topic)?;
-    let body: ProduceBody = parse_json(body)?;
+    let body: ProduceBody = parse_json(&raw)?;
+    drop(raw);
     let limits = &state.limits;
     if body.records.is_empty() {
         return Err(Error::invalid("records must not be empty"));
@@ -45,6 +51,8 @@ pub async fn produce(state: &GatewayState, topic: &str, body: &[u8]) -> Result<R
         .map(|(i, r)| to_produce_record(i, r, encoding))
         .collect::<Result<Vec<_>, Error>>()?;
     daftka_core::limits::check_produce(records.iter().map(|r| &r.record), limits)?;
+    // The records are the request now: the Router reserves their bytes.
+    drop(held);
     let positions = state.client.produce(topic, records).await?;
     Ok(json_reply(StatusCode::OK, &ProducedJson::from(positions)))
 }

@@ -252,36 +252,37 @@ async fn dispatch(state: &GatewayState, route: Route, req: HttpRequest) -> Resul
         Route::Cluster => cluster::info(state).await,
         Route::ListTopics => topics::list(state).await,
         Route::CreateTopic => {
-            let body = read_body(&req.headers, req.body, body_max).await?;
+            let (body, _held) = read_reserved(state, &req.headers, req.body, body_max).await?;
             topics::create(state, &body).await
         }
         Route::DescribeTopic { topic } => topics::describe(state, &topic).await,
         Route::DeleteTopic { topic } => topics::delete(state, &topic).await,
         Route::Produce { topic } => {
-            let body = read_body(&req.headers, req.body, body_max).await?;
-            records::produce(state, &topic, &body).await
+            let (body, held) = read_reserved(state, &req.headers, req.body, body_max).await?;
+            // The body's reservation is handed over to the Router's once the records are decoded.
+            records::produce(state, &topic, body, held).await
         }
         Route::Fetch { topic, partition } => {
             let query = parse_query(&req.query)?;
             records::fetch(state, &topic, &partition, &query).await
         }
         Route::CommitOffsets { group } => {
-            let body = read_body(&req.headers, req.body, body_max).await?;
+            let (body, _held) = read_reserved(state, &req.headers, req.body, body_max).await?;
             groups::commit(state, &group, &body).await
         }
         Route::CommittedOffsets { group } => groups::committed(state, &group).await,
         Route::ResetOffsets { group } => {
-            let body = read_body(&req.headers, req.body, body_max).await?;
+            let (body, _held) = read_reserved(state, &req.headers, req.body, body_max).await?;
             groups::reset(state, &group, &body).await
         }
         Route::ListGroups => groups::list(state).await,
         Route::DescribeGroup { group } => groups::describe(state, &group).await,
         Route::JoinGroup { group } => {
-            let body = read_body(&req.headers, req.body, body_max).await?;
+            let (body, _held) = read_reserved(state, &req.headers, req.body, body_max).await?;
             groups::join(state, &group, &body).await
         }
         Route::Heartbeat { group, member } => {
-            let body = read_body(&req.headers, req.body, body_max).await?;
+            let (body, _held) = read_reserved(state, &req.headers, req.body, body_max).await?;
             groups::heartbeat(state, &group, &member, &body).await
         }
         Route::LeaveGroup { group, member } => groups::leave(state, &group, &member).await,
@@ -307,6 +308,40 @@ pub fn request_id(headers: &HeaderMap) -> String {
         })
         .map(str::to_owned)
         .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()))
+}
+
+/// Reserves the body's bytes from the node's budget (its declared length, else `limit`), then
+/// reads it like [`read_body`]. The reservation is held until dropped.
+async fn read_reserved(
+    state: &GatewayState,
+    headers: &HeaderMap,
+    body: Body,
+    limit: u64,
+) -> Result<(Bytes, crate::budget::Reservation), Error> {
+    let declared = headers
+        .get(warp::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match state.budget.reserve(declared.unwrap_or(limit).min(limit)) {
+        Ok(held) => Ok((read_body(headers, body, limit).await?, held)),
+        Err(refused) => {
+            // Read the body to its end, keeping none of it, so the client (still sending) gets
+            // the 503 instead of a broken connection.
+            drain(body, limit).await;
+            Err(refused)
+        }
+    }
+}
+
+/// Reads and drops up to `limit` bytes of `body`.
+async fn drain(mut body: Body, limit: u64) {
+    let mut seen = 0u64;
+    while let Some(Ok(chunk)) = body.next().await {
+        seen += chunk.len() as u64;
+        if seen > limit {
+            break;
+        }
+    }
 }
 
 /// Reads a body of at most `limit` bytes. A declared `content-length` over the limit is refused
