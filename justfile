@@ -25,20 +25,13 @@ test:
 check:
     cargo fmt --all -- --check && cargo clippy --workspace --all-targets -- -D warnings
 
-# A produce and a consume run against a fresh release node (the T1-T7 suite is still to come):
-# `daftka bench --help` for every option, docs/BENCHMARKS.md for the figures.
-bench:
-    #!/usr/bin/env bash
-    set -euo pipefail
+# The standard suite, rows T1-T7, on fresh release nodes of its own (temp data, free ports), a few
+# minutes: the table on stdout, every figure in bench.json. Extra arguments go to the suite, e.g.
+# `just bench --quick` or `just bench --rows T1,T4`; `daftka bench suite --help` for every option,
+# docs/BENCHMARKS.md for the figures.
+bench *ARGS:
     cargo build --release
-    bin=target/release/daftka
-    dir=$(mktemp -d)
-    trap 'kill 0; rm -rf "$dir"' EXIT
-    $bin --node-name a --data-dir "$dir/a" --http-addr 127.0.0.1:24901 --metrics-addr 127.0.0.1:29901 --cluster-addr 127.0.0.1:27901 --cookie bench --log-level warn &
-    until curl -sf 127.0.0.1:24901/readyz > /dev/null; do sleep 0.2; done
-    $bin bench produce --transport native --seed 127.0.0.1:27901 --cookie bench --batch 1000 --producers 4 --records 3000000
-    $bin bench produce --url http://127.0.0.1:24901 --topic http --batch 100 --producers 16 --records 1000000
-    $bin bench consume --transport native --seed 127.0.0.1:27901 --cookie bench --batch 5000 --records 3000000
+    target/release/daftka bench suite --json bench.json {{ARGS}}
 
 # What CI runs: fmt check, clippy, then the tests.
 ci:

@@ -313,3 +313,112 @@ async fn native_bench_produces_consumes_and_reads_back() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("wrong cookie"), "{stderr}");
 }
+
+/// The table line of `key` in the suite's stdout.
+fn table_line<'a>(stdout: &'a str, key: &str) -> &'a str {
+    stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("| {key} ")))
+        .unwrap_or_else(|| panic!("no table line for {key}:\n{stdout}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite_runs_on_its_own_nodes_and_reports_each_row() {
+    // `bench suite` starts its own nodes (this binary), runs the rows asked (with the RF 3 half of
+    // T5 on a 3-node cluster) and reports them; the figures are only checked to be sane.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("suite.json");
+    let argv: Vec<String> = [
+        "bench",
+        "suite",
+        "--quick",
+        "--rows",
+        "T1,T4,T5,T6,T7",
+        "--json",
+        json.to_str().expect("utf8 path"),
+    ]
+    .map(String::from)
+    .to_vec();
+    let out = daftka(argv).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "bench suite failed ({:?}):\n{stdout}\n{stderr}",
+        out.status.code()
+    );
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON is written"))
+            .expect("the JSON parses");
+    let keys: Vec<&String> = v.as_object().expect("one object").keys().collect();
+    assert_eq!(
+        keys,
+        ["T1", "T4", "T4_http", "T5", "T5_rf3", "T6", "T7"],
+        "{v}"
+    );
+    for key in ["T1", "T4", "T4_http", "T5", "T5_rf3"] {
+        let r = &v[key];
+        assert!(num(r, "records_per_sec") > 0.0, "{key}: {r}");
+        assert!(num(r, "mb_per_sec") > 0.0, "{key}: {r}");
+        let p: Vec<f64> = ["p50_ms", "p99_ms", "p999_ms", "max_ms"]
+            .iter()
+            .map(|k| num(r, k))
+            .collect();
+        assert!(p[0] > 0.0, "{key}: {r}");
+        assert!(p.windows(2).all(|w| w[0] <= w[1]), "{key}: {r}");
+        assert!(num(r, "cpu_percent") >= 0.0, "{key}: {r}");
+        assert!(num(r, "rss_bytes") > 0.0, "{key}: {r}");
+        assert_eq!(r["record_size"], 100, "{key}: {r}");
+        assert!(
+            r["met"].is_boolean() && r["target"].is_string(),
+            "{key}: {r}"
+        );
+        assert!(table_line(&stdout, key).ends_with(" |"), "{stdout}");
+    }
+    // Quick sizes: T1 writes 200,000 records in batches of 1000; T4 reads them all back.
+    assert_eq!(v["T1"]["records"], 200_000, "{v}");
+    assert_eq!(
+        (&v["T1"]["transport"], &v["T1"]["batch"]),
+        (&"native".into(), &1000.into())
+    );
+    assert_eq!(v["T1"]["replication_factor"], 1);
+    for key in ["T4", "T4_http"] {
+        assert!(num(&v[key], "records") >= 200_000.0, "{key}: {v}");
+        assert_eq!(v[key]["workload"], "consume");
+    }
+    assert_eq!(v["T4_http"]["transport"], "http");
+    // T5: a fixed rate of 1,000 one-record requests per second, RF 1 on one node, RF 3 on three.
+    for (key, rf, nodes) in [("T5", 1, 1), ("T5_rf3", 3, 3)] {
+        assert_eq!(v[key]["rate"], 1000.0, "{key}");
+        assert_eq!(v[key]["batch"], 1, "{key}");
+        assert_eq!(v[key]["replication_factor"], rf, "{key}");
+        assert_eq!(v[key]["nodes"], nodes, "{key}");
+    }
+    assert_eq!(v["T5_rf3"]["node_usage"].as_array().map(Vec::len), Some(3));
+    // T6: the idle node's figures.
+    assert_eq!(v["T6"]["partitions"], 200, "{v}");
+    assert!(num(&v["T6"], "rss_bytes") > 0.0, "{v}");
+    assert!(num(&v["T6"], "cpu_percent") >= 0.0, "{v}");
+    // T7: the restart took some time, and the node still holds T1's records.
+    assert!(num(&v["T7"], "seconds") > 0.0, "{v}");
+    assert!(num(&v["T7"], "records") >= 200_000.0, "{v}");
+    assert!(table_line(&stdout, "T7").contains(" s "), "{stdout}");
+    assert!(stdout.starts_with("| row "), "{stdout}");
+
+    // Every node the suite started is gone, and so is its data directory.
+    for line in stderr.lines() {
+        if let Some(pids) = line.split("(pids ").nth(1) {
+            for pid in pids.trim_end_matches(')').split(", ") {
+                assert!(
+                    !Path::new(&format!("/proc/{pid}")).exists(),
+                    "node {pid} still runs:\n{stderr}"
+                );
+            }
+        }
+        if let Some(data) = line.split("nodes' data in ").nth(1) {
+            assert!(!Path::new(data).exists(), "{data} is left:\n{stderr}");
+        }
+    }
+    assert!(stderr.contains("(pids "), "{stderr}");
+    assert!(stderr.contains("T7 done in "), "{stderr}");
+}

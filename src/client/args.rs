@@ -60,6 +60,80 @@ pub enum BenchWorkload {
     /// Produce (usually at --rate) while reading the new records back; latency is per record,
     /// from the produce send time it carries in its value to its arrival at the reader.
     E2e(BenchProduceArgs),
+    /// The standard suite, rows T1-T7, on fresh nodes of its own (this binary, temp data, free
+    /// loopback ports); prints a table of results and targets (information only, never a failure).
+    Suite(BenchSuiteArgs),
+}
+
+/// One row of `daftka bench suite`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SuiteRow {
+    /// Native produce, 1 node, RF 1 (its records are T4's and T7's data).
+    T1,
+    /// HTTP produce, 1 node.
+    T2,
+    /// Native produce, 3 nodes, RF 3.
+    T3,
+    /// Consume T1's records: native, then HTTP.
+    T4,
+    /// One record per request at 1,000 requests/s over HTTP: RF 1, then RF 3.
+    T5,
+    /// CPU and memory of one node idling with thousands of partition replicas.
+    T6,
+    /// Restart time of the node holding T1's records.
+    T7,
+}
+
+impl SuiteRow {
+    pub const ALL: [SuiteRow; 7] = [
+        SuiteRow::T1,
+        SuiteRow::T2,
+        SuiteRow::T3,
+        SuiteRow::T4,
+        SuiteRow::T5,
+        SuiteRow::T6,
+        SuiteRow::T7,
+    ];
+}
+
+impl fmt::Display for SuiteRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+impl FromStr for SuiteRow {
+    type Err = String;
+
+    /// `T1` to `T7`, any case, spaces around ignored.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        SuiteRow::ALL
+            .into_iter()
+            .find(|r| r.to_string().eq_ignore_ascii_case(t))
+            .ok_or_else(|| format!("{s:?} is not a suite row (T1 to T7)"))
+    }
+}
+
+/// `daftka bench suite`
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchSuiteArgs {
+    /// Rows to run, comma-separated, e.g. T1,T4 [default: all]; T4 and T7 need T1's records, so
+    /// they run T1 too.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(SuiteRow))]
+    pub rows: Option<Vec<SuiteRow>>,
+    /// Records T1 writes (and T4 reads, and T7's node holds) [default: 10000000; --quick: 200000].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub t1_records: Option<u64>,
+    /// How long each T5 run sends [default: 10s; --quick: 2s].
+    #[arg(long, value_parser = parse_bench_duration)]
+    pub t5_duration: Option<Duration>,
+    /// Small sizes for a smoke run: fewer records, 2 s windows, fewer partitions for T6.
+    #[arg(long)]
+    pub quick: bool,
+    /// Also write the results to this file, as one JSON object with a key per row.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 /// How `daftka bench` reaches the cluster.

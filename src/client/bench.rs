@@ -1,6 +1,7 @@
 //! `daftka bench produce|consume|e2e`: a load generator that reports throughput and latency
 //! percentiles, over the HTTP API (`--transport http`, at `--url`) or the native client
-//! (`--transport native --seed HOST:PORT --cookie C`).
+//! (`--transport native --seed HOST:PORT --cookie C`). `daftka bench suite` runs the standard rows
+//! T1-T7 with these workloads on nodes of its own: see [`suite`].
 //!
 //! | module | role |
 //! |---|---|
@@ -9,6 +10,9 @@
 //! | [`http`] | producers and readers over the JSON API, one connection each, bodies serialized once |
 //! | [`native`] | producers and readers over one ractor_cluster session |
 //! | [`stats`] | the latency histogram and its percentiles, the node's CPU and RSS, the summary |
+//! | [`suite`] | `bench suite`: the rows T1-T7 on fresh nodes, the table of results and targets |
+//! | [`nodes`] | the suite's node processes, free ports, scratch directory |
+//! | [`report`] | the suite's steps and sizes, each result against its target, the table, the JSON |
 //!
 //! **produce** creates `--topic` if missing (`--partitions`, `--replication-factor`; an existing
 //! topic is used as it is) and waits for its leaders, then `--producers` producers send requests of
@@ -49,8 +53,11 @@
 mod drive;
 mod http;
 mod native;
+mod nodes;
 mod plan;
+mod report;
 mod stats;
+mod suite;
 
 use std::future::Future;
 use std::time::Duration;
@@ -150,6 +157,7 @@ pub async fn run(
         BenchWorkload::Produce(a) => (produce(api, a, false, stop).await?, &a.common),
         BenchWorkload::E2e(a) => (produce(api, a, true, stop).await?, &a.common),
         BenchWorkload::Consume(a) => (consume(api, a, stop).await?, &a.common),
+        BenchWorkload::Suite(a) => return suite::run(a, out, stop).await,
     };
     out.write_all(summary.text().as_bytes()).await?;
     if let Some(path) = &common.json {
