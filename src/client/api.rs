@@ -551,6 +551,13 @@ impl Api {
         Ok(reset.offsets)
     }
 
+    /// A GET of the path made of `segments`, retried like every request, decoded from JSON.
+    async fn get<T: for<'de> Deserialize<'de>>(&self, segments: &[&str]) -> Result<T, ClientError> {
+        self.retrying(Method::GET, self.url(segments), &[], None::<&()>, 0)
+            .await
+            .and_then(decode)
+    }
+
     /// Sends a request that is not idempotent, retrying only failures that certainly had no effect.
     async fn unless_taken<B: Serialize + ?Sized>(
         &self,
@@ -560,30 +567,11 @@ impl Api {
         body: Option<&B>,
         wait_ms: u64,
     ) -> Result<Vec<u8>, ClientError> {
-        let mut attempt = 0;
-        loop {
-            match self
-                .once(method.clone(), url.clone(), query, body, wait_ms)
-                .await
-            {
-                Err(ref e) if nothing_done(e) && attempt + 1 < RETRY_ATTEMPTS_MAX => {
-                    tracing::debug!(%url, error = %e, attempt, "retrying");
-                    backoff(attempt).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        self.sending(method, url, query, body, wait_ms, nothing_done)
+            .await
     }
 
     /// Sends an idempotent request, retrying retryable failures up to [`RETRY_ATTEMPTS_MAX`] times.
-    /// A GET of the path made of `segments`, retried like every request, decoded from JSON.
-    async fn get<T: for<'de> Deserialize<'de>>(&self, segments: &[&str]) -> Result<T, ClientError> {
-        self.retrying(Method::GET, self.url(segments), &[], None::<&()>, 0)
-            .await
-            .and_then(decode)
-    }
-
     async fn retrying<B: Serialize + ?Sized>(
         &self,
         method: Method,
@@ -592,13 +580,28 @@ impl Api {
         body: Option<&B>,
         wait_ms: u64,
     ) -> Result<Vec<u8>, ClientError> {
+        self.sending(method, url, query, body, wait_ms, ClientError::retryable)
+            .await
+    }
+
+    /// Sends a request, again after a backoff while `again` says so, up to [`RETRY_ATTEMPTS_MAX`]
+    /// attempts.
+    async fn sending<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        url: Url,
+        query: &[(&str, String)],
+        body: Option<&B>,
+        wait_ms: u64,
+        again: fn(&ClientError) -> bool,
+    ) -> Result<Vec<u8>, ClientError> {
         let mut attempt = 0;
         loop {
             match self
                 .once(method.clone(), url.clone(), query, body, wait_ms)
                 .await
             {
-                Err(e) if e.retryable() && attempt + 1 < RETRY_ATTEMPTS_MAX => {
+                Err(ref e) if again(e) && attempt + 1 < RETRY_ATTEMPTS_MAX => {
                     tracing::debug!(%url, error = %e, attempt, "retrying");
                     backoff(attempt).await;
                     attempt += 1;
