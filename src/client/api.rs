@@ -10,6 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use super::ClientError;
 
+// The group endpoints answer the protocol's own types as JSON: the client reads them as they are.
+pub use daftka_protocol::{
+    GroupDescription, GroupSummary, MemberAssignment, TopicPartitionOffset, TopicPartitions,
+};
+
 /// How long one request may take, beyond its own long-poll wait, before the client gives up.
 const REQUEST_TIMEOUT_MS: u64 = 30_000;
 /// How long connecting to the node may take.
@@ -103,27 +108,12 @@ pub struct FetchedRecord {
     pub value: String,
 }
 
-/// One partition's position in a group: the next offset to read, as committed and as reset.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupOffset {
-    pub topic: String,
-    pub partition: u32,
-    pub offset: u64,
-}
-
 /// The body of `POST /v1/groups/{g}/offsets`: a member's commit, fenced by its generation.
 #[derive(Debug, Serialize)]
 struct MemberCommit<'a> {
     member_id: &'a str,
     generation: u64,
-    offsets: &'a [GroupOffset],
-}
-
-/// The partitions of one topic, in an assignment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TopicPartitions {
-    pub topic: String,
-    pub partitions: Vec<u32>,
+    offsets: &'a [TopicPartitionOffset],
 }
 
 /// The body of `POST /v1/groups/{g}/members`; absent options are left to the node.
@@ -136,32 +126,12 @@ struct JoinGroup<'a> {
     assignor: Option<&'a str>,
 }
 
-/// A member's standing in its group, as a join, a heartbeat or a poll answers it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct MemberState {
-    pub member_id: String,
-    /// The generation to send with commits.
-    pub generation: u64,
-    /// The partitions to read now.
-    #[serde(default)]
-    pub assignment: Vec<TopicPartitions>,
-    /// Partitions still owned but to give back: the next poll releases them.
-    #[serde(default)]
-    pub revoking: Vec<TopicPartitions>,
-    /// The member has not reached its share of the group's partitions yet.
-    #[serde(default)]
-    pub rebalancing: bool,
-    /// The group's committed offsets of the assigned partitions.
-    #[serde(default)]
-    pub committed: Vec<GroupOffset>,
-}
-
 /// The reply to `GET /v1/groups/{g}/members/{m}/records`: records from the group's positions.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct PollResponse {
     pub records: Vec<PolledRecord>,
     #[serde(flatten)]
-    pub member: MemberState,
+    pub member: MemberAssignment,
 }
 
 /// One record a member polled; key and value are base64 text (the client always asks for that).
@@ -175,60 +145,9 @@ pub struct PolledRecord {
     pub value: String,
 }
 
-/// One group of `GET /v1/groups`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct GroupSummary {
-    pub group: String,
-    /// `empty`, `stable` or `rebalancing`.
-    pub state: String,
-    pub generation: u64,
-    pub members: u32,
-}
-
 #[derive(Debug, Deserialize)]
 struct GroupList {
     groups: Vec<GroupSummary>,
-}
-
-/// A group as `GET /v1/groups/{g}` describes it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct GroupDescription {
-    pub group: String,
-    pub state: String,
-    pub generation: u64,
-    pub assignor: String,
-    pub members: Vec<MemberDescription>,
-    pub partitions: Vec<PartitionLag>,
-    /// The sum of the partitions' lag.
-    pub lag: u64,
-}
-
-/// One member of a [`GroupDescription`].
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct MemberDescription {
-    pub member_id: String,
-    #[serde(default)]
-    pub topics: Vec<String>,
-    pub generation: u64,
-    #[serde(default)]
-    pub assignment: Vec<TopicPartitions>,
-    #[serde(default)]
-    pub revoking: Vec<TopicPartitions>,
-    pub session_timeout_ms: u64,
-}
-
-/// One partition of a [`GroupDescription`]: the group's position and lag there.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct PartitionLag {
-    pub topic: String,
-    pub partition: u32,
-    /// None before the group's first commit there.
-    pub committed: Option<u64>,
-    pub log_start_offset: u64,
-    pub high_watermark: u64,
-    pub lag: u64,
-    /// The member that owns the partition now.
-    pub member: Option<String>,
 }
 
 /// The body of `POST /v1/groups/{g}/offsets/reset`.
@@ -242,8 +161,8 @@ struct ResetOffsets<'a> {
 }
 
 #[derive(Debug, Deserialize)]
-struct GroupOffsets {
-    offsets: Vec<GroupOffset>,
+struct ResetAnswer {
+    offsets: Vec<TopicPartitionOffset>,
 }
 
 /// The body of every non-2xx reply.
@@ -418,7 +337,7 @@ impl Api {
         topics: &[String],
         session_timeout_ms: Option<u64>,
         assignor: Option<&str>,
-    ) -> Result<MemberState, ClientError> {
+    ) -> Result<MemberAssignment, ClientError> {
         let body = JoinGroup {
             topics,
             session_timeout_ms,
@@ -436,7 +355,11 @@ impl Api {
     }
 
     /// Keeps a member alive without releasing anything it is asked to give back.
-    pub async fn heartbeat(&self, group: &str, member: &str) -> Result<MemberState, ClientError> {
+    pub async fn heartbeat(
+        &self,
+        group: &str,
+        member: &str,
+    ) -> Result<MemberAssignment, ClientError> {
         self.retrying(
             Method::POST,
             self.url(&["v1", "groups", group, "members", member, "heartbeat"]),
@@ -496,7 +419,7 @@ impl Api {
         group: &str,
         member: &str,
         generation: u64,
-        offsets: &[GroupOffset],
+        offsets: &[TopicPartitionOffset],
     ) -> Result<(), ClientError> {
         let body = MemberCommit {
             member_id: member,
@@ -532,13 +455,13 @@ impl Api {
         topic: &str,
         partition: Option<u32>,
         to: serde_json::Value,
-    ) -> Result<Vec<GroupOffset>, ClientError> {
+    ) -> Result<Vec<TopicPartitionOffset>, ClientError> {
         let body = ResetOffsets {
             topic,
             partition,
             to,
         };
-        let reset: GroupOffsets = self
+        let reset: ResetAnswer = self
             .retrying(
                 Method::POST,
                 self.url(&["v1", "groups", group, "offsets", "reset"]),

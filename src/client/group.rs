@@ -12,7 +12,7 @@
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::api::{Api, GroupDescription, GroupOffset, GroupSummary, TopicPartitions};
+use super::api::{Api, GroupDescription, GroupSummary, TopicPartitionOffset, TopicPartitions};
 use super::args::GroupCommand;
 use super::ClientError;
 
@@ -148,7 +148,7 @@ pub fn format_assignment(list: &[TopicPartitions]) -> String {
 }
 
 /// One line per offset, sorted: topic, partition, offset.
-pub fn format_offsets(offsets: &[GroupOffset]) -> String {
+pub fn format_offsets(offsets: &[TopicPartitionOffset]) -> String {
     let mut offsets: Vec<_> = offsets.iter().collect();
     offsets.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
     offsets

@@ -41,7 +41,7 @@ use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::api::{self, Api, GroupOffset, MemberState, PolledRecord};
+use super::api::{self, Api, MemberAssignment, PolledRecord, TopicPartitionOffset};
 use super::args::ConsumeArgs;
 use super::consume::write_record;
 use super::ClientError;
@@ -108,7 +108,7 @@ enum Step {
     /// Nothing to commit: keep polling.
     Continue,
     /// Printed a batch whose next offsets are to be committed.
-    Printed(Vec<GroupOffset>),
+    Printed(Vec<TopicPartitionOffset>),
     /// Caught up (without `--follow`) or `--max-records` reached.
     Done,
 }
@@ -121,7 +121,7 @@ struct Member<'a> {
     /// What the member subscribes to: the consumed topic.
     topics: Vec<String>,
     /// The member's standing from the last answer; `None` when it must join (again) first.
-    state: Option<MemberState>,
+    state: Option<MemberAssignment>,
     /// Records still to print under `--max-records`; `None` for no limit.
     remaining: Option<u64>,
     /// How long a waiting poll waits, and the heartbeat period while writing.
@@ -238,7 +238,7 @@ impl Member<'_> {
 
     /// How long the next poll waits on the node: always with `--follow`; otherwise only while the
     /// member waits for its share of the partitions, so an idle poll does not spin.
-    fn wait_ms(&self, state: &MemberState) -> u64 {
+    fn wait_ms(&self, state: &MemberAssignment) -> u64 {
         let wait = u64::try_from(self.wait.as_millis()).unwrap_or(u64::MAX);
         if self.args.follow {
             wait
@@ -250,7 +250,7 @@ impl Member<'_> {
     }
 
     /// Joins the group as a new member.
-    async fn join(&mut self) -> Result<MemberState, ClientError> {
+    async fn join(&mut self) -> Result<MemberAssignment, ClientError> {
         let session_ms = u64::try_from(self.args.session_timeout.as_millis()).unwrap_or(u64::MAX);
         let state = self
             .api
@@ -286,7 +286,7 @@ impl Member<'_> {
 
     /// Commits a printed batch's next offsets as the member. A commit the group fences off is
     /// dropped (the records go to the partition's new owner again); an expired member rejoins.
-    async fn commit(&mut self, offsets: &[GroupOffset]) -> Result<(), ClientError> {
+    async fn commit(&mut self, offsets: &[TopicPartitionOffset]) -> Result<(), ClientError> {
         let Some(state) = &self.state else {
             return Ok(());
         };
@@ -354,14 +354,14 @@ fn is_code(e: &ClientError, code: &str) -> bool {
 }
 
 /// The next offset to read of every partition in a batch: one past its last record.
-pub fn next_offsets(records: &[PolledRecord]) -> Vec<GroupOffset> {
+pub fn next_offsets(records: &[PolledRecord]) -> Vec<TopicPartitionOffset> {
     let mut next: BTreeMap<(&str, u32), u64> = BTreeMap::new();
     for r in records {
         let n = next.entry((&r.topic, r.partition)).or_default();
         *n = (*n).max(r.offset + 1);
     }
     next.into_iter()
-        .map(|((topic, partition), offset)| GroupOffset {
+        .map(|((topic, partition), offset)| TopicPartitionOffset {
             topic: topic.to_owned(),
             partition,
             offset,
@@ -642,7 +642,7 @@ mod tests {
             value: String::new(),
         };
         let batch = [record(1, 4), record(0, 7), record(1, 5), record(0, 8)];
-        let offset = |partition, offset| GroupOffset {
+        let offset = |partition, offset| TopicPartitionOffset {
             topic: "t".into(),
             partition,
             offset,
