@@ -76,6 +76,51 @@ use stats::{CpuSample, Summary};
 
 /// How long the bench waits for a new topic's partitions to elect leaders.
 const LEADERS_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a wait for a condition on a node (leaders elected, a node ready) checks again.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Calls `check` every `interval` until it answers `Some`, or `deadline` passes (`None`); an
+/// error from `check` ends the wait.
+pub async fn poll_until<T, Fut>(
+    deadline: std::time::Instant,
+    interval: Duration,
+    mut check: impl FnMut() -> Fut,
+) -> Result<Option<T>, ClientError>
+where
+    Fut: Future<Output = Result<Option<T>, ClientError>>,
+{
+    loop {
+        if let Some(found) = check().await? {
+            return Ok(Some(found));
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// Waits until `describe` (whether every partition has a leader, and the topic) shows every
+/// partition led, or [`LEADERS_TIMEOUT`] passes: answers the topic as last described.
+async fn wait_for_leaders<Fut>(mut describe: impl FnMut() -> Fut) -> Result<TopicInfo, ClientError>
+where
+    Fut: Future<Output = Result<(bool, TopicInfo), ClientError>>,
+{
+    let deadline = std::time::Instant::now() + LEADERS_TIMEOUT;
+    let led = poll_until(deadline, POLL_INTERVAL, || {
+        let described = describe();
+        async move {
+            let (all_led, info) = described.await?;
+            Ok(all_led.then_some(info))
+        }
+    })
+    .await?;
+    match led {
+        Some(info) => Ok(info),
+        // Not every partition has a leader yet: go on with the topic as it is.
+        None => Ok(describe().await?.1),
+    }
+}
 
 /// A topic as the bench sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

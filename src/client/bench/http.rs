@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use reqwest::header::CONTENT_TYPE;
@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::drive::{read_stamp, write_stamp, Failure, Fetched, Producer, Reader};
 use super::plan::Ticket;
-use super::{Spread, TopicInfo, LEADERS_TIMEOUT};
+use super::{Spread, TopicInfo};
 use crate::client::api::Api;
 use crate::client::ClientError;
 
@@ -52,21 +52,19 @@ pub async fn prepare_topic(
             Err(e) => return Err(e),
         }
     }
-    let deadline = Instant::now() + LEADERS_TIMEOUT;
-    loop {
+    super::wait_for_leaders(|| async {
         let t = api.describe_topic(topic).await?;
-        if t.partitions.iter().all(|p| !p.leader.is_null()) || Instant::now() >= deadline {
-            return Ok(TopicInfo {
-                replication_factor: t.replication_factor,
-                partitions: t
-                    .partitions
-                    .iter()
-                    .map(|p| (p.partition, p.log_start_offset, p.high_watermark))
-                    .collect(),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        let info = TopicInfo {
+            replication_factor: t.replication_factor,
+            partitions: t
+                .partitions
+                .iter()
+                .map(|p| (p.partition, p.log_start_offset, p.high_watermark))
+                .collect(),
+        };
+        Ok((t.partitions.iter().all(|p| !p.leader.is_null()), info))
+    })
+    .await
 }
 
 /// A produce body of `n` records whose values are `value` (JSON-safe ASCII), record `j` naming

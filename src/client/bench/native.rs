@@ -2,7 +2,7 @@
 //! ([`daftka_protocol::remote::connect`]) and sends typed messages to a Router. Producers share the
 //! one session; each has one request in flight.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use daftka_protocol::remote::{connect as remote_connect, Remote, RemoteOptions};
 use daftka_protocol::{
@@ -11,7 +11,7 @@ use daftka_protocol::{
 
 use super::drive::{read_stamp, write_stamp, Failure, Fetched, Producer, Reader};
 use super::plan::Ticket;
-use super::{Spread, TopicInfo, LEADERS_TIMEOUT};
+use super::{Spread, TopicInfo};
 use crate::client::args::BenchCommon;
 use crate::client::ClientError;
 
@@ -71,21 +71,19 @@ pub async fn prepare_topic(
             Err(e) => return Err(client_error(e)),
         }
     }
-    let deadline = Instant::now() + LEADERS_TIMEOUT;
-    loop {
+    super::wait_for_leaders(|| async {
         let t = client.describe_topic(topic).await.map_err(client_error)?;
-        if t.partitions.iter().all(|p| p.leader.is_some()) || Instant::now() >= deadline {
-            return Ok(TopicInfo {
-                replication_factor: t.replication_factor,
-                partitions: t
-                    .partitions
-                    .iter()
-                    .map(|p| (p.partition, p.log_start_offset, p.high_watermark))
-                    .collect(),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        let info = TopicInfo {
+            replication_factor: t.replication_factor,
+            partitions: t
+                .partitions
+                .iter()
+                .map(|p| (p.partition, p.log_start_offset, p.high_watermark))
+                .collect(),
+        };
+        Ok((t.partitions.iter().all(|p| p.leader.is_some()), info))
+    })
+    .await
 }
 
 /// A producer: one request in flight over the shared session.

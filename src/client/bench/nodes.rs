@@ -255,55 +255,39 @@ impl NodeProc {
     /// `timeout` passes first.
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), ClientError> {
         let url = format!("{}/readyz", self.url());
-        let deadline = Instant::now() + timeout;
-        loop {
-            self.check_running()?;
-            if let Ok(r) = self.probe.get(&url).send().await {
-                if r.status() == reqwest::StatusCode::OK {
-                    return Ok(());
-                }
+        let probe = self.probe.clone();
+        let ready = super::poll_until(Instant::now() + timeout, POLL, || {
+            let running = self.check_running();
+            let (probe, url) = (probe.clone(), url.clone());
+            async move {
+                running?;
+                let r = probe.get(&url).send().await.ok();
+                Ok(r.filter(|r| r.status() == reqwest::StatusCode::OK)
+                    .map(|_| ()))
             }
-            if Instant::now() >= deadline {
-                return Err(self.failed(format!("not ready after {timeout:?}")));
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        })
+        .await?;
+        ready.ok_or_else(|| self.failed(format!("not ready after {timeout:?}")))
     }
 
-    /// How many nodes `GET /v1/cluster` on this node shows `up`.
-    async fn nodes_up(&self) -> Option<usize> {
-        let v: serde_json::Value = self
-            .probe
-            .get(format!("{}/v1/cluster", self.url()))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        Some(
-            v["nodes"]
-                .as_array()?
-                .iter()
-                .filter(|n| n["status"] == "up")
-                .count(),
-        )
-    }
-
-    /// Waits until this node sees `n` nodes `up`.
+    /// Waits until this node sees `n` nodes `up` in `GET /v1/cluster`.
     pub async fn wait_nodes_up(&mut self, n: usize) -> Result<(), ClientError> {
-        let deadline = Instant::now() + CLUSTER_TIMEOUT;
-        loop {
-            self.check_running()?;
-            if self.nodes_up().await.is_some_and(|up| up >= n) {
-                return Ok(());
+        let url = format!("{}/v1/cluster", self.url());
+        let probe = self.probe.clone();
+        let seen = super::poll_until(Instant::now() + CLUSTER_TIMEOUT, POLL, || {
+            let running = self.check_running();
+            let (probe, url) = (probe.clone(), url.clone());
+            async move {
+                running?;
+                Ok(nodes_up(&probe, &url).await.filter(|up| *up >= n))
             }
-            if Instant::now() >= deadline {
-                return Err(self.failed(format!(
-                    "does not see {n} nodes up after {CLUSTER_TIMEOUT:?}"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        })
+        .await?;
+        match seen {
+            Some(_) => Ok(()),
+            None => Err(self.failed(format!(
+                "does not see {n} nodes up after {CLUSTER_TIMEOUT:?}"
+            ))),
         }
     }
 }
@@ -336,6 +320,18 @@ pub async fn start_cluster(root: &Path, names: &[&str]) -> Result<Vec<NodeProc>,
         first.wait_nodes_up(names.len()).await?;
     }
     Ok(nodes)
+}
+
+/// How many nodes `GET url` (a node's `/v1/cluster`) shows `up`.
+async fn nodes_up(probe: &reqwest::Client, url: &str) -> Option<usize> {
+    let v: serde_json::Value = probe.get(url).send().await.ok()?.json().await.ok()?;
+    Some(
+        v["nodes"]
+            .as_array()?
+            .iter()
+            .filter(|n| n["status"] == "up")
+            .count(),
+    )
 }
 
 #[cfg(test)]

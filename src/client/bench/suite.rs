@@ -400,27 +400,31 @@ impl Produce {
 /// Waits (up to [`SETTLE_TIMEOUT`]) until every partition of `topic` is led by its first
 /// replica, where the node's leader balancing would move it anyway; answers the topic as it is.
 async fn settle_leaders(api: &Api, topic: &str) -> Result<TopicDescription, ClientError> {
-    let deadline = Instant::now() + SETTLE_TIMEOUT;
-    loop {
-        let t = api.describe_topic(topic).await?;
-        let settled = t
-            .partitions
+    let began = Instant::now();
+    let settled = |t: &TopicDescription| {
+        t.partitions
             .iter()
-            .all(|p| !p.leader.is_null() && p.replicas.first() == Some(&p.leader));
-        if settled || Instant::now() >= deadline {
-            let waited = (Instant::now() + SETTLE_TIMEOUT - deadline).as_secs_f64();
-            if settled {
-                note(format!(
-                    "{topic}: every partition led by its first replica after {waited:.1} s"
-                ));
-            } else {
-                note(format!(
-                    "{topic}: not every partition is led by its first replica after {waited:.1} s; going on"
-                ));
-            }
-            return Ok(t);
+            .all(|p| !p.leader.is_null() && p.replicas.first() == Some(&p.leader))
+    };
+    let found = super::poll_until(began + SETTLE_TIMEOUT, super::POLL_INTERVAL, || async {
+        let t = api.describe_topic(topic).await?;
+        Ok(settled(&t).then_some(t))
+    })
+    .await?;
+    let waited = began.elapsed().as_secs_f64();
+    match found {
+        Some(t) => {
+            note(format!(
+                "{topic}: every partition led by its first replica after {waited:.1} s"
+            ));
+            Ok(t)
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        None => {
+            note(format!(
+                "{topic}: not every partition is led by its first replica after {waited:.1} s; going on"
+            ));
+            api.describe_topic(topic).await
+        }
     }
 }
 
@@ -530,26 +534,28 @@ async fn idle(node: &NodeProc, s: &Sizes) -> Result<Value, ClientError> {
     for (name, &n) in names.iter().zip(&sizes) {
         create_topic(&node.api, name, n, deadline).await?;
     }
-    loop {
+    let led_count = || async {
         let mut led = 0;
         for name in &names {
             let t = node.api.describe_topic(name).await?;
             led += t.partitions.iter().filter(|p| !p.leader.is_null()).count();
         }
-        if led >= s.t6_partitions as usize {
-            break;
-        }
-        if Instant::now() >= deadline {
-            return Err(ClientError::Api {
-                code: "timeout".into(),
-                message: format!(
-                    "{led} of {} partitions have a leader after {T6_LEADERS_TIMEOUT:?}",
-                    s.t6_partitions
-                ),
-                retryable: false,
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok::<_, ClientError>(led)
+    };
+    let all_led = super::poll_until(deadline, super::POLL_INTERVAL, || async {
+        Ok((led_count().await? >= s.t6_partitions as usize).then_some(()))
+    })
+    .await?;
+    if all_led.is_none() {
+        return Err(ClientError::Api {
+            code: "timeout".into(),
+            message: format!(
+                "{} of {} partitions have a leader after {T6_LEADERS_TIMEOUT:?}",
+                led_count().await?,
+                s.t6_partitions
+            ),
+            retryable: false,
+        });
     }
     let setup = began.elapsed().as_secs_f64();
     let pid = node.pid().ok_or_else(|| ClientError::Api {
