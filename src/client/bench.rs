@@ -206,17 +206,22 @@ pub async fn run(
     };
     out.write_all(summary.text().as_bytes()).await?;
     if let Some(path) = &common.json {
-        let mut text = serde_json::to_string_pretty(&summary.json())
-            .map_err(|e| ClientError::Decode(e.to_string()))?;
-        text.push('\n');
-        std::fs::write(path, text).map_err(|e| {
-            ClientError::Io(std::io::Error::new(
-                e.kind(),
-                format!("writing {}: {e}", path.display()),
-            ))
-        })?;
+        write_json(path, &summary.json())?;
     }
     Ok(())
+}
+
+/// Writes `value` to `path` as pretty JSON (`--json FILE`).
+pub fn write_json(path: &std::path::Path, value: &serde_json::Value) -> Result<(), ClientError> {
+    let mut text =
+        serde_json::to_string_pretty(value).map_err(|e| ClientError::Decode(e.to_string()))?;
+    text.push('\n');
+    std::fs::write(path, text).map_err(|e| {
+        ClientError::Io(std::io::Error::new(
+            e.kind(),
+            format!("writing {}: {e}", path.display()),
+        ))
+    })
 }
 
 /// `bench produce` and `bench e2e`.

@@ -49,9 +49,9 @@ pub struct MemberMeta {
     /// The group generation whose assignment it has taken up.
     pub generation: u64,
     /// The partitions it owns (may read and commit), each with the generation its ownership began.
+    /// Those its target gives to others are *revoking* ([`GroupState::revoking`]): it must
+    /// release them.
     pub owned: BTreeMap<TopicPartition, u64>,
-    /// Owned partitions the target gives to others: it must release them.
-    pub revoking: BTreeSet<TopicPartition>,
     /// Where its records polls read next, by owned partition (the HTTP records endpoint).
     pub positions: BTreeMap<TopicPartition, u64>,
 }
@@ -155,17 +155,23 @@ impl GroupState {
     fn rebalancing(&self, id: &str, m: &MemberMeta) -> bool {
         let target = self.target.get(id);
         m.generation != self.generation
-            || !m.revoking.is_empty()
+            || !self.revoking(id, m).is_empty()
             || target.map_or(0, |t| t.len()) != m.owned.len()
+    }
+
+    /// The partitions member `id` owns that its target gives to others.
+    pub fn revoking(&self, id: &str, m: &MemberMeta) -> BTreeSet<TopicPartition> {
+        revoking(self.target.get(id), m)
     }
 
     /// What member `id` learns about itself.
     pub fn view(&self, id: &str) -> Result<MemberView, Error> {
         let m = self.member(id)?;
+        let revoking = self.revoking(id, m);
         let assignment: Vec<TopicPartition> = m
             .owned
             .keys()
-            .filter(|tp| !m.revoking.contains(*tp))
+            .filter(|tp| !revoking.contains(*tp))
             .cloned()
             .collect();
         let positions = assignment
@@ -176,7 +182,7 @@ impl GroupState {
             member_id: id.to_string(),
             generation: m.generation,
             assignment,
-            revoking: m.revoking.iter().cloned().collect(),
+            revoking: revoking.into_iter().collect(),
             rebalancing: self.rebalancing(id, m),
             positions,
             committed: Vec::new(),
@@ -196,7 +202,6 @@ impl GroupState {
         // Partitions of deleted topics are gone: nobody owns or releases them.
         for m in self.members.values_mut() {
             m.owned.retain(|tp, _| exists(tp));
-            m.revoking.retain(exists);
             m.positions.retain(|tp, _| exists(tp));
         }
         let subscriptions: BTreeMap<String, BTreeSet<String>> = self
@@ -217,22 +222,13 @@ impl GroupState {
 
     /// Moves every member as far towards its target as releases allow (see the module docs).
     fn reconcile(&mut self) {
-        for (id, m) in self.members.iter_mut() {
-            let target = self.target.get(id);
-            m.revoking = m
-                .owned
-                .keys()
-                .filter(|tp| !target.is_some_and(|t| t.contains(*tp)))
-                .cloned()
-                .collect();
-        }
         let mut taken: BTreeSet<TopicPartition> = self
             .members
             .values()
             .flat_map(|m| m.owned.keys().cloned())
             .collect();
         for (id, m) in self.members.iter_mut() {
-            if !m.revoking.is_empty() {
+            if !revoking(self.target.get(id), m).is_empty() {
                 continue;
             }
             m.generation = self.generation;
@@ -246,18 +242,14 @@ impl GroupState {
 
     /// Releases member `id`'s revoking partitions that are not in `owned`, then reconciles.
     fn release(&mut self, id: &str, owned: &[TopicPartition]) {
+        let target = self.target.get(id);
         if let Some(m) = self.members.get_mut(id) {
             let keep: BTreeSet<&TopicPartition> = owned.iter().collect();
-            let released: Vec<TopicPartition> = m
-                .revoking
-                .iter()
-                .filter(|tp| !keep.contains(tp))
-                .cloned()
-                .collect();
-            for tp in released {
-                m.owned.remove(&tp);
-                m.revoking.remove(&tp);
-                m.positions.remove(&tp);
+            for tp in revoking(target, m) {
+                if !keep.contains(&tp) {
+                    m.owned.remove(&tp);
+                    m.positions.remove(&tp);
+                }
             }
         }
         self.reconcile();
@@ -296,6 +288,15 @@ impl GroupState {
         }
         Ok(())
     }
+}
+
+/// The partitions `m` owns that are not in its `target`.
+fn revoking(target: Option<&BTreeSet<TopicPartition>>, m: &MemberMeta) -> BTreeSet<TopicPartition> {
+    m.owned
+        .keys()
+        .filter(|tp| !target.is_some_and(|t| t.contains(*tp)))
+        .cloned()
+        .collect()
 }
 
 fn stale(message: String) -> Error {
@@ -375,7 +376,6 @@ impl MetadataState {
                         last_seen_ms: clock,
                         generation: 0,
                         owned: BTreeMap::new(),
-                        revoking: BTreeSet::new(),
                         positions: BTreeMap::new(),
                     },
                 );

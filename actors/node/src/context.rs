@@ -70,4 +70,23 @@ impl NodeContext {
     pub fn metadata_view(&self) -> MetadataView {
         self.metadata.borrow().clone()
     }
+
+    /// Waits until `check` finds what it looks for in this node's metadata view, or `deadline`
+    /// passes (`None`).
+    pub async fn wait_metadata<T>(
+        &self,
+        deadline: tokio::time::Instant,
+        check: impl Fn(&MetadataView) -> Option<T>,
+    ) -> Option<T> {
+        let mut rx = self.metadata.subscribe();
+        loop {
+            if let Some(found) = check(&rx.borrow_and_update()) {
+                return Some(found);
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return None,
+            }
+        }
+    }
 }

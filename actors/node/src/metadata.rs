@@ -503,16 +503,9 @@ pub async fn propose(ctx: &NodeContext, command: MetadataCommand) -> Result<Meta
     .await?;
     // Read your writes through this node: wait (within the deadline) until its own copy has
     // applied the command too. The command is committed either way.
-    let mut rx = ctx.metadata.subscribe();
     let until = tokio::time::Instant::from_std(deadline);
-    while rx.borrow_and_update().applied < applied.index {
-        if !matches!(
-            tokio::time::timeout_at(until, rx.changed()).await,
-            Ok(Ok(()))
-        ) {
-            break;
-        }
-    }
+    ctx.wait_metadata(until, |v| (v.applied >= applied.index).then_some(()))
+        .await;
     Ok(applied.event)
 }
 

@@ -295,17 +295,9 @@ impl Inner {
         wait: Duration,
         check: impl Fn(&crate::context::MetadataView) -> Option<T>,
     ) -> Option<T> {
-        let mut rx = self.ctx.metadata.subscribe();
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            if let Some(found) = check(&rx.borrow_and_update()) {
-                return Some(found);
-            }
-            match tokio::time::timeout_at(deadline, rx.changed()).await {
-                Ok(Ok(())) => {}
-                _ => return None,
-            }
-        }
+        self.ctx
+            .wait_metadata(tokio::time::Instant::now() + wait, check)
+            .await
     }
 
     async fn list_topics(&self) -> Result<Vec<TopicDescription>, Error> {

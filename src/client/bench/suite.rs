@@ -126,15 +126,7 @@ pub async fn run(
     outcomes.sort_by_key(|o| o.step.key());
     out.write_all(report::table(&outcomes).as_bytes()).await?;
     if let Some(path) = &args.json {
-        let mut text = serde_json::to_string_pretty(&report::json(&outcomes))
-            .map_err(|e| ClientError::Decode(e.to_string()))?;
-        text.push('\n');
-        std::fs::write(path, text).map_err(|e| {
-            ClientError::Io(std::io::Error::new(
-                e.kind(),
-                format!("writing {}: {e}", path.display()),
-            ))
-        })?;
+        super::write_json(path, &report::json(&outcomes))?;
     }
     let failed: Vec<&str> = outcomes
         .iter()
