@@ -346,9 +346,8 @@ impl Inner {
             },
         )
         .await?;
-        // Once this node has applied the deletion, stop its replicas and remove their data.
-        self.wait_view(|v| (!v.state.topics.contains_key(topic)).then_some(()))
-            .await;
+        // `propose` answers once this node has applied the deletion: stop its replicas and
+        // remove their data.
         crate::rebalancer::reconcile(&self.ctx).await
     }
 

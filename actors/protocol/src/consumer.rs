@@ -407,12 +407,6 @@ async fn join(shared: &Shared) -> Result<MemberAssignment, Error> {
         .await
 }
 
-fn pairs(list: &[TopicPartitions]) -> BTreeSet<TopicPartition> {
-    list.iter()
-        .flat_map(|t| t.partitions.iter().map(|p| (t.topic.clone(), *p)))
-        .collect()
-}
-
 /// The acknowledged offsets of `owned` that moved past the group's commit.
 fn acked<'a>(
     owned: impl Iterator<Item = (&'a TopicPartition, &'a Owned)>,
@@ -467,7 +461,7 @@ async fn commit_as(
 /// acknowledged on them, then releases them; adds new partitions at the group's commits.
 /// Answers whether partitions were released (the group must hear of it).
 async fn apply(shared: &Shared, view: MemberAssignment) -> bool {
-    let assigned = pairs(&view.assignment);
+    let assigned: BTreeSet<TopicPartition> = TopicPartitions::pairs(&view.assignment).collect();
     let committed: BTreeMap<TopicPartition, Offset> = view
         .committed
         .iter()

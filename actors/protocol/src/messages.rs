@@ -149,6 +149,12 @@ pub struct TopicPartitions {
 }
 
 impl TopicPartitions {
+    /// The (topic, partition) pairs of `list`.
+    pub fn pairs(list: &[TopicPartitions]) -> impl Iterator<Item = (String, PartitionId)> + '_ {
+        list.iter()
+            .flat_map(|t| t.partitions.iter().map(move |p| (t.topic.clone(), *p)))
+    }
+
     /// (topic, partition) pairs grouped by topic, topics in order.
     pub fn group(list: &[(String, PartitionId)]) -> Vec<TopicPartitions> {
         let mut out: std::collections::BTreeMap<&str, Vec<PartitionId>> = Default::default();

@@ -21,15 +21,6 @@ use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::Inner;
 
-fn flatten(list: Vec<TopicPartitions>) -> Vec<TopicPartition> {
-    list.into_iter()
-        .flat_map(|tp| {
-            let topic = tp.topic;
-            tp.partitions.into_iter().map(move |p| (topic.clone(), p))
-        })
-        .collect()
-}
-
 fn assignment(v: MemberView) -> MemberAssignment {
     MemberAssignment {
         assignment: TopicPartitions::group(&v.assignment),
@@ -154,7 +145,7 @@ impl Inner {
         validate_name("group", &req.group)?;
         let command = GroupCommand::Heartbeat {
             member_id: req.member_id,
-            owned: req.owned.map(flatten),
+            owned: req.owned.map(|o| TopicPartitions::pairs(&o).collect()),
         };
         Ok(assignment(self.member_command(&req.group, command).await?))
     }
