@@ -177,7 +177,11 @@ impl<M: StateMachine> RaftGroup<M> {
                 true,
             );
             batch.set_hard_state(group, &hs);
-            store.write(batch, true).await?;
+            // No fsync of its own: the group's first round writes its hard state durably before
+            // it sends anything, and that fsync covers this earlier write of the same journal.
+            // A crash before it loses only this bootstrap, which the next start writes again.
+            // (Starting a topic of a thousand partitions would otherwise wait a thousand fsyncs.)
+            store.write(batch, false).await?;
             storage.on_snapshot_written(&snap, true);
             storage.on_hard_state_written(&hs);
         }
@@ -185,7 +189,8 @@ impl<M: StateMachine> RaftGroup<M> {
             if snap.index > machine.applied_index() {
                 let mut batch = WriteBatch::default();
                 machine.restore(snap.index, &snap.data, &mut batch)?;
-                store.write(batch, true).await?;
+                // Derived from the durable snapshot: lost in a crash, it is derived again.
+                store.write(batch, false).await?;
             }
         }
         let commit = storage.hard_state().commit;
@@ -269,6 +274,19 @@ impl<M: StateMachine> RaftGroup<M> {
     /// Whether the group has applied everything that was committed when it opened.
     pub fn recovered(&self) -> bool {
         self.raw.raft.raft_log.applied >= self.recovery_target
+    }
+
+    /// Whether this replica leads a group it is the only member of, with no configuration
+    /// change under way: no follower needs its heartbeats and no election can be held, so
+    /// Raft's clock has nothing to do for it.
+    pub fn is_sole_leader(&self) -> bool {
+        // The progress tracker has one entry per voter and learner (of both halves of a joint
+        // configuration).
+        let prs = self.raw.raft.prs();
+        self.is_leader()
+            && !self.conf_change_pending()
+            && prs.iter().count() == 1
+            && prs.get(self.raw.raft.id).is_some()
     }
 
     /// The group's configuration as this replica has applied it.

@@ -63,6 +63,8 @@ pub struct NodeContext {
     pub metrics_addr: SocketAddr,
     /// Bytes of requests in flight on the node (`limits.inflight_bytes_max`).
     pub budget: crate::budget::ByteBudget,
+    /// Drives the Raft clock of this node's partition replicas.
+    pub ticker: crate::partitions::ticker::Ticker,
 }
 
 impl NodeContext {

@@ -151,6 +151,7 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
         http_addr,
         metrics_addr,
         budget,
+        ticker: Default::default(),
     });
 
     transport.attach(&ctx);
@@ -253,6 +254,18 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
         metrics.clone(),
         std::future::pending(),
     )));
+    let ticking = ctx.clone();
+    side_tasks.push(tokio::spawn(async move {
+        let cfg = &ticking.config;
+        ticking
+            .ticker
+            .run(
+                cfg.raft.tick,
+                cfg.topics.retention_check_interval,
+                ticking.metrics.clone(),
+            )
+            .await
+    }));
     let gauges = ctx.clone();
     side_tasks.push(tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(1));

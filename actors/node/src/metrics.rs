@@ -26,6 +26,9 @@ pub struct Metrics {
     pub storage_bytes: IntGauge,
     /// Current Raft term, by raft group.
     pub raft_term: IntGaugeVec,
+    /// Partition replicas by `state`: `ticking` (driven by the Raft clock) or `quiet` (the
+    /// only member of its group, and its leader: nothing for the clock to do).
+    pub raft_replicas: IntGaugeVec,
     /// Leader changes observed, by raft group.
     pub raft_leader_changes: IntCounterVec,
     /// Supervisor restarts, by child id.
@@ -101,6 +104,11 @@ impl Metrics {
             "Group-commit fsync rounds since start",
         );
         let raft_term = gauge_vec("daftka_raft_term", "Current Raft term", &["group"]);
+        let raft_replicas = gauge_vec(
+            "daftka_raft_replicas",
+            "Partition replicas on this node: ticking (driven by the Raft clock) or quiet",
+            &["state"],
+        );
         let raft_leader_changes = counter(
             "daftka_raft_leader_changes_total",
             "Leader changes observed",
@@ -176,6 +184,7 @@ impl Metrics {
             high_watermark,
             storage_bytes,
             raft_term,
+            raft_replicas,
             raft_leader_changes,
             supervisor_restarts,
             http_requests,

@@ -13,6 +13,7 @@ pub mod raft;
 pub mod replica_sup;
 pub mod server;
 pub mod storage;
+pub mod ticker;
 
 use std::sync::Arc;
 

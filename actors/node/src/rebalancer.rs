@@ -17,7 +17,7 @@
 //! # Crash and recovery
 //! Stateless: after a restart it reconciles from the metadata view and the running children.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use daftka_protocol::{names, Error, GroupId};
@@ -38,6 +38,9 @@ pub const RECONCILE_INTERVAL: std::time::Duration = std::time::Duration::from_mi
 
 pub struct RebalancerState {
     ctx: Arc<NodeContext>,
+    /// The replicas placed here at the last reconcile (`None` before the first): data of a group
+    /// that leaves this set is deleted, and the first reconcile looks at every stored group.
+    placed: Option<BTreeSet<GroupId>>,
     watch: tokio::task::JoinHandle<()>,
     interval: tokio::task::JoinHandle<()>,
 }
@@ -75,6 +78,7 @@ impl Actor for Rebalancer {
         let interval = myself.send_interval(RECONCILE_INTERVAL, || RebalancerMsg::MetadataChanged);
         Ok(RebalancerState {
             ctx: args.ctx,
+            placed: None,
             watch,
             interval,
         })
@@ -114,7 +118,7 @@ impl Actor for Rebalancer {
 }
 
 impl RebalancerState {
-    async fn reconcile(&self) -> Result<(), Error> {
+    async fn reconcile(&mut self) -> Result<(), Error> {
         let ctx = &self.ctx;
         let view = ctx.metadata_view();
         if !view.loaded {
@@ -176,13 +180,19 @@ impl RebalancerState {
                 ctx.readiness.replica_ready(group);
             }
         }
-        let stored = ctx.store.groups().map_err(Error::from)?;
-        for group in stored {
-            // Data of a group not placed here: its topic was deleted, or it lives elsewhere.
+        // Data of a group not placed here: its topic was deleted, or it lives elsewhere. The
+        // first reconcile of this incarnation looks at every stored group (left over by a crash
+        // between a delete and its clean-up); later ones only at the groups that left.
+        let candidates = match &self.placed {
+            None => ctx.store.groups().map_err(Error::from)?,
+            Some(before) => before.iter().copied().collect(),
+        };
+        for group in candidates {
             if group != GroupId::METADATA && !desired.contains_key(&group) {
                 ctx.store.delete_group(group).await.map_err(Error::from)?;
             }
         }
+        self.placed = Some(desired.keys().copied().collect());
         ctx.readiness.set_replicas_placed();
         Ok(())
     }

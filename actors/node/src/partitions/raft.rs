@@ -3,7 +3,8 @@
 //!
 //! Parent: ReplicaSup (one_for_all). Registered as `names::replica_raft(node, group)`.
 //! Messages in: [`RaftMsg::Propose`] from the Server (a batch of records, answered with its base
-//! offset once committed, fsynced and applied), `Tick` from its own interval, `Step` from peers.
+//! offset once committed, fsynced and applied), `Tick` and `Housekeeping` from the node's
+//! [`super::ticker::Ticker`] (no `Tick` while it leads a group of one), `Step` from peers.
 //! Messages out: `Applied` to the Storage actor (new high watermark); `SetLeader` to the metadata
 //! group on election.
 //!
@@ -31,6 +32,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::replica_sup::ReplicaId;
 use super::storage::StorageMsg;
+use super::ticker::Registration;
 use crate::consensus::{RaftGroup, StateMachine};
 use crate::context::NodeContext;
 use crate::partitions::server::now_ms;
@@ -133,9 +135,10 @@ pub struct ReplicaRaftState {
     proposals_in_round: usize,
     /// The leader last reported to the metadata group, to report each election once.
     reported_leader: bool,
-    /// Ticks since start, to look for records past retention every so many.
+    /// Ticks since start, to hand leadership back to the preferred leader every so many.
     ticks: u64,
-    tick: Option<tokio::task::JoinHandle<()>>,
+    /// This actor's place in the node's [`super::ticker::Ticker`].
+    ticker: Registration,
 }
 
 #[derive(ractor_cluster::RactorMessage)]
@@ -152,7 +155,10 @@ pub enum RaftMsg {
         messages: Vec<raft::eraftpb::Message>,
         taken: tokio::sync::oneshot::Sender<()>,
     },
+    /// One tick of Raft's clock, from the node's ticker (not sent while the replica is quiet).
     Tick,
+    /// Periodic work that does not need Raft's clock (retention), from the node's ticker.
+    Housekeeping,
     ProcessReady,
 }
 
@@ -201,7 +207,7 @@ impl Actor for ReplicaRaft {
         raft.set_latency_observer(Box::new(move |d| histogram.observe(d.as_secs_f64())));
         let (c, r) = (ctx.clone(), replica.clone());
         raft.set_apply_observer(Box::new(move |m, leader| publish(&c, &r, m, leader)));
-        let tick = myself.send_interval(ctx.config.raft.tick, || RaftMsg::Tick);
+        let ticker = ctx.ticker.register(replica.group, myself.clone());
         let mut state = ReplicaRaftState {
             ctx,
             replica,
@@ -209,7 +215,7 @@ impl Actor for ReplicaRaft {
             proposals_in_round: 0,
             reported_leader: false,
             ticks: 0,
-            tick: Some(tick),
+            ticker,
         };
         state.publish_high_watermark();
         if state.raft.recovered() {
@@ -221,12 +227,13 @@ impl Actor for ReplicaRaft {
 
     async fn post_stop(
         &self,
-        _myself: ActorRef<RaftMsg>,
+        myself: ActorRef<RaftMsg>,
         state: &mut ReplicaRaftState,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some(t) = state.tick.take() {
-            t.abort();
-        }
+        state
+            .ctx
+            .ticker
+            .unregister(state.replica.group, myself.get_id());
         Ok(())
     }
 
@@ -255,19 +262,11 @@ impl Actor for ReplicaRaft {
             }
             RaftMsg::Tick => {
                 state.ticks += 1;
-                let (retention_every, balance_every) = {
-                    let cfg = &state.ctx.config;
-                    let every = |d: std::time::Duration| {
-                        (d.as_millis() / cfg.raft.tick.as_millis().max(1)).max(1) as u64
-                    };
-                    (
-                        every(cfg.topics.retention_check_interval),
-                        every(cfg.raft.leader_balance_interval),
-                    )
+                let balance_every = {
+                    let raft = &state.ctx.config.raft;
+                    (raft.leader_balance_interval.as_millis() / raft.tick.as_millis().max(1)).max(1)
+                        as u64
                 };
-                if state.ticks.is_multiple_of(retention_every) {
-                    state.enforce_retention().await?;
-                }
                 // The first voter is the preferred leader placement chose.
                 if state.ticks.is_multiple_of(balance_every) {
                     if let Some(&preferred) = state.replica.voters.first() {
@@ -280,6 +279,7 @@ impl Actor for ReplicaRaft {
                     let _ = myself.cast(RaftMsg::ProcessReady);
                 }
             }
+            RaftMsg::Housekeeping => state.enforce_retention().await?,
             RaftMsg::ProcessReady => {
                 state.process_ready().await?;
                 queue_round(&myself, &mut state.raft);
@@ -322,6 +322,9 @@ impl ReplicaRaftState {
             self.reported_leader = true;
             crate::metadata::report_leader(&self.ctx, self.replica.group);
         }
+        // Role and configuration only change in a round: whether the replica needs the clock
+        // is decided here.
+        self.ticker.set_quiet(self.raft.is_sole_leader());
         Ok(())
     }
 
