@@ -35,6 +35,8 @@ pub struct Metrics {
     pub supervisor_restarts: IntCounterVec,
     /// HTTP requests, by route and status.
     pub http_requests: IntCounterVec,
+    /// Time from a request's arrival to its answer, seconds, by route.
+    pub http_request_duration: HistogramVec,
     /// fsync rounds of the group-commit writer.
     pub storage_commit_rounds: IntGauge,
     /// Raft messages handed to a peer, by outcome (`sent`, `dropped`).
@@ -176,7 +178,23 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
+        let http_request_duration = reg(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "daftka_http_request_duration_seconds",
+                    "Time from an HTTP request's arrival to its answer",
+                )
+                .buckets(vec![
+                    0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0,
+                    2.5, 5.0,
+                ]),
+                &["route"],
+            )
+            .expect("valid metric"),
+        );
         Arc::new(Metrics {
+            http_request_duration,
             registry,
             append_records,
             append_latency,

@@ -229,7 +229,13 @@ pub async fn handle(state: GatewayState, request: HttpRequest) -> Response {
         .http_requests
         .with_label_values(&[template, status.as_str()])
         .inc();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed().as_secs_f64();
+    state
+        .metrics
+        .http_request_duration
+        .with_label_values(&[template])
+        .observe(elapsed);
+    let latency_ms = elapsed * 1000.0;
     span.record("status", status.as_u16());
     span.record("latency_ms", latency_ms);
     span.in_scope(|| {
@@ -237,7 +243,9 @@ pub async fn handle(state: GatewayState, request: HttpRequest) -> Response {
         if status.is_server_error() && status != warp::http::StatusCode::SERVICE_UNAVAILABLE {
             tracing::warn!(error_code, "request failed");
         } else {
-            tracing::info!(error_code, "request served");
+            // One line per request is an access log: at debug, so the default (info) does not
+            // spend a write to stderr on every produce (`--log-level daftka_node=debug` shows it).
+            tracing::debug!(error_code, "request served");
         }
     });
     response
