@@ -265,6 +265,20 @@ pub struct LimitsConfig {
     pub inflight_bytes_max: u64,
     /// Most offsets in one group commit.
     pub offsets_per_commit_max: u32,
+    /// Most HTTP connections open at once; further ones wait in the listen backlog.
+    pub http_connections_max: u32,
+    /// Largest read buffer of one HTTP connection (bodies stream through it in chunks of at most
+    /// this size); at least 8 KiB. With `http_connections_max` it bounds the node's socket buffers.
+    #[serde(deserialize_with = "de_size", serialize_with = "ser_size")]
+    pub http_read_buffer_bytes: u64,
+    /// How often the node looks at the heap memory the allocator holds free after a burst, and
+    /// hands it back to the OS if it is at least `memory_trim_free_bytes_min` (glibc
+    /// `malloc_trim`; elsewhere nothing). Zero: never.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub memory_trim_interval: Duration,
+    /// Free heap bytes worth a trim.
+    #[serde(deserialize_with = "de_size", serialize_with = "ser_size")]
+    pub memory_trim_free_bytes_min: u64,
 }
 
 /// The Router: deadlines and retries of forwarded requests.
@@ -383,6 +397,10 @@ impl Default for LimitsConfig {
             inflight_bytes_per_partition_max: 64 << 20,
             inflight_bytes_max: 256 << 20,
             offsets_per_commit_max: 10_000,
+            http_connections_max: 4096,
+            http_read_buffer_bytes: 64 << 10,
+            memory_trim_interval: Duration::from_secs(1),
+            memory_trim_free_bytes_min: 32 << 20,
         }
     }
 }
@@ -650,6 +668,12 @@ impl Config {
                 "must be at least limits.body_bytes_max, or one request could never fit",
             );
         }
+        if l.http_connections_max == 0 {
+            return bad("limits.http_connections_max", "must be at least 1");
+        }
+        if l.http_read_buffer_bytes < 8 << 10 {
+            return bad("limits.http_read_buffer_bytes", "must be at least 8KiB");
+        }
         if self.router.retry_backoff_min > self.router.retry_backoff_max {
             return bad(
                 "router.retry_backoff_min",
@@ -853,6 +877,24 @@ mod tests {
             c.validate(),
             Err(ConfigError::Invalid {
                 key: "node.http_addr",
+                ..
+            })
+        ));
+        let mut c = Config::default();
+        c.limits.http_read_buffer_bytes = 4 << 10;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "limits.http_read_buffer_bytes",
+                ..
+            })
+        ));
+        let mut c = Config::default();
+        c.limits.http_connections_max = 0;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "limits.http_connections_max",
                 ..
             })
         ));

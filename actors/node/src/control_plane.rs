@@ -266,6 +266,11 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
             )
             .await
     }));
+    side_tasks.push(tokio::spawn(crate::memory::trim_loop(
+        ctx.config.limits.memory_trim_interval,
+        ctx.config.limits.memory_trim_free_bytes_min,
+        ctx.metrics.clone(),
+    )));
     let gauges = ctx.clone();
     side_tasks.push(tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(1));

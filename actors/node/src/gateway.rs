@@ -128,17 +128,76 @@ where
         .boxed()
 }
 
-/// Serves API v1 on `listener` until `shutdown` resolves, then lets requests in flight finish.
+/// Serves API v1 (HTTP/1.1) on `listener` until `shutdown` resolves, then lets requests in
+/// flight finish. Our own accept loop rather than `warp::serve`, for what that one does not set:
+/// TCP_NODELAY on every connection (a response is never held back waiting for an ACK), at most
+/// `limits.http_connections_max` connections (more wait in the backlog), and a read buffer of at
+/// most `limits.http_read_buffer_bytes` per connection (else hyper grows it to ~400 KiB while a
+/// body streams in, memory the in-flight budget does not see).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: GatewayState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    warp::serve(routes(state))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+
+    let connections = Arc::new(tokio::sync::Semaphore::new(
+        state.limits.http_connections_max as usize,
+    ));
+    let read_buffer = state.limits.http_read_buffer_bytes as usize;
+    let filter = routes(state);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break, // never closed
+            },
+            () = &mut shutdown => break,
+        };
+        let io = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((io, _)) => io,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        if let Err(e) = io.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+        let service = TowerToHyperService::new(warp::service(filter.clone()));
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.max_buf_size(read_buffer);
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(io), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                // A client that goes away mid-request: nothing for the node to act on.
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// An accept that failed: a connection reset before it was taken is nothing; anything else (out
+/// of file descriptors, say) is logged and retried after a pause, as hyper's own server does.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "accepting an HTTP connection failed; retrying in 100 ms");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
 }
 
 /// What the Gateway starts from.

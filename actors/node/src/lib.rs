@@ -18,7 +18,9 @@
 //! ```
 //!
 //! [`consensus`] is the Raft driver shared by Metadata and every partition's Raft actor;
-//! [`context`] the handles every actor of a node shares.
+//! [`context`] the handles every actor of a node shares. Beside the tree, the node runs side tasks:
+//! the metrics endpoint, the partition replicas' clock ([`partitions::ticker`]) and the
+//! allocator's trim ([`memory`]).
 //!
 //! [`supervision`] holds the in-house supervisor (one_for_one, one_for_all, rest_for_one, dynamic).
 
@@ -28,6 +30,7 @@ pub mod consensus;
 pub mod context;
 pub mod control_plane;
 pub mod gateway;
+pub mod memory;
 pub mod metadata;
 pub mod metrics;
 pub mod partitions;

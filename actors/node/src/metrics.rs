@@ -50,6 +50,8 @@ pub struct Metrics {
     pub group_members: IntGaugeVec,
     /// Rebalances of each consumer group since it was first joined (replicated count).
     pub group_rebalances: IntCounterVec,
+    /// Times the node handed free heap memory back to the OS (`memory`).
+    pub memory_trims: prometheus::IntCounter,
     /// Requests refused because the node's in-flight byte budget was spent.
     pub overload_rejections: prometheus::IntCounter,
     /// Records between a group's committed offset and the high watermark, for the partitions
@@ -164,6 +166,14 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
+        let memory_trims = reg(
+            &registry,
+            prometheus::IntCounter::new(
+                "daftka_memory_trims_total",
+                "Times the node handed free heap memory back to the OS (limits.memory_trim_interval)",
+            )
+            .expect("valid metric"),
+        );
         let append_latency = reg(
             &registry,
             HistogramVec::new(
@@ -214,6 +224,7 @@ impl Metrics {
             group_rebalances,
             consumer_lag,
             overload_rejections,
+            memory_trims,
         })
     }
 
