@@ -6,7 +6,8 @@
 //!   by whoever spawns it.
 //! - **Messages in**: [`GatewayMsg::LocalAddr`] (where it serves), [`GatewayMsg::ServerExited`]
 //!   (its own server task ended unexpectedly: the actor fails so its supervisor restarts it).
-//!   **Out**: `RouterMsg` calls through the `Client`; `daftka_http_requests_total` metrics.
+//!   **Out**: `RouterMsg` calls through the `Client`; `daftka_http_requests_total` and
+//!   `daftka_http_request_duration_seconds` metrics.
 //!
 //! | module | role |
 //! |---|---|
@@ -25,6 +26,8 @@
 //! - Every request, matched or not, is answered in the JSON shape, counted once under its route
 //!   template (never the raw path) and status, and logged inside a span with its request id.
 //! - A body is never buffered beyond [`HttpLimits::body_bytes_max`], chunked or not.
+//! - At most `limits.http_connections_max` connections are served at once, each with TCP_NODELAY
+//!   and a read buffer of at most `limits.http_read_buffer_bytes` (see [`serve`]).
 //!
 //! # Crash and recovery
 //! Nothing survives and nothing needs to: a restarted Gateway starts a new server on a
