@@ -158,50 +158,43 @@ impl Metrics {
             "Records between a group's committed offset and the high watermark (partitions led here)",
             &["group", "topic", "partition"],
         );
-        let overload_rejections = reg(
-            &registry,
-            prometheus::IntCounter::new(
-                "daftka_overload_rejections_total",
-                "Requests refused (unavailable) because limits.inflight_bytes_max was in use",
+        let single_counter = |name: &str, help: &str| {
+            reg(
+                &registry,
+                prometheus::IntCounter::new(name, help).expect("valid metric"),
             )
-            .expect("valid metric"),
+        };
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>, label: &str| {
+            reg(
+                &registry,
+                HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &[label])
+                    .expect("valid metric"),
+            )
+        };
+        let overload_rejections = single_counter(
+            "daftka_overload_rejections_total",
+            "Requests refused (unavailable) because limits.inflight_bytes_max was in use",
         );
-        let memory_trims = reg(
-            &registry,
-            prometheus::IntCounter::new(
-                "daftka_memory_trims_total",
-                "Times the node handed free heap memory back to the OS (limits.memory_trim_interval)",
-            )
-            .expect("valid metric"),
+        let memory_trims = single_counter(
+            "daftka_memory_trims_total",
+            "Times the node handed free heap memory back to the OS (limits.memory_trim_interval)",
         );
-        let append_latency = reg(
-            &registry,
-            HistogramVec::new(
-                HistogramOpts::new(
-                    "daftka_append_latency_seconds",
-                    "Time from proposal to acknowledgement of a produce",
-                )
-                .buckets(vec![
-                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                ]),
-                &["topic"],
-            )
-            .expect("valid metric"),
+        let append_latency = histogram(
+            "daftka_append_latency_seconds",
+            "Time from proposal to acknowledgement of a produce",
+            vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ],
+            "topic",
         );
-        let http_request_duration = reg(
-            &registry,
-            HistogramVec::new(
-                HistogramOpts::new(
-                    "daftka_http_request_duration_seconds",
-                    "Time from an HTTP request's arrival to its answer",
-                )
-                .buckets(vec![
-                    0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0,
-                    2.5, 5.0,
-                ]),
-                &["route"],
-            )
-            .expect("valid metric"),
+        let http_request_duration = histogram(
+            "daftka_http_request_duration_seconds",
+            "Time from an HTTP request's arrival to its answer",
+            vec![
+                0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                5.0,
+            ],
+            "route",
         );
         Arc::new(Metrics {
             http_request_duration,
