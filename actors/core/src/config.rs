@@ -226,6 +226,9 @@ pub struct StorageConfig {
     /// Journal size beyond which fjall forces memtable flushes; at least 64 MiB.
     #[serde(deserialize_with = "de_size", serialize_with = "ser_size")]
     pub journal_bytes_max: u64,
+    /// fjall's background threads (memtable flushes and compactions); at least 1. More than one
+    /// makes fjall 3.1 spin a core whenever a compaction runs (see `StoreOptions::worker_threads`).
+    pub worker_threads: usize,
 }
 
 /// Limits of requests; over a limit is a 413 `payload_too_large` (or 400 for counts).
@@ -378,6 +381,7 @@ impl Default for StorageConfig {
             cache_bytes: 64 << 20,
             memtable_bytes_max: 64 << 20,
             journal_bytes_max: 512 << 20,
+            worker_threads: 1,
         }
     }
 }
@@ -673,6 +677,9 @@ impl Config {
         }
         if l.http_read_buffer_bytes < 8 << 10 {
             return bad("limits.http_read_buffer_bytes", "must be at least 8KiB");
+        }
+        if self.storage.worker_threads == 0 {
+            return bad("storage.worker_threads", "must be at least 1");
         }
         if self.router.retry_backoff_min > self.router.retry_backoff_max {
             return bad(

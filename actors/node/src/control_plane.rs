@@ -120,6 +120,7 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
             cache_size_bytes: config.storage.cache_bytes,
             journal_size_bytes_max: config.storage.journal_bytes_max,
             memtable_size_bytes_max: config.storage.memtable_bytes_max,
+            worker_threads: config.storage.worker_threads,
         },
     )?;
     let local = |l: &std::net::TcpListener, what| {

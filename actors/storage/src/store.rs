@@ -51,6 +51,10 @@ pub struct StoreOptions {
     pub journal_size_bytes_max: u64,
     /// Largest memtable of one keyspace before fjall flushes it. Default 64 MiB (fjall's).
     pub memtable_size_bytes_max: u64,
+    /// fjall's background threads (memtable flushes and compactions). Default 1: with more, fjall
+    /// 3.1's first worker hands every compaction on to the others and, while they are busy,
+    /// receives it back at once, spinning a core for as long as a compaction runs.
+    pub worker_threads: usize,
 }
 
 impl Default for StoreOptions {
@@ -61,6 +65,7 @@ impl Default for StoreOptions {
             cache_size_bytes: 64 * 1024 * 1024,
             journal_size_bytes_max: 512 * 1024 * 1024,
             memtable_size_bytes_max: 64 * 1024 * 1024,
+            worker_threads: 1,
         }
     }
 }
@@ -155,6 +160,7 @@ impl Store {
             .max_journaling_size(opts.journal_size_bytes_max.max(JOURNAL_SIZE_BYTES_MIN))
             // We decide durability per round ourselves.
             .manual_journal_persist(true)
+            .worker_threads(opts.worker_threads.max(1))
             .open()?;
         let memtable = opts.memtable_size_bytes_max;
         let options = move || KeyspaceCreateOptions::default().max_memtable_size(memtable);
