@@ -807,6 +807,23 @@ async fn produce_fetch_long_poll_and_metrics() {
                 && l.contains("/v1/topics/{topic}/records")),
         "requests are labelled by route template:\n{text}"
     );
+    // Every produce waited for an fsync round and was timed: the writer's rounds and the request
+    // durations are counted.
+    let count = |prefix: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        count("daftka_storage_round_seconds_count{step=\"persist\"}") >= 1.0,
+        "persist rounds are timed:\n{text}"
+    );
+    assert!(
+        count("daftka_http_request_duration_seconds_count{route=\"/v1/topics/{topic}/records\"}")
+            >= 1.0,
+        "produce requests are timed:\n{text}"
+    );
     // The appended-records counters add up to at least what was produced.
     let appended: f64 = text
         .lines()

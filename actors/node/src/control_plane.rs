@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use daftka_core::config::{Config, ConfigError};
 use daftka_protocol::{names, Client};
-use daftka_storage::{StorageError, Store, StoreOptions};
+use daftka_storage::{RoundObserver, RoundTiming, StorageError, Store, StoreOptions};
 use ractor::ActorRef;
 use tokio::sync::watch;
 
@@ -112,6 +112,21 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
         path: dir.display().to_string(),
         source,
     })?;
+    let metrics = Metrics::new();
+    let on_round = {
+        let (commit, persist) = (
+            metrics.storage_round_seconds.with_label_values(&["commit"]),
+            metrics
+                .storage_round_seconds
+                .with_label_values(&["persist"]),
+        );
+        RoundObserver(Arc::new(move |t: &RoundTiming| {
+            commit.observe(t.commit.as_secs_f64());
+            if let Some(p) = t.persist {
+                persist.observe(p.as_secs_f64());
+            }
+        }))
+    };
     let store = Store::open(
         &dir.join("fjall"),
         StoreOptions {
@@ -121,6 +136,7 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
             journal_size_bytes_max: config.storage.journal_bytes_max,
             memtable_size_bytes_max: config.storage.memtable_bytes_max,
             worker_threads: config.storage.worker_threads,
+            on_round: Some(on_round),
         },
     )?;
     let local = |l: &std::net::TcpListener, what| {
@@ -133,7 +149,6 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
     let http_addr = local(&listeners.http, "the HTTP API")?;
     let metrics_addr = local(&listeners.metrics, "the metrics endpoint")?;
     let (metadata_tx, _) = watch::channel(MetadataView::default());
-    let metrics = Metrics::new();
     let transport = ClusterTransport::new();
     let budget = crate::budget::ByteBudget::new(
         config.limits.inflight_bytes_max,

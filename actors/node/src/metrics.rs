@@ -37,6 +37,9 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// Time from a request's arrival to its answer, seconds, by route.
     pub http_request_duration: HistogramVec,
+    /// Time of each group-commit writer round, seconds, by `step`: `commit` (the round's batches
+    /// into fjall, waiting for its journal lock included) and `persist` (the fsync).
+    pub storage_round_seconds: HistogramVec,
     /// fsync rounds of the group-commit writer.
     pub storage_commit_rounds: IntGauge,
     /// Raft messages handed to a peer, by outcome (`sent`, `dropped`).
@@ -196,7 +199,16 @@ impl Metrics {
             ],
             "route",
         );
+        let storage_round_seconds = histogram(
+            "daftka_storage_round_seconds",
+            "Group-commit writer rounds: commit (batches into fjall) and persist (fsync)",
+            vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ],
+            "step",
+        );
         Arc::new(Metrics {
+            storage_round_seconds,
             http_request_duration,
             registry,
             append_records,

@@ -34,6 +34,25 @@ use crate::batch::{Ks, Op, WriteBatch};
 use crate::keys;
 use crate::StorageError;
 
+/// How long one writer round took: committing its requests' batches (waiting for fjall's journal
+/// lock included) and, if any asked for durability, the persist (fsync).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoundTiming {
+    pub requests: usize,
+    pub commit: std::time::Duration,
+    pub persist: Option<std::time::Duration>,
+}
+
+/// Called by the writer thread after every round (keep it cheap: it runs between rounds).
+#[derive(Clone)]
+pub struct RoundObserver(pub Arc<dyn Fn(&RoundTiming) + Send + Sync>);
+
+impl std::fmt::Debug for RoundObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RoundObserver")
+    }
+}
+
 /// Options of [`Store::open`].
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -55,6 +74,8 @@ pub struct StoreOptions {
     /// 3.1's first worker hands every compaction on to the others and, while they are busy,
     /// receives it back at once, spinning a core for as long as a compaction runs.
     pub worker_threads: usize,
+    /// Told how long each writer round took (metrics). Default none.
+    pub on_round: Option<RoundObserver>,
 }
 
 impl Default for StoreOptions {
@@ -66,6 +87,7 @@ impl Default for StoreOptions {
             journal_size_bytes_max: 512 * 1024 * 1024,
             memtable_size_bytes_max: 64 * 1024 * 1024,
             worker_threads: 1,
+            on_round: None,
         }
     }
 }
@@ -180,6 +202,7 @@ impl Store {
             commit_requests_max: opts.commit_requests_max.max(1),
             rounds: rounds.clone(),
             gate: gate.clone(),
+            on_round: opts.on_round.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("daftka-storage-writer".into())
@@ -295,6 +318,7 @@ struct Writer {
     commit_requests_max: usize,
     rounds: Arc<AtomicU64>,
     gate: Arc<Mutex<()>>,
+    on_round: Option<RoundObserver>,
 }
 
 impl Writer {
@@ -312,6 +336,8 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            let started = std::time::Instant::now();
+            let requests = round.len();
             for request in round.drain(..) {
                 let (result, reply, durable) = match request {
                     Request::Write {
@@ -331,7 +357,10 @@ impl Writer {
                     }
                 }
             }
+            let commit = started.elapsed();
+            let mut persist = None;
             if !waiting.is_empty() {
+                let persist_started = std::time::Instant::now();
                 let mode = if self.fsync {
                     PersistMode::SyncData
                 } else {
@@ -342,9 +371,17 @@ impl Writer {
                     tracing::error!(error = %e, "storage persist failed");
                 }
                 self.rounds.fetch_add(1, Ordering::Relaxed);
+                persist = Some(persist_started.elapsed());
                 for reply in waiting.drain(..) {
                     let _ = reply.send(result.clone());
                 }
+            }
+            if let Some(RoundObserver(f)) = &self.on_round {
+                f(&RoundTiming {
+                    requests,
+                    commit,
+                    persist,
+                });
             }
         }
     }
