@@ -56,7 +56,8 @@ impl ByteBudget {
     }
 
     /// Bytes reserved now.
-    pub fn in_use(&self) -> u64 {
+    #[cfg(test)]
+    fn in_use(&self) -> u64 {
         let free = self.permits.available_permits() as u64 * UNIT;
         self.max
             .div_ceil(UNIT)

@@ -38,7 +38,6 @@ use crate::StorageError;
 /// lock included) and, if any asked for durability, the persist (fsync).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoundTiming {
-    pub requests: usize,
     pub commit: std::time::Duration,
     pub persist: Option<std::time::Duration>,
 }
@@ -337,7 +336,6 @@ impl Writer {
                 }
             }
             let started = std::time::Instant::now();
-            let requests = round.len();
             for request in round.drain(..) {
                 let (result, reply, durable) = match request {
                     Request::Write {
@@ -377,11 +375,7 @@ impl Writer {
                 }
             }
             if let Some(RoundObserver(f)) = &self.on_round {
-                f(&RoundTiming {
-                    requests,
-                    commit,
-                    persist,
-                });
+                f(&RoundTiming { commit, persist });
             }
         }
     }

@@ -135,6 +135,8 @@ pub struct ReplicaRaftState {
     proposals_in_round: usize,
     /// The leader last reported to the metadata group, to report each election once.
     reported_leader: bool,
+    /// Ticks between two looks at handing leadership back (`raft.leader_balance_interval`).
+    balance_every: u64,
     /// Ticks since start, to hand leadership back to the preferred leader every so many.
     ticks: u64,
     /// This actor's place in the node's [`super::ticker::Ticker`].
@@ -208,12 +210,17 @@ impl Actor for ReplicaRaft {
         let (c, r) = (ctx.clone(), replica.clone());
         raft.set_apply_observer(Box::new(move |m, leader| publish(&c, &r, m, leader)));
         let ticker = ctx.ticker.register(replica.group, myself.clone());
+        let balance_every = super::ticker::ticks_per(
+            ctx.config.raft.leader_balance_interval,
+            ctx.config.raft.tick,
+        );
         let mut state = ReplicaRaftState {
             ctx,
             replica,
             raft,
             proposals_in_round: 0,
             reported_leader: false,
+            balance_every,
             ticks: 0,
             ticker,
         };
@@ -262,13 +269,8 @@ impl Actor for ReplicaRaft {
             }
             RaftMsg::Tick => {
                 state.ticks += 1;
-                let balance_every = {
-                    let raft = &state.ctx.config.raft;
-                    (raft.leader_balance_interval.as_millis() / raft.tick.as_millis().max(1)).max(1)
-                        as u64
-                };
                 // The first voter is the preferred leader placement chose.
-                if state.ticks.is_multiple_of(balance_every) {
+                if state.ticks.is_multiple_of(state.balance_every) {
                     if let Some(&preferred) = state.replica.voters.first() {
                         if state.raft.transfer_to(preferred) {
                             tracing::info!(group = %state.replica.group, "handing leadership back to the preferred leader");

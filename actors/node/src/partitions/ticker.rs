@@ -134,7 +134,7 @@ impl Ticker {
     /// Ticks every `tick` forever (a node side task), publishing how many replicas tick and how
     /// many are quiet.
     pub async fn run(&self, tick: Duration, housekeeping: Duration, metrics: Arc<Metrics>) {
-        let every = (housekeeping.as_millis() / tick.as_millis().max(1)).max(1) as u64;
+        let every = ticks_per(housekeeping, tick);
         let mut interval = tokio::time::interval(tick);
         // After a stall, tick on from now rather than in a burst.
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -151,6 +151,11 @@ impl Ticker {
                 .set(report.quiet as i64);
         }
     }
+}
+
+/// How many ticks of `tick` make `interval` (at least one).
+pub fn ticks_per(interval: Duration, tick: Duration) -> u64 {
+    (interval.as_millis() / tick.as_millis().max(1)).max(1) as u64
 }
 
 #[cfg(test)]
