@@ -71,7 +71,7 @@ use super::args::{
 };
 use super::ClientError;
 use drive::{Outcome, Workers, STAMP_LEN};
-use plan::{Limit, Plan, Shared};
+use plan::{Limit, Plan};
 use stats::{CpuSample, Summary};
 
 /// How long the bench waits for a new topic's partitions to elect leaders.
@@ -128,6 +128,28 @@ pub struct TopicInfo {
     pub replication_factor: u32,
     /// Each partition: id, log start offset, high watermark.
     pub partitions: Vec<(u32, u64, u64)>,
+}
+
+impl TopicInfo {
+    /// A topic from its description: its replication factor and each partition's id, log start
+    /// offset, high watermark and whether it has a leader; with whether every partition has one.
+    pub fn described(
+        replication_factor: u32,
+        partitions: impl Iterator<Item = (u32, u64, u64, bool)>,
+    ) -> (bool, TopicInfo) {
+        let mut all_led = true;
+        let partitions = partitions
+            .map(|(p, start, hw, led)| {
+                all_led &= led;
+                (p, start, hw)
+            })
+            .collect();
+        let info = TopicInfo {
+            replication_factor,
+            partitions,
+        };
+        (all_led, info)
+    }
 }
 
 /// Which partition each record of a request names.
@@ -264,10 +286,8 @@ async fn produce(
             } else {
                 Vec::new()
             };
-            let sample = c.node_pid.map(CpuSample::take).transpose()?;
-            let shared = Shared::new(plan, u64::from(producers));
             let workers = Workers::produce(ps, record_size, readers);
-            let outcome = drive::run(shared, workers, c.quiet, stop).await?;
+            let (outcome, sample) = measure(c, plan, workers, stop).await?;
             (topic, outcome, sample)
         }
         BenchTransport::Native => {
@@ -288,10 +308,8 @@ async fn produce(
                 } else {
                     Vec::new()
                 };
-                let sample = c.node_pid.map(CpuSample::take).transpose()?;
-                let shared = Shared::new(plan, u64::from(producers));
                 let workers = Workers::produce(ps, record_size, readers);
-                let outcome = drive::run(shared, workers, c.quiet, stop).await?;
+                let (outcome, sample) = measure(c, plan, workers, stop).await?;
                 Ok::<_, ClientError>((topic, outcome, sample))
             }
             .await;
@@ -311,6 +329,18 @@ async fn produce(
         outcome,
         usage,
     ))
+}
+
+/// Runs `workers` through `plan`, sampling the node's CPU (with `--node-pid`) over the same span.
+async fn measure<P: drive::Producer, R: drive::Reader>(
+    c: &BenchCommon,
+    plan: Plan,
+    workers: Workers<P, R>,
+    stop: impl Future<Output = ()>,
+) -> Result<(Outcome, Option<CpuSample>), ClientError> {
+    let sample = c.node_pid.map(CpuSample::take).transpose()?;
+    let outcome = drive::run(plan, workers, c.quiet, stop).await?;
+    Ok((outcome, sample))
 }
 
 fn spread(mode: BenchPartitionMode, topic: &TopicInfo) -> Spread {
@@ -357,9 +387,7 @@ async fn consume(
                 .into_iter()
                 .map(|(p, from, end)| Ok((http::HttpReader::new(api, &c.topic, p)?, from, end)))
                 .collect::<Result<Vec<_>, ClientError>>()?;
-            let sample = c.node_pid.map(CpuSample::take).transpose()?;
-            let shared = Shared::new(plan, 0);
-            let outcome = drive::run(shared, Workers::consume(readers), c.quiet, stop).await?;
+            let (outcome, sample) = measure(c, plan, Workers::consume(readers), stop).await?;
             (topic, outcome, sample)
         }
         BenchTransport::Native => {
@@ -373,9 +401,7 @@ async fn consume(
                         (native::NativeReader::new(&client, &c.topic, p), from, end)
                     })
                     .collect();
-                let sample = c.node_pid.map(CpuSample::take).transpose()?;
-                let shared = Shared::new(plan, 0);
-                let outcome = drive::run(shared, Workers::consume(readers), c.quiet, stop).await?;
+                let (outcome, sample) = measure(c, plan, Workers::consume(readers), stop).await?;
                 Ok::<_, ClientError>((topic, outcome, sample))
             }
             .await;

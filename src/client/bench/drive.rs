@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 use super::super::ClientError;
-use super::plan::{latency_origin, progress, Shared, Ticket};
+use super::plan::{latency_origin, progress, Plan, Shared, Ticket};
 use super::stats::Histogram;
 
 /// How long one request is retried through retryable failures before the run gives up.
@@ -325,7 +325,7 @@ impl<R: Reader> Workers<NoProducer, R> {
 /// worker finishes its request in flight and the run ends with what was done; the first fatal
 /// error of a worker stops the others and is returned.
 pub async fn run<P: Producer, R: Reader>(
-    shared: Arc<Shared>,
+    plan: Plan,
     workers: Workers<P, R>,
     quiet: bool,
     stop: impl Future<Output = ()>,
@@ -336,6 +336,7 @@ pub async fn run<P: Producer, R: Reader>(
         read_back: read_back_from,
         consumers,
     } = workers;
+    let shared = Shared::new(plan, producers.len() as u64);
     let e2e = !read_back_from.is_empty();
     let mut set = JoinSet::new();
     for (r, offset) in read_back_from {

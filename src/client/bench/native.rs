@@ -73,15 +73,11 @@ pub async fn prepare_topic(
     }
     super::wait_for_leaders(|| async {
         let t = client.describe_topic(topic).await.map_err(client_error)?;
-        let info = TopicInfo {
-            replication_factor: t.replication_factor,
-            partitions: t
-                .partitions
-                .iter()
-                .map(|p| (p.partition, p.log_start_offset, p.high_watermark))
-                .collect(),
-        };
-        Ok((t.partitions.iter().all(|p| p.leader.is_some()), info))
+        let partitions = t.partitions.iter().map(|p| {
+            let led = p.leader.is_some();
+            (p.partition, p.log_start_offset, p.high_watermark, led)
+        });
+        Ok(TopicInfo::described(t.replication_factor, partitions))
     })
     .await
 }
