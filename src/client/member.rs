@@ -817,20 +817,21 @@ mod tests {
         assert_eq!(group.lock().expect("lock").left, vec!["m1"]);
     }
 
-    /// A stdout that completes `stop` when it is written to.
-    struct Stopping {
-        stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// A stdout that keeps what is written to it, once `accept` lets a write through (else the
+    /// write is pending; `accept` must arrange a wake-up).
+    struct Gated<F> {
+        accept: F,
         written: Vec<u8>,
     }
 
-    impl AsyncWrite for Stopping {
+    impl<F: FnMut(&Context<'_>) -> bool + Unpin> AsyncWrite for Gated<F> {
         fn poll_write(
             mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
+            cx: &mut Context<'_>,
             buf: &[u8],
         ) -> Poll<std::io::Result<usize>> {
-            if let Some(stop) = self.stop.take() {
-                let _ = stop.send(());
+            if !(self.accept)(cx) {
+                return Poll::Pending;
             }
             self.written.extend_from_slice(buf);
             Poll::Ready(Ok(buf.len()))
@@ -852,8 +853,15 @@ mod tests {
         let group = Group::with_values(&[&["a0"]]);
         let node = serve(&group).await;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let mut out = Stopping {
-            stop: Some(tx),
+        // A stdout that completes the stop when it is written to.
+        let mut stop = Some(tx);
+        let mut out = Gated {
+            accept: move |_: &Context<'_>| {
+                if let Some(stop) = stop.take() {
+                    let _ = stop.send(());
+                }
+                true
+            },
             written: Vec::new(),
         };
         crate::client::run_until(
@@ -872,39 +880,6 @@ mod tests {
         assert_eq!(g.commits, BTreeMap::from([(0, 1)]));
         assert_eq!(g.left, vec!["m1"]);
         assert_eq!(g.polls, 1, "no poll after the stop");
-    }
-
-    /// A stdout that accepts nothing until `open` is set (by a heartbeat reaching the node).
-    struct Blocked {
-        open: Arc<AtomicBool>,
-        waker: Arc<Mutex<Option<Waker>>>,
-        written: Vec<u8>,
-    }
-
-    impl AsyncWrite for Blocked {
-        fn poll_write(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<std::io::Result<usize>> {
-            if !self.open.load(Ordering::SeqCst) {
-                *self.waker.lock().expect("lock") = Some(cx.waker().clone());
-                // Checked again: the heartbeat may have opened it in between.
-                if !self.open.load(Ordering::SeqCst) {
-                    return Poll::Pending;
-                }
-            }
-            self.written.extend_from_slice(buf);
-            Poll::Ready(Ok(buf.len()))
-        }
-
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-
-        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
     }
 
     #[tokio::test]
@@ -928,9 +903,16 @@ mod tests {
             })
             .await
         };
-        let mut out = Blocked {
-            open,
-            waker,
+        // A stdout that accepts nothing until a heartbeat has reached the node.
+        let mut out = Gated {
+            accept: move |cx: &Context<'_>| {
+                if !open.load(Ordering::SeqCst) {
+                    *waker.lock().expect("lock") = Some(cx.waker().clone());
+                    // Checked again: the heartbeat may have opened it in between.
+                    return open.load(Ordering::SeqCst);
+                }
+                true
+            },
             written: Vec::new(),
         };
         let args = consume_args(&["--session-timeout", "40ms"]);
