@@ -154,19 +154,27 @@ async fn shutdown_signal() {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Client(cmd)) = cli.command {
-        let opts = cli.client;
-        let stdin = tokio::io::BufReader::new(tokio::io::stdin());
-        // Ctrl-C or SIGTERM ends a group member cleanly (it leaves its group); the handlers are
-        // installed only by the commands that poll this future.
-        let stop = shutdown_signal();
-        return match client::run_until(opts, cmd, stdin, tokio::io::stdout(), stop).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => e.report(),
+        let runtime = match tokio::runtime::Runtime::new() {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: cannot start the async runtime: {e}");
+                return ExitCode::FAILURE;
+            }
         };
+        let opts = cli.client;
+        return runtime.block_on(async move {
+            let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+            // Ctrl-C or SIGTERM ends a group member cleanly (it leaves its group); the handlers
+            // are installed only by the commands that poll this future.
+            let stop = shutdown_signal();
+            match client::run_until(opts, cmd, stdin, tokio::io::stdout(), stop).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => e.report(),
+            }
+        });
     }
     let config = match load_config(&cli.node) {
         Ok(c) => c,
@@ -176,12 +184,29 @@ async fn main() -> ExitCode {
         }
     };
     init_tracing(&config);
-    match daftka_node::run(config, shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads = config.node.runtime_threads_resolved(cores);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
         Err(e) => {
-            tracing::error!(error = %e, "node stopped");
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
+            tracing::error!(error = %e, "cannot start the async runtime");
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
         }
-    }
+    };
+    tracing::info!(runtime_threads = threads, cores, "starting the node");
+    runtime.block_on(async move {
+        match daftka_node::run(config, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "node stopped");
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }

@@ -64,6 +64,11 @@ pub struct NodeConfig {
     pub seeds: Vec<String>,
     /// Shared secret of the cluster; required when seeds are given.
     pub cookie: String,
+    /// Worker threads of the node's async runtime (actors, HTTP, cluster connections); 0: one
+    /// fewer than the machine's cores, at least 1. The storage writer and fjall's worker are
+    /// threads of their own outside it, and an idle extra worker costs every request wake-ups
+    /// (see [`NodeConfig::runtime_threads_resolved`]).
+    pub runtime_threads: usize,
 }
 
 /// Membership: how this node joins and watches the others.
@@ -342,6 +347,21 @@ impl Default for NodeConfig {
             cluster_addr: "127.0.0.1:7000".into(),
             seeds: Vec::new(),
             cookie: String::new(),
+            runtime_threads: 0,
+        }
+    }
+}
+
+/// The most worker threads `node.runtime_threads` may ask for.
+pub const RUNTIME_THREADS_MAX: usize = 1024;
+
+impl NodeConfig {
+    /// The async runtime's worker threads: `runtime_threads`, or for 0 one fewer than `cores`
+    /// (the machine's), at least 1.
+    pub fn runtime_threads_resolved(&self, cores: usize) -> usize {
+        match self.runtime_threads {
+            0 => cores.saturating_sub(1).max(1),
+            n => n,
         }
     }
 }
@@ -681,6 +701,12 @@ impl Config {
         if self.storage.worker_threads == 0 {
             return bad("storage.worker_threads", "must be at least 1");
         }
+        if self.node.runtime_threads > RUNTIME_THREADS_MAX {
+            return bad(
+                "node.runtime_threads",
+                format!("must not exceed {RUNTIME_THREADS_MAX}"),
+            );
+        }
         if self.router.retry_backoff_min > self.router.retry_backoff_max {
             return bad(
                 "router.retry_backoff_min",
@@ -905,9 +931,29 @@ mod tests {
                 ..
             })
         ));
+        let mut c = Config::default();
+        c.node.runtime_threads = RUNTIME_THREADS_MAX + 1;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "node.runtime_threads",
+                ..
+            })
+        ));
         assert!(
             Config::from_toml("[node]\nnmae = \"x\"", "f").is_err(),
             "unknown keys are refused"
         );
+    }
+
+    /// 0 runtime threads: one fewer than the cores, at least one; any other number as given.
+    #[test]
+    fn runtime_threads_follow_the_cores() {
+        let mut n = NodeConfig::default();
+        assert_eq!(n.runtime_threads_resolved(1), 1);
+        assert_eq!(n.runtime_threads_resolved(2), 1);
+        assert_eq!(n.runtime_threads_resolved(8), 7);
+        n.runtime_threads = 3;
+        assert_eq!(n.runtime_threads_resolved(2), 3);
     }
 }

@@ -10,40 +10,40 @@ use crate::client::args::{BenchSuiteArgs, SuiteRow};
 /// One measurement of the suite; a row has one or two (T4: native and HTTP, T5: RF 1 and RF 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
+    T5Rf1,
     T1,
     T4Native,
     T4Http,
     T7,
     T2,
-    T5Rf1,
-    T3,
     T5Rf3,
+    T3,
     T6,
 }
 
 /// Which nodes a step runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Nodes {
-    /// One node, started first and kept for T1, T4, T7 (which restarts it), T2 and T5 (RF 1).
+    /// One node, started first and kept for T5 (RF 1), T1, T4, T7 (which restarts it) and T2.
     Single,
-    /// Three nodes a, b, c, for T3 and T5 (RF 3).
+    /// Three nodes a, b, c, for T5 (RF 3) and T3.
     Cluster,
     /// A fresh node of its own, for T6.
     Idle,
 }
 
-/// Every step in the order the suite runs them: the single node's (T4 and T7 right after T1,
-/// whose records they need, before T2 and T5 add records of their own), then the cluster's, then
-/// T6's idle node.
+/// Every step in the order the suite runs them: the single node's (T5 first, on a node no bulk
+/// load has just written to; T4 and T7 right after T1, whose records they need, before T2 adds
+/// records of its own), then the cluster's (T5 RF 3 before T3), then T6's idle node.
 const ORDER: [Step; 9] = [
+    Step::T5Rf1,
     Step::T1,
     Step::T4Native,
     Step::T4Http,
     Step::T7,
     Step::T2,
-    Step::T5Rf1,
-    Step::T3,
     Step::T5Rf3,
+    Step::T3,
     Step::T6,
 ];
 
@@ -185,9 +185,10 @@ impl Sizes {
 pub fn steps(rows: Option<&[SuiteRow]>) -> (Vec<Step>, bool) {
     let wanted = |r: SuiteRow| rows.is_none_or(|rows| rows.contains(&r));
     let mut chosen: Vec<Step> = ORDER.into_iter().filter(|s| wanted(s.row())).collect();
-    let added = !wanted(SuiteRow::T1) && chosen.iter().any(|s| s.needs_t1());
-    if added {
-        chosen.insert(0, Step::T1);
+    let first_needing_t1 = chosen.iter().position(|s| s.needs_t1());
+    let added = !wanted(SuiteRow::T1) && first_needing_t1.is_some();
+    if let (true, Some(at)) = (added, first_needing_t1) {
+        chosen.insert(at, Step::T1);
     }
     (chosen, added)
 }
@@ -492,22 +493,28 @@ mod tests {
         assert_eq!(
             keys(None),
             (
-                vec!["T1", "T4", "T4_http", "T7", "T2", "T5", "T3", "T5_rf3", "T6"],
+                vec!["T5", "T1", "T4", "T4_http", "T7", "T2", "T5_rf3", "T3", "T6"],
                 false
             )
         );
-        // T4 and T7 need T1's records: T1 is added, first.
+        // T4 and T7 need T1's records: T1 is added, right before the first of them (after T5,
+        // which runs on the node before any bulk load).
         assert_eq!(keys(Some(&[T7])), (vec!["T1", "T7"], true));
         assert_eq!(
             keys(Some(&[T7, T4, T6])),
             (vec!["T1", "T4", "T4_http", "T7", "T6"], true)
         );
+        assert_eq!(
+            keys(Some(&[T4, T5])),
+            (vec!["T5", "T1", "T4", "T4_http", "T5_rf3"], true)
+        );
         // Asked for, T1 is not "added"; the order is the suite's, not the command line's.
         assert_eq!(
             keys(Some(&[T6, T5, T4, T1])),
-            (vec!["T1", "T4", "T4_http", "T5", "T5_rf3", "T6"], false)
+            (vec!["T5", "T1", "T4", "T4_http", "T5_rf3", "T6"], false)
         );
         assert_eq!(keys(Some(&[T3, T2])), (vec!["T2", "T3"], false));
+        assert_eq!(keys(Some(&[T3, T5])), (vec!["T5", "T5_rf3", "T3"], false));
         assert_eq!(keys(Some(&[T3, T3])), (vec!["T3"], false));
         // Steps are grouped by the nodes they need: the single node's, the cluster's, T6's.
         let (all, _) = steps(None);
