@@ -74,6 +74,23 @@ struct Pending<O> {
     proposed_at: Instant,
 }
 
+/// Entries applied to the machine whose effects are not written yet, and their proposers.
+struct Applied<O> {
+    /// How many entries were applied.
+    entries: usize,
+    /// The last of them (0 if none).
+    last_index: u64,
+    answers: Vec<Answer<O>>,
+}
+
+/// A proposer, the term of the entry applied at its index, and the machine's result for that
+/// entry (`None`: an empty or configuration entry).
+struct Answer<O> {
+    pending: Pending<O>,
+    term: u64,
+    result: Option<Result<O, Error>>,
+}
+
 /// What one round of `Ready` handling changed, for the owning actor.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RoundOutcome {
@@ -119,6 +136,10 @@ pub struct RaftGroup<M: StateMachine> {
     /// Snapshot and compact the log once this many entries were applied since the last snapshot
     /// (`None`: only when a follower needs a snapshot the stored one cannot serve).
     snapshot_every: Option<u64>,
+    /// The last entry applied before raft-rs reported it committed (a sole voter's, applied with
+    /// its own append: see [`RaftGroup::on_ready`]); raft-rs hands these over as committed later
+    /// and they are not applied again.
+    applied_ahead: u64,
 }
 
 /// Errors of the driver: storage failures stop the owning actor (its supervisor restarts it).
@@ -225,6 +246,7 @@ impl<M: StateMachine> RaftGroup<M> {
             on_applied: None,
             round_queued: false,
             snapshot_every,
+            applied_ahead: 0,
         })
     }
 
@@ -413,19 +435,36 @@ impl<M: StateMachine> RaftGroup<M> {
 
         let mut batch = WriteBatch::default();
         let last_before = self.raw.store().last_index();
-        if !ready.entries().is_empty() {
-            batch.append_entries(self.group, ready.entries(), last_before);
+        let entries = ready.entries();
+        if !entries.is_empty() {
+            batch.append_entries(self.group, entries, last_before);
         }
-        if let Some(hs) = ready.hs() {
+        let mut hs = ready.hs().cloned();
+        // A sole voter's entries are committed the moment they are durable: apply them now and
+        // write their effects with them, one storage write per round instead of two.
+        let ahead = match entries.last() {
+            Some(last) if self.commits_on_append(&ready) => {
+                let applied = self.apply_into(entries, &mut batch)?;
+                let h = hs.get_or_insert_with(|| self.raw.raft.hard_state());
+                h.commit = h.commit.max(last.get_index());
+                Some(applied)
+            }
+            _ => None,
+        };
+        if let Some(hs) = &hs {
             batch.set_hard_state(self.group, hs);
         }
         if !batch.is_empty() {
             self.store.write(batch, true).await?;
             let store = self.raw.mut_store();
             store.on_entries_written(ready.entries());
-            if let Some(hs) = ready.hs() {
+            if let Some(hs) = &hs {
                 store.on_hard_state_written(hs);
             }
+        }
+        if let Some(applied) = ahead {
+            self.applied_ahead = applied.last_index;
+            outcome.applied_entries += self.answer(applied);
         }
         snapshots_sent.extend(self.send(ready.take_persisted_messages()));
         let mut light = self.raw.advance(ready);
@@ -524,22 +563,61 @@ impl<M: StateMachine> RaftGroup<M> {
 
     /// Applies committed entries, writes their effects (and the commit index, so a restart never
     /// sees an applied index above the durable commit), then answers their proposers.
+    /// Whether the entries of `ready` are committed as soon as they are written: this replica
+    /// leads a group it is the only voter of, and they change no configuration (raft-rs applies
+    /// those itself) and come with no snapshot.
+    fn commits_on_append(&self, ready: &raft::Ready) -> bool {
+        ready.snapshot().is_empty()
+            && self.is_sole_leader()
+            && ready
+                .entries()
+                .iter()
+                .all(|e| e.get_entry_type() == EntryType::EntryNormal)
+    }
+
+    /// Applies committed `entries` and writes their effects (not durably: the entries are), then
+    /// answers their proposers.
     async fn apply(&mut self, entries: Vec<Entry>) -> Result<usize, ConsensusError> {
-        let Some(last) = entries.last() else {
-            return Ok(0);
-        };
-        let last_index = last.get_index();
         let mut batch = WriteBatch::default();
-        let mut answers = Vec::new();
-        for entry in &entries {
+        let applied = self.apply_into(&entries, &mut batch)?;
+        if applied.entries == 0 {
+            return Ok(0);
+        }
+        let mut hs = self.raw.raft.hard_state();
+        hs.commit = hs.commit.max(applied.last_index);
+        batch.set_hard_state(self.group, &hs);
+        self.store.write(batch, false).await?;
+        self.raw.mut_store().on_hard_state_written(&hs);
+        Ok(self.answer(applied))
+    }
+
+    /// Applies `entries` (but those already applied ahead) to the machine, its durable effects
+    /// into `batch`; the proposers are answered by [`Self::answer`] once `batch` is written.
+    fn apply_into(
+        &mut self,
+        entries: &[Entry],
+        batch: &mut WriteBatch,
+    ) -> Result<Applied<M::Output>, ConsensusError> {
+        let entries = {
+            let fresh = entries.partition_point(|e| e.get_index() <= self.applied_ahead);
+            &entries[fresh..]
+        };
+        let mut applied = Applied {
+            entries: entries.len(),
+            last_index: 0,
+            answers: Vec::new(),
+        };
+        let Some(last) = entries.last() else {
+            return Ok(applied);
+        };
+        applied.last_index = last.get_index();
+        for entry in entries {
             let index = entry.get_index();
             let result = match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.get_data().is_empty() => None,
-                EntryType::EntryNormal => Some(self.machine.apply_entry(
-                    index,
-                    entry.get_data(),
-                    &mut batch,
-                )),
+                EntryType::EntryNormal => {
+                    Some(self.machine.apply_entry(index, entry.get_data(), batch))
+                }
                 EntryType::EntryConfChange => {
                     let mut cc = ConfChange::default();
                     protobuf::Message::merge_from_bytes(&mut cc, entry.get_data())
@@ -558,19 +636,29 @@ impl<M: StateMachine> RaftGroup<M> {
                 }
             };
             if let Some(p) = self.pending.remove(&index) {
-                answers.push((p, entry.get_term(), result));
+                applied.answers.push(Answer {
+                    pending: p,
+                    term: entry.get_term(),
+                    result,
+                });
             }
         }
-        self.machine.finish_round(last_index, &mut batch);
-        let mut hs = self.raw.raft.hard_state();
-        hs.commit = hs.commit.max(last_index);
-        batch.set_hard_state(self.group, &hs);
-        self.store.write(batch, false).await?;
-        self.raw.mut_store().on_hard_state_written(&hs);
+        self.machine.finish_round(applied.last_index, batch);
+        Ok(applied)
+    }
+
+    /// After the effects of `applied` are written: tells the apply observer, then answers the
+    /// proposers. Returns how many entries were applied.
+    fn answer(&mut self, applied: Applied<M::Output>) -> usize {
         if let Some(f) = &self.on_applied {
             f(&self.machine, self.is_leader());
         }
-        for (p, term, result) in answers {
+        for Answer {
+            pending: p,
+            term,
+            result,
+        } in applied.answers
+        {
             let answer = match result {
                 _ if p.term != term => Err(Error::not_leader(
                     "another leader's entry replaced this proposal",
@@ -583,7 +671,7 @@ impl<M: StateMachine> RaftGroup<M> {
             }
             let _ = p.reply.send(answer);
         }
-        Ok(entries.len())
+        applied.entries
     }
 
     /// Fails every waiting proposer with `code`.

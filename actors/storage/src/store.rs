@@ -140,6 +140,8 @@ pub(crate) struct Inner {
     writer: Option<JoinHandle<()>>,
     /// Persist rounds done (a metric; also proves merging in tests).
     rounds: Arc<AtomicU64>,
+    /// Write requests committed, counted before they are answered.
+    writes: Arc<AtomicU64>,
     /// Held by the writer while it drains and commits a round; tests hold it to make merging
     /// deterministic (see [`Store::pause_writer`]).
     gate: Arc<Mutex<()>>,
@@ -192,6 +194,7 @@ impl Store {
         };
         let (tx, rx) = mpsc::channel();
         let rounds = Arc::new(AtomicU64::new(0));
+        let writes = Arc::new(AtomicU64::new(0));
         let gate = Arc::new(Mutex::new(()));
         let writer = Writer {
             db: db.clone(),
@@ -200,6 +203,7 @@ impl Store {
             fsync: opts.fsync,
             commit_requests_max: opts.commit_requests_max.max(1),
             rounds: rounds.clone(),
+            writes: writes.clone(),
             gate: gate.clone(),
             on_round: opts.on_round.clone(),
         };
@@ -214,6 +218,7 @@ impl Store {
                 tx: Some(tx),
                 writer: Some(handle),
                 rounds,
+                writes,
                 gate,
             }),
         })
@@ -300,6 +305,12 @@ impl Store {
         self.inner.rounds.load(Ordering::Relaxed)
     }
 
+    /// Write requests ([`Store::write`]) committed so far, durable or not; a write is counted
+    /// before it is answered.
+    pub fn writes(&self) -> u64 {
+        self.inner.writes.load(Ordering::Acquire)
+    }
+
     /// For tests: stops the writer from starting a new round until the guard drops, so requests
     /// queued meanwhile are merged into one round deterministically.
     #[doc(hidden)]
@@ -316,6 +327,7 @@ struct Writer {
     fsync: bool,
     commit_requests_max: usize,
     rounds: Arc<AtomicU64>,
+    writes: Arc<AtomicU64>,
     gate: Arc<Mutex<()>>,
     on_round: Option<RoundObserver>,
 }
@@ -342,7 +354,11 @@ impl Writer {
                         ops,
                         durable,
                         reply,
-                    } => (self.commit(ops), reply, durable),
+                    } => {
+                        let result = self.commit(ops);
+                        self.writes.fetch_add(1, Ordering::Release);
+                        (result, reply, durable)
+                    }
                     Request::DeleteGroup { group, reply } => {
                         (self.delete_group(group), reply, true)
                     }
@@ -454,6 +470,7 @@ mod tests {
                 tx: Some(tx),
                 writer: None,
                 rounds: Arc::default(),
+                writes: Arc::default(),
                 gate: Arc::default(),
             }),
         };

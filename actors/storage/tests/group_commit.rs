@@ -35,6 +35,7 @@ async fn queued_writes_share_one_round() {
         t.await.unwrap().unwrap();
     }
     assert_eq!(store.commit_rounds(), 1);
+    assert_eq!(store.writes(), N);
     for g in 1..=N {
         assert_eq!(store.raft_storage(GroupId(g)).unwrap().last_index(), 1);
     }

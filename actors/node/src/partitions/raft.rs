@@ -417,3 +417,106 @@ fn queue_round<M: crate::consensus::StateMachine>(
         let _ = myself.cast(RaftMsg::ProcessReady);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use daftka_core::config::RaftConfig;
+    use daftka_protocol::record::encode_batch;
+    use daftka_protocol::{GroupId, Record};
+    use daftka_storage::{Store, StoreOptions};
+    use raft::eraftpb::Message;
+
+    use super::*;
+    use crate::consensus::RaftTransport;
+
+    /// A transport for a group of one: there is nobody to send to.
+    struct Alone;
+
+    impl RaftTransport for Alone {
+        fn send(&self, _group: GroupId, messages: Vec<Message>) {
+            assert!(messages.is_empty(), "a group of one sent {messages:?}");
+        }
+    }
+
+    const GROUP: GroupId = GroupId(7);
+
+    async fn open(store: &Store) -> RaftGroup<PartitionMachine> {
+        let st = store.raft_storage(GROUP).unwrap().apply_state();
+        let machine = PartitionMachine {
+            group: GROUP,
+            reader: store.partition_reader(GROUP),
+            position: LogPosition {
+                applied_index: st.applied_index,
+                next_offset: st.next_offset,
+            },
+            log_start_offset: st.log_start_offset,
+        };
+        let cfg = RaftConfig::default();
+        RaftGroup::open(
+            store.clone(),
+            GROUP,
+            1,
+            &[1],
+            &cfg,
+            machine,
+            Arc::new(Alone),
+            None,
+        )
+        .await
+        .unwrap()
+    }
+
+    /// A sole voter's round writes its entries, their offset index rows and its apply position
+    /// in ONE storage write, answers the proposer from it, and the position
+    /// is there after a restart.
+    #[tokio::test]
+    async fn sole_voter_applies_with_its_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let mut raft = open(&store).await;
+        while raft.raw.has_ready() {
+            raft.on_ready().await.unwrap();
+        }
+        assert!(raft.is_sole_leader());
+        let before = raft.machine.position;
+
+        let records = (0..3)
+            .map(|i| Record::from_value(format!("v{i}")))
+            .collect();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        raft.propose(encode_batch(records).unwrap(), tx.into());
+        let writes_before = store.writes();
+        raft.on_ready().await.unwrap();
+        assert_eq!(store.writes() - writes_before, 1);
+        let base = rx.await.unwrap().unwrap();
+        assert_eq!(base, before.next_offset);
+        assert_eq!(raft.machine.position.next_offset, base + 3);
+        let index = raft.machine.position.applied_index;
+        assert!(index > before.applied_index);
+        // raft-rs hands the entry over as committed after the write: it is not applied again.
+        while raft.raw.has_ready() {
+            raft.on_ready().await.unwrap();
+        }
+        assert_eq!(raft.machine.position.next_offset, base + 3);
+        assert_eq!(store.writes() - writes_before, 1);
+
+        drop(raft);
+        drop(store);
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let storage = store.raft_storage(GROUP).unwrap();
+        let st = storage.apply_state();
+        assert_eq!((st.applied_index, st.next_offset), (index, base + 3));
+        assert!(storage.hard_state().commit >= index);
+        drop(storage);
+        let read = store
+            .partition_reader(GROUP)
+            .read(base, base + 3, 10, 1 << 20)
+            .unwrap();
+        assert_eq!(read.len(), 3);
+        let mut raft = open(&store).await;
+        while raft.raw.has_ready() {
+            raft.on_ready().await.unwrap();
+        }
+        assert_eq!(raft.machine.position.next_offset, base + 3);
+    }
+}
