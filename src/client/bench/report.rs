@@ -11,11 +11,11 @@ use crate::client::args::{BenchSuiteArgs, SuiteRow};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     T5Rf1,
+    T2,
     T1,
     T4Native,
     T4Http,
     T7,
-    T2,
     T5Rf3,
     T3,
     T6,
@@ -24,7 +24,7 @@ pub enum Step {
 /// Which nodes a step runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Nodes {
-    /// One node, started first and kept for T5 (RF 1), T1, T4, T7 (which restarts it) and T2.
+    /// One node, started first and kept for T5 (RF 1), T2, T1, T4 and T7 (which restarts it).
     Single,
     /// Three nodes a, b, c, for T5 (RF 3) and T3.
     Cluster,
@@ -32,16 +32,16 @@ pub enum Nodes {
     Idle,
 }
 
-/// Every step in the order the suite runs them: the single node's (T5 first, on a node no bulk
-/// load has just written to; T4 and T7 right after T1, whose records they need, before T2 adds
-/// records of its own), then the cluster's (T5 RF 3 before T3), then T6's idle node.
+/// Every step in the order the suite runs them: the single node's (the rows with latency targets,
+/// T5 and T2, first, on a node no bulk load has just written to; T4 and T7 right after T1, whose
+/// records they need), then the cluster's (T5 RF 3 before T3), then T6's idle node.
 const ORDER: [Step; 9] = [
     Step::T5Rf1,
+    Step::T2,
     Step::T1,
     Step::T4Native,
     Step::T4Http,
     Step::T7,
-    Step::T2,
     Step::T5Rf3,
     Step::T3,
     Step::T6,
@@ -125,7 +125,7 @@ impl Step {
                 secs(s.t6_idle)
             ),
             Step::T7 => format!(
-                "restart after kill -9 of the node holding T1's {} records, spawn to /readyz 200",
+                "restart after kill -9 of the node holding T1's {} records (and T2's, T5's), spawn to /readyz 200",
                 grouped(s.t1_records)
             ),
         }
@@ -493,12 +493,12 @@ mod tests {
         assert_eq!(
             keys(None),
             (
-                vec!["T5", "T1", "T4", "T4_http", "T7", "T2", "T5_rf3", "T3", "T6"],
+                vec!["T5", "T2", "T1", "T4", "T4_http", "T7", "T5_rf3", "T3", "T6"],
                 false
             )
         );
-        // T4 and T7 need T1's records: T1 is added, right before the first of them (after T5,
-        // which runs on the node before any bulk load).
+        // T4 and T7 need T1's records: T1 is added, right before the first of them (after T5 and
+        // T2, which run on the node before any bulk load).
         assert_eq!(keys(Some(&[T7])), (vec!["T1", "T7"], true));
         assert_eq!(
             keys(Some(&[T7, T4, T6])),
@@ -514,6 +514,7 @@ mod tests {
             (vec!["T5", "T1", "T4", "T4_http", "T5_rf3", "T6"], false)
         );
         assert_eq!(keys(Some(&[T3, T2])), (vec!["T2", "T3"], false));
+        assert_eq!(keys(Some(&[T7, T2])), (vec!["T2", "T1", "T7"], true));
         assert_eq!(keys(Some(&[T3, T5])), (vec!["T5", "T5_rf3", "T3"], false));
         assert_eq!(keys(Some(&[T3, T3])), (vec!["T3"], false));
         // Steps are grouped by the nodes they need: the single node's, the cluster's, T6's.

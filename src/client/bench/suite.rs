@@ -14,24 +14,25 @@
 //! | key | nodes | measures |
 //! |---|---|---|
 //! | `T5` | single | HTTP produce of one record per request at 1,000 requests/s for `--t5-duration` (open loop, latency from each request's due time), 16 connections, 1 partition, RF 1 |
+//! | `T2` | single | HTTP produce, 100 records per request, 16 connections, 4 partitions, RF 1 |
 //! | `T1` | single | native produce of `--t1-records` records, batches of 1000, 4 producers, 4 partitions, RF 1 |
 //! | `T4` | single | native consume of T1's records from the start, 5000 per fetch, a reader per partition |
 //! | `T4_http` | single | the same over HTTP |
 //! | `T7` | single | the node killed (SIGKILL) and started again on its data and ports: seconds from spawn to `/readyz` 200 |
-//! | `T2` | single | HTTP produce, 100 records per request, 16 connections, 4 partitions, RF 1 |
 //! | `T5_rf3` | cluster | as `T5` with RF 3, sent to the partition's leader |
 //! | `T3` | cluster | native produce, batches of 1000, 4 producers, 4 partitions, RF 3, through a |
 //! | `T6` | a fresh node | topics of up to 1000 partitions (3,000 in all), RF 1; once every partition has a leader, the node's CPU and RSS over the next 10 s, with no client requests (`setup_seconds`: creating and electing them) |
 //!
 //! Row T4 has two results, keys `T4` (native) and `T4_http`; row T5 has `T5` (RF 1) and `T5_rf3`.
-//! The latency rows (T5, T5_rf3) run first on their fresh nodes: right after a bulk load the disk
-//! is still writing it back and fjall compacting it, and fsyncs of 10-50 ms then land in T5's
-//! percentiles (docs/BENCHMARKS.md). T4 and T7 need T1's records: `--rows T4` or `--rows T7` runs
-//! T1 right before them. T4 and T7 run right after T1, so T7's node holds T5's and T1's records.
-//! On the cluster the suite waits until every partition is led by its preferred (first) replica,
-//! so no leadership move (every `raft.leader_balance_interval`) lands in the measurement. `--quick` shrinks the sizes for a
-//! smoke run ([`Sizes::QUICK`]). Creating a topic of 1000 partitions may answer `timeout`
-//! (outcome unknown) while the node goes on creating it: T6 then asks again until it exists.
+//! The rows with latency targets (T5, T2, T5_rf3) run first on their fresh nodes: right after a
+//! bulk load the disk is still writing it back and fjall compacting it, and fsyncs of 10-50 ms then
+//! land in their percentiles (docs/BENCHMARKS.md). T4 and T7 need T1's records: `--rows T4` or
+//! `--rows T7` runs T1 right before them. T4 and T7 run right after T1; T7's node holds T5's, T2's
+//! and T1's records. On the cluster the suite waits until every partition is led by its preferred
+//! (first) replica, so no leadership move (every `raft.leader_balance_interval`) lands in the
+//! measurement. `--quick` shrinks the sizes for a smoke run ([`Sizes::QUICK`]). Creating a topic
+//! of 1000 partitions may answer `timeout` (outcome unknown) while the node goes on creating it:
+//! T6 then asks again until it exists.
 //!
 //! Each workload runs through the same functions as `bench produce|consume`; its node's CPU (% of
 //! one core, from `/proc/PID/stat`) and RSS are measured around it, summed over the nodes of a
