@@ -6,7 +6,7 @@
 //! typed [`crate::RouterMsg`]s to that Router; any Router serves any request (it forwards to the
 //! partition leaders). A program needs only this crate, ractor and ractor_cluster.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,8 @@ pub struct RemoteOptions {
     pub cookie: String,
     /// The cluster's name (`cluster.name`, default `daftka`).
     pub cluster: String,
-    /// This actor system's node name, as the cluster will see it.
+    /// This actor system's node name, as the cluster will see it; by default one of its own for
+    /// every `RemoteOptions` ([`unique_name`]). Two open sessions must not share one.
     pub name: String,
     /// How long to wait for the session and the Router to appear.
     pub timeout: Duration,
@@ -36,10 +37,19 @@ impl RemoteOptions {
             seed: seed.into(),
             cookie: cookie.into(),
             cluster: "daftka".into(),
-            name: format!("daftka-client-{}", std::process::id()),
+            name: unique_name("daftka-client"),
             timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// `prefix-PID-N`, N counting the names this process made: a node refuses a session whose name
+/// one it still holds has (the previous connection's may not be torn down on its side yet), so
+/// every connection of a process gets its own.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{}-{n}", std::process::id())
 }
 
 /// A connection to a cluster: the client, and the NodeServer that carries it.
@@ -125,4 +135,22 @@ impl ractor_cluster::NodeEventSubscription for Closed {
         self.0.store(true, Ordering::Release);
     }
     fn node_session_authenticated(&self, _: ractor_cluster::node::NodeServerSessionInformation) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every name is new, and tells the process it came from.
+    #[test]
+    fn unique_names_differ() {
+        let a = unique_name("x");
+        let b = unique_name("x");
+        assert_ne!(a, b);
+        assert!(a.starts_with(&format!("x-{}-", std::process::id())), "{a}");
+        assert_ne!(
+            RemoteOptions::new("s", "c").name,
+            RemoteOptions::new("s", "c").name
+        );
+    }
 }

@@ -47,7 +47,7 @@ pub async fn connect(common: &BenchCommon) -> Result<Remote, ClientError> {
     };
     let mut opts = RemoteOptions::new(seed.clone(), cookie.clone());
     opts.cluster = common.cluster.clone();
-    opts.name = format!("daftka-bench-{}", std::process::id());
+    opts.name = daftka_protocol::remote::unique_name("daftka-bench");
     opts.timeout = CONNECT_TIMEOUT;
     remote_connect(opts).await.map_err(client_error)
 }
