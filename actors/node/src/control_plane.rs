@@ -292,10 +292,12 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
         let mut every = tokio::time::interval(Duration::from_secs(1));
         loop {
             every.tick().await;
-            gauges
-                .metrics
-                .storage_bytes
-                .set(gauges.store.disk_bytes() as i64);
+            // fjall measures its journal under the journal's lock, which the storage writer holds
+            // through every fsync: off the runtime, or a slow fsync stalls its workers too.
+            let store = gauges.store.clone();
+            if let Ok(bytes) = tokio::task::spawn_blocking(move || store.disk_bytes()).await {
+                gauges.metrics.storage_bytes.set(bytes as i64);
+            }
             gauges
                 .metrics
                 .storage_commit_rounds

@@ -295,7 +295,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Bytes the database takes on disk (journal and tables); 0 if it cannot be measured.
+    /// Bytes the database takes on disk (journal and tables); 0 if it cannot be measured. Blocks
+    /// while the writer persists (fjall takes the journal's lock): not for an async worker.
     pub fn disk_bytes(&self) -> u64 {
         self.inner.db.disk_space().unwrap_or(0)
     }
