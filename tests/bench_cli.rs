@@ -353,9 +353,23 @@ async fn suite_runs_on_its_own_nodes_and_reports_each_row() {
     let keys: Vec<&String> = v.as_object().expect("one object").keys().collect();
     assert_eq!(
         keys,
-        ["T1", "T4", "T4_http", "T5", "T5_rf3", "T6", "T7"],
+        ["T1", "T4", "T4_http", "T5", "T5_rf3", "T6", "T7", "machine"],
         "{v}"
     );
+    // The machine was probed before and after the rows (disk and CPU), shown under the table.
+    for when in ["before", "after"] {
+        let m = &v["machine"][when];
+        assert!(num(m, "fsync_p50_ms") > 0.0, "{when}: {m}");
+        assert!(
+            num(m, "fsync_p50_ms") <= num(m, "fsync_max_ms"),
+            "{when}: {m}"
+        );
+        assert!(num(m, "cpu_probe_ms") > 0.0, "{when}: {m}");
+        assert!(
+            stdout.contains(&format!("machine {when} the rows: fdatasync of 100 B p50 ")),
+            "{stdout}"
+        );
+    }
     for key in ["T1", "T4", "T4_http", "T5", "T5_rf3"] {
         let r = &v[key];
         assert!(num(r, "records_per_sec") > 0.0, "{key}: {r}");

@@ -55,6 +55,7 @@ mod http;
 mod native;
 mod nodes;
 mod plan;
+mod probe;
 mod report;
 mod stats;
 mod suite;

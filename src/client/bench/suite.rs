@@ -44,7 +44,10 @@
 //! with a key per step holding the bench summary's fields (`records_per_sec`, `mb_per_sec`,
 //! `p50_ms`, `p99_ms`, `p999_ms`, `max_ms`, `seconds`, ... and the parameters, see
 //! [`super`]) or T6's and T7's own, `cpu_percent`, `rss_bytes`, `nodes`, and `description`,
-//! `target` and `met` (or `error`). A step that fails is reported as such and the others go on
+//! `target` and `met` (or `error`), and a key `machine` with the probes ([`super::probe`]) taken
+//! before and after the rows, with no node running: fdatasync latency of 100-byte appends in the
+//! scratch directory and the time of a fixed CPU loop, printed under the table too, so that a run
+//! on a busy or slow (virtual) machine shows as such. A step that fails is reported as such and the others go on
 //! (those needing T1 are skipped if T1 failed); the command then exits 1.
 
 use std::future::Future;
@@ -56,6 +59,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::nodes::{self, NodeProc, Scratch, COOKIE};
+use super::probe;
 use super::report::{self, Nodes, Outcome, Sizes, Step, CONSUME_BATCH};
 use super::stats::CpuSample;
 use crate::client::api::{Api, TopicDescription};
@@ -101,8 +105,9 @@ pub async fn run(
         scratch.path().display()
     ));
     if added {
-        note("T4 and T7 need T1's records: T1 runs first");
+        note("T4 and T7 need T1's records: T1 runs right before them");
     }
+    let before = probe_machine(scratch.path(), "before the rows").await;
     let mut outcomes = Vec::new();
     let interrupted = {
         let body = run_steps(&steps, &sizes, scratch.path(), &mut outcomes);
@@ -113,6 +118,10 @@ pub async fn run(
         }
     };
     // Every node was owned by `body`, now dropped: all are killed before their data goes.
+    let after = match interrupted {
+        false => probe_machine(scratch.path(), "after the rows").await,
+        true => None,
+    };
     drop(scratch);
     if interrupted {
         note("interrupted: nodes killed, data removed");
@@ -128,8 +137,19 @@ pub async fn run(
     }
     outcomes.sort_by_key(|o| o.step.key());
     out.write_all(report::table(&outcomes).as_bytes()).await?;
+    for (when, p) in [("before", &before), ("after", &after)] {
+        if let Some(p) = p {
+            let line = format!("machine {when} the rows: {}\n", p.line());
+            out.write_all(line.as_bytes()).await?;
+        }
+    }
     if let Some(path) = &args.json {
-        super::write_json(path, &report::json(&outcomes))?;
+        let mut all = report::json(&outcomes);
+        all["machine"] = json!({
+            "before": before.map(|p| p.json()),
+            "after": after.map(|p| p.json()),
+        });
+        super::write_json(path, &all)?;
     }
     let failed: Vec<&str> = outcomes
         .iter()
@@ -149,6 +169,28 @@ pub async fn run(
         });
     }
     Ok(())
+}
+
+/// The machine's probes ([`probe`]) on the disk of `dir`, with no node running; `None` (and a
+/// note) if the disk probe fails: the rows go on without it.
+async fn probe_machine(dir: &Path, when: &str) -> Option<probe::Probe> {
+    let dir = dir.to_path_buf();
+    let measured = tokio::task::spawn_blocking(move || {
+        probe::measure(&dir, probe::FSYNC_SAMPLES, probe::CPU_ROUNDS)
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r.map_err(|e| e.to_string()));
+    match measured {
+        Ok(p) => {
+            note(format!("machine {when}: {}", p.line()));
+            Some(p)
+        }
+        Err(e) => {
+            note(format!("machine probe {when} failed: {e}"));
+            None
+        }
+    }
 }
 
 /// Runs `steps` node set by node set, pushing each step's outcome as it ends.
