@@ -8,6 +8,7 @@ mod support;
 use std::path::PathBuf;
 use std::process::Command;
 
+use daftka_protocol::remote::{self, RemoteOptions};
 use serde_json::Value;
 use support::procs::{slots, wait_ready};
 
@@ -107,4 +108,28 @@ async fn the_remote_client_example_works_against_three_processes() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("wrong cookie"), "{stderr}");
+
+    // One process connecting again and again, as `bench suite` does row after row: every
+    // connection reaches a live Router, and closing one leaves no stand-in of the cluster's
+    // Router behind for the next to pick.
+    let group = daftka_protocol::names::routers_group("daftka");
+    for round in 0..3 {
+        let opts = RemoteOptions::new(nodes[0].cluster_addr.clone(), "remote-cookie");
+        let remote = remote::connect(opts)
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: connect: {e:?}"));
+        let topics = remote
+            .client
+            .list_topics()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: list: {e:?}"));
+        assert!(topics.iter().any(|t| t.name == "remote-demo"), "{topics:?}");
+        remote.close().await;
+        assert!(
+            ractor::pg::get_members(&group)
+                .iter()
+                .all(|c| c.get_id().is_local()),
+            "round {round}: a remote Router is still in {group}"
+        );
+    }
 }

@@ -52,20 +52,37 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{}-{n}", std::process::id())
 }
 
+/// How long [`Remote::close`] waits for the session's actors to be gone.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A connection to a cluster: the client, and the NodeServer that carries it.
 pub struct Remote {
     pub client: Client,
     server: ActorRef<NodeServerMessage>,
+    /// The pg group its Router was found in.
+    group: String,
 }
 
 impl Remote {
-    /// Closes the session (stops this process's NodeServer).
+    /// Closes the session (stops this process's NodeServer) and waits (at most 5 s) until the
+    /// session's stand-ins for the cluster's actors have left this process's Router group. They
+    /// stop after the NodeServer; a stand-in still there would be found by the next `connect` of
+    /// this process (its ids can be the new session's: every NodeServer numbers its peers from
+    /// 0), and calls to it would fail as it stops.
     pub async fn close(self) {
-        let _ = self
-            .server
-            .stop_and_wait(None, Some(Duration::from_secs(5)))
-            .await;
+        let _ = self.server.stop_and_wait(None, Some(CLOSE_TIMEOUT)).await;
+        let deadline = Instant::now() + CLOSE_TIMEOUT;
+        while remote_member(&self.group).is_some() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
+}
+
+/// A member of `group` that is not an actor of this process.
+fn remote_member(group: &str) -> Option<ractor::ActorCell> {
+    ractor::pg::get_members(&group.to_string())
+        .into_iter()
+        .find(|c| !c.get_id().is_local())
 }
 
 /// Connects to the node at `opts.seed` and returns a client of a Router of the cluster.
@@ -100,13 +117,11 @@ pub async fn connect(opts: RemoteOptions) -> Result<Remote, Error> {
     let group = names::routers_group(&opts.cluster);
     let deadline = Instant::now() + opts.timeout;
     loop {
-        let remote = ractor::pg::get_members(&group)
-            .into_iter()
-            .find(|c| !c.get_id().is_local());
-        if let Some(router) = remote {
+        if let Some(router) = remote_member(&group) {
             return Ok(Remote {
                 client: Client::new(router.into()),
                 server,
+                group,
             });
         }
         if closed.load(Ordering::Acquire) || Instant::now() >= deadline {
