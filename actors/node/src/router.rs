@@ -21,6 +21,7 @@ use daftka_core::metadata::{
     place_replicas, MetadataCommand, MetadataEvent, PartitionMeta, TopicMeta,
 };
 use daftka_core::partition::choose_partition;
+use daftka_protocol::wire::Framed;
 use daftka_protocol::{
     ids::{raft_id, validate_name},
     names, rpc, ClusterInfo, CommittedOffset, Error, FetchRequest, FetchResponse, GroupId,
@@ -603,7 +604,8 @@ impl ReplicaCall for Produce {
     }
     fn remote(self, group: GroupId, reply: RpcReplyPort<Wire<u64>>) -> PeerMsg {
         PeerMsg::Produce {
-            request: Wire::ok((group, self.0)),
+            group: Wire::ok(group),
+            records: Framed::ok(self.0),
             reply,
         }
     }

@@ -7,9 +7,10 @@
 use ractor::RpcReplyPort;
 use serde::{Deserialize, Serialize};
 
+use crate::error::Error;
 use crate::ids::{Offset, PartitionId};
-use crate::record::{Record, StoredRecord};
-use crate::wire::Wire;
+use crate::record::{Record, RecordRef, StoredRecord};
+use crate::wire::{Framed, FromFrame, Wire};
 
 /// What a client asks for when it creates a topic. `None` takes the node's configured default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +44,29 @@ pub struct ProduceRecord {
     /// Explicit partition; else a stable hash of the key; else spread across partitions.
     pub partition: Option<PartitionId>,
     pub record: Record,
+}
+
+/// [`ProduceRecord`] as it lies in a received frame (see [`crate::wire::Framed`]).
+#[derive(Deserialize)]
+struct ProduceRecordRef<'a> {
+    partition: Option<PartitionId>,
+    #[serde(borrow)]
+    record: RecordRef<'a>,
+}
+
+impl FromFrame for Vec<ProduceRecord> {
+    fn from_frame(frame: &bytes::Bytes) -> Result<Result<Self, Error>, postcard::Error> {
+        let decoded: Result<Vec<ProduceRecordRef<'_>>, Error> = postcard::from_bytes(frame)?;
+        Ok(decoded.map(|records| {
+            records
+                .into_iter()
+                .map(|r| ProduceRecord {
+                    partition: r.partition,
+                    record: r.record.share(frame),
+                })
+                .collect()
+        }))
+    }
 }
 
 /// Where one produced record was stored.
@@ -348,7 +372,7 @@ pub enum RouterMsg {
     #[rpc]
     Produce {
         topic: Wire<String>,
-        records: Wire<Vec<ProduceRecord>>,
+        records: Framed<Vec<ProduceRecord>>,
         reply: RpcReplyPort<Wire<Vec<RecordPosition>>>,
     },
     #[rpc]

@@ -7,6 +7,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::Offset;
+#[cfg(doc)]
+use crate::wire::Framed;
+use crate::wire::FromFrame;
 
 /// One header of a record: a name and an opaque value. Order is kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +58,52 @@ impl Record {
     }
 }
 
+/// A [`Record`] as it lies in a received frame: the decoding step of [`Framed`], which turns it
+/// into a `Record` whose byte fields are slices of the frame. Same serde shape as `Record`
+/// (postcard writes `Bytes` and `&[u8]` alike: a length, then the bytes).
+#[derive(Deserialize)]
+pub(crate) struct RecordRef<'a> {
+    #[serde(borrow)]
+    key: Option<&'a [u8]>,
+    value: &'a [u8],
+    #[serde(borrow)]
+    headers: Vec<HeaderRef<'a>>,
+    timestamp_ms: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct HeaderRef<'a> {
+    key: &'a str,
+    value: &'a [u8],
+}
+
+impl RecordRef<'_> {
+    /// The record, sharing `frame`, the buffer this was decoded from: no copy, and no
+    /// allocation unless it has headers.
+    pub(crate) fn share(self, frame: &Bytes) -> Record {
+        Record {
+            key: self.key.map(|k| frame.slice_ref(k)),
+            value: frame.slice_ref(self.value),
+            headers: self
+                .headers
+                .into_iter()
+                .map(|h| Header {
+                    key: h.key.to_owned(),
+                    value: frame.slice_ref(h.value),
+                })
+                .collect(),
+            timestamp_ms: self.timestamp_ms,
+        }
+    }
+}
+
+impl FromFrame for Vec<Record> {
+    fn from_frame(frame: &Bytes) -> Result<Result<Self, crate::Error>, postcard::Error> {
+        let decoded: Result<Vec<RecordRef<'_>>, crate::Error> = postcard::from_bytes(frame)?;
+        Ok(decoded.map(|records| records.into_iter().map(|r| r.share(frame)).collect()))
+    }
+}
+
 /// A record read back from a partition, with its offset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredRecord {
@@ -72,8 +121,18 @@ pub enum EntryPayload {
 
 /// Encodes one batch of records as a Raft entry's data.
 pub fn encode_batch(records: Vec<Record>) -> Result<Vec<u8>, crate::Error> {
-    postcard::to_allocvec(&EntryPayload::Records(records))
-        .map_err(|e| crate::Error::internal(format!("encode batch: {e}")))
+    // Sized up front (the bytes, plus room for each record's lengths, headers and timestamp),
+    // so a large batch is written once instead of regrown as it is encoded.
+    let capacity = records
+        .iter()
+        .map(|r| r.size_bytes() + 24 + 8 * r.headers.len())
+        .sum::<usize>()
+        + 16;
+    postcard::to_extend(
+        &EntryPayload::Records(records),
+        Vec::with_capacity(capacity),
+    )
+    .map_err(|e| crate::Error::internal(format!("encode batch: {e}")))
 }
 
 /// Decodes a Raft entry's data back into records. Corrupt data is an error value, never a panic.

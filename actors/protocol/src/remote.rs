@@ -29,6 +29,9 @@ pub struct RemoteOptions {
     pub name: String,
     /// How long to wait for the session and the Router to appear.
     pub timeout: Duration,
+    /// The connection's in-flight window: record bytes of produces sent and not yet answered
+    /// ([`Client::with_inflight_bytes_max`]); a produce beyond it waits. 0: no window.
+    pub inflight_bytes_max: u32,
 }
 
 impl RemoteOptions {
@@ -39,6 +42,7 @@ impl RemoteOptions {
             cluster: "daftka".into(),
             name: unique_name("daftka-client"),
             timeout: Duration::from_secs(10),
+            inflight_bytes_max: crate::client::INFLIGHT_BYTES_DEFAULT,
         }
     }
 }
@@ -119,7 +123,7 @@ pub async fn connect(opts: RemoteOptions) -> Result<Remote, Error> {
     loop {
         if let Some(router) = remote_member(&group) {
             return Ok(Remote {
-                client: Client::new(router.into()),
+                client: Client::new(router.into()).with_inflight_bytes_max(opts.inflight_bytes_max),
                 server,
                 group,
             });

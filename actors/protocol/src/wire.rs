@@ -3,7 +3,11 @@
 //! ractor_cluster needs every field of a remote message to be `BytesConvertable`, whose
 //! `from_bytes` cannot fail. A `Wire<T>` decodes into a `Result`: bytes from a peer that do not
 //! decode become an `Err` value for the receiver to answer, never a panic in an actor.
+//!
+//! [`Framed`] is the same on the wire; decoding it shares the received frame's memory for the
+//! record bytes instead of copying each key and value out of it (produce requests).
 
+use bytes::Bytes;
 use ractor::BytesConvertable;
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -28,25 +32,63 @@ impl<T> From<Result<T, Error>> for Wire<T> {
     }
 }
 
+/// postcard of `value`; encoding our own types does not fail, and if it ever does, the peer
+/// gets an error value.
+fn encode<T: Serialize>(value: &Result<T, Error>) -> Vec<u8> {
+    match postcard::to_allocvec(value) {
+        Ok(b) => b,
+        Err(e) => postcard::to_allocvec(&Err::<T, Error>(Error::internal(format!(
+            "encode a cluster message: {e}"
+        ))))
+        .unwrap_or_default(),
+    }
+}
+
+/// The value of bytes that did not decode.
+fn undecodable<T>(e: postcard::Error) -> Result<T, Error> {
+    Err(Error::internal(format!(
+        "a cluster message did not decode: {e}"
+    )))
+}
+
 impl<T: Serialize + DeserializeOwned> BytesConvertable for Wire<T> {
     fn into_bytes(self) -> Vec<u8> {
-        match postcard::to_allocvec(&self.0) {
-            Ok(b) => b,
-            // Encoding our own types does not fail; if it ever does, the peer gets an error value.
-            Err(e) => postcard::to_allocvec(&Err::<T, Error>(Error::internal(format!(
-                "encode a cluster message: {e}"
-            ))))
-            .unwrap_or_default(),
-        }
+        encode(&self.0)
     }
 
     fn from_bytes(bytes: Vec<u8>) -> Self {
-        match postcard::from_bytes(&bytes) {
-            Ok(r) => Wire(r),
-            Err(e) => Wire(Err(Error::internal(format!(
-                "a cluster message did not decode: {e}"
-            )))),
-        }
+        Wire(postcard::from_bytes(&bytes).unwrap_or_else(undecodable))
+    }
+}
+
+/// A value whose byte fields, once decoded from a frame, are slices of that frame.
+pub trait FromFrame: Serialize + Sized {
+    /// Decodes `frame` (postcard of `Result<Self, Error>`), sharing its memory.
+    fn from_frame(frame: &Bytes) -> Result<Result<Self, Error>, postcard::Error>;
+}
+
+/// A [`Wire`] for values with many byte fields, such as the records of a produce: the same bytes
+/// across the cluster, but decoding allocates nothing per record. The frame ractor_cluster hands
+/// over is kept whole, and each key, value and header value is a [`Bytes`] slice of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Framed<T>(pub Result<T, Error>);
+
+impl<T> Framed<T> {
+    pub fn ok(value: T) -> Self {
+        Framed(Ok(value))
+    }
+    pub fn into_result(self) -> Result<T, Error> {
+        self.0
+    }
+}
+
+impl<T: FromFrame> BytesConvertable for Framed<T> {
+    fn into_bytes(self) -> Vec<u8> {
+        encode(&self.0)
+    }
+
+    fn from_bytes(bytes: Vec<u8>) -> Self {
+        Framed(T::from_frame(&Bytes::from(bytes)).unwrap_or_else(undecodable))
     }
 }
 

@@ -7,12 +7,14 @@ use std::fmt::Debug;
 
 use bytes::Bytes;
 use daftka_protocol::record::{batch_record_count, decode_batch, encode_batch, EntryPayload};
+use daftka_protocol::wire::{Framed, FromFrame, Wire};
 use daftka_protocol::{
     ClusterInfo, CommittedOffset, Error, ErrorCode, FetchOffset, FetchRequest, FetchResponse,
     GroupOffsets, Header, NodeInfo, PartitionDescription, ProduceRecord, Record, RecordPosition,
     SeedInfo, StoredRecord, TopicDescription, TopicPartitionOffset, TopicSpec,
 };
 use proptest::prelude::*;
+use ractor::BytesConvertable;
 use serde::{de::DeserializeOwned, Serialize};
 
 /// Every error code. `ErrorCode` is `#[non_exhaustive]`, so this list is kept by hand: a new code
@@ -302,6 +304,43 @@ proptest! {
             roundtrip(s)?;
         }
         roundtrip(&ClusterInfo { nodes, metadata_leader, seeds })?;
+    }
+
+    // Produce records decoded through `Framed` equal the records sent, the bytes are those of a
+    // `Wire` (one format on the wire), and every key, value and header value is a slice of the
+    // received frame, not a copy. Truncated frames decode to an error, never a panic.
+    #[test]
+    fn framed_records_share_the_frame(
+        prs in prop::collection::vec(
+            (prop::option::of(any::<u32>()), record())
+                .prop_map(|(partition, record)| ProduceRecord { partition, record }),
+            0..16,
+        ),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let bytes = Framed::ok(prs.clone()).into_bytes();
+        prop_assert_eq!(&bytes, &Wire::ok(prs.clone()).into_bytes());
+        let frame = Bytes::from(bytes);
+        let back = Vec::<ProduceRecord>::from_frame(&frame)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(&back, &prs);
+        let inside = |b: &Bytes| {
+            let (start, end) = (frame.as_ptr() as usize, frame.as_ptr() as usize + frame.len());
+            b.is_empty() || (start <= b.as_ptr() as usize && b.as_ptr() as usize + b.len() <= end)
+        };
+        for r in back.iter().map(|p| &p.record) {
+            prop_assert!(inside(&r.value));
+            prop_assert!(r.key.as_ref().is_none_or(inside));
+            prop_assert!(r.headers.iter().all(|h| inside(&h.value)));
+        }
+        // Records sent from one node to another (`Vec<Record>`) decode the same way.
+        let plain: Vec<Record> = prs.into_iter().map(|p| p.record).collect();
+        let back = Framed::<Vec<Record>>::from_bytes(Framed::ok(plain.clone()).into_bytes());
+        prop_assert_eq!(back, Framed::ok(plain));
+        // A frame cut short is an error value.
+        let short = frame.slice(..cut.index(frame.len()));
+        prop_assert!(Framed::<Vec<ProduceRecord>>::from_bytes(short.to_vec()).0.is_err());
     }
 
     // An error value with any code, message and range survives postcard.

@@ -27,6 +27,7 @@
 use std::sync::Arc;
 
 use daftka_core::metadata::{Applied, MetadataCommand};
+use daftka_protocol::wire::Framed;
 use daftka_protocol::{names, rpc, Error, FetchRequest, FetchResponse, GroupId, Record, Wire};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
@@ -50,7 +51,8 @@ pub enum PeerMsg {
     },
     #[rpc]
     Produce {
-        request: Wire<(GroupId, Vec<Record>)>,
+        group: Wire<GroupId>,
+        records: Framed<Vec<Record>>,
         reply: RpcReplyPort<Wire<u64>>,
     },
     #[rpc]
@@ -135,8 +137,13 @@ impl Actor for Peer {
                     let _ = reply.send(Wire(answer));
                 });
             }
-            PeerMsg::Produce { request, reply } => {
-                forward(ctx, request.0, reply, |records, reply| ServerMsg::Produce {
+            PeerMsg::Produce {
+                group,
+                records,
+                reply,
+            } => {
+                let request = group.0.and_then(|g| Ok((g, records.0?)));
+                forward(ctx, request, reply, |records, reply| ServerMsg::Produce {
                     records,
                     reply,
                 })
