@@ -26,6 +26,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use daftka_core::metadata::{Applied, MetadataCommand};
 use daftka_protocol::wire::Framed;
 use daftka_protocol::{names, rpc, Error, FetchRequest, FetchResponse, GroupId, Record, Wire};
@@ -35,7 +37,7 @@ use crate::context::NodeContext;
 use crate::partitions::server::ServerMsg;
 
 /// One Raft message in a batch: its group and its protobuf bytes.
-pub type RaftFrame = (u64, Vec<u8>);
+pub type RaftFrame = (u64, Bytes);
 
 #[derive(ractor_cluster::RactorClusterMessage)]
 pub enum PeerMsg {

@@ -19,6 +19,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 
+use bytes::Bytes;
 use daftka_protocol::{rpc, GroupId, Wire};
 use raft::eraftpb::Message;
 use tokio::sync::Notify;
@@ -86,7 +87,7 @@ impl RaftTransport for ClusterTransport {
         let counter = &ctx.metrics.raft_messages;
         for m in messages {
             let bytes = match protobuf::Message::write_to_bytes(&m) {
-                Ok(b) => b,
+                Ok(b) => Bytes::from(b),
                 Err(e) => {
                     tracing::error!(%group, error = %e, "a Raft message did not encode");
                     continue;
