@@ -471,6 +471,8 @@ impl<M: StateMachine> RaftGroup<M> {
         snapshots_sent.extend(self.send(light.take_messages()));
         outcome.applied_entries += self.apply(light.take_committed_entries()).await?;
         self.raw.advance_apply();
+        let applied = self.raw.raft.raft_log.applied;
+        self.raw.mut_store().trim_tail(applied);
         // A snapshot handed to the transport is reported done: if it is lost, the follower's next
         // rejection makes the leader send one again.
         for to in snapshots_sent {

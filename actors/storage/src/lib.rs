@@ -33,6 +33,6 @@ mod store;
 pub use batch::WriteBatch;
 pub use codec::{ApplyState, SnapshotRecord, StoredEntry};
 pub use error::StorageError;
-pub use raft_storage::RaftLogStorage;
+pub use raft_storage::{RaftLogStorage, TAIL_BYTES_MAX};
 pub use reader::{PartitionReader, RetentionCut};
 pub use store::{RoundObserver, RoundTiming, Store, StoreOptions, WriterPause};

@@ -3,12 +3,15 @@
 //! Reads go to fjall; the small state (hard state, conf state, apply state, compaction point, last
 //! index and term) is cached in memory. The cache changes only through the `on_*_written` methods,
 //! which the Raft actor calls after the `WriteBatch` holding the change has been written, so raft
-//! never sees state that is not yet in fjall.
+//! never sees state that is not yet in fjall. So does the tail: the entries written and not yet
+//! applied, which raft-rs reads back as soon as they commit (at once for a sole voter), served
+//! from memory instead of fjall; [`RaftLogStorage::trim_tail`] drops what was applied.
 
 use daftka_protocol::GroupId;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState};
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::codec::{
@@ -34,7 +37,18 @@ pub struct RaftLogStorage {
     /// configuration does not include the follower): the owner makes a fresh one
     /// ([`RaftLogStorage::take_snapshot_request`]) and raft asks again on its next try.
     snapshot_wanted: AtomicBool,
+    /// The last entries written, contiguous and ending at `last_index` (empty, or a suffix of the
+    /// stored log): those not applied yet, at most [`TAIL_BYTES_MAX`] of data. Their data is
+    /// shared (`Bytes`) with the entries the Raft actor wrote, not copied.
+    tail: VecDeque<Entry>,
+    tail_bytes: usize,
 }
+
+/// The most entry data a group keeps in its tail; older entries are read from fjall. Entries stay
+/// in the tail only from their write to their apply: on a leader, while their producers wait (and
+/// are counted in `limits.inflight_bytes_*`); on a follower, until a message from the leader
+/// carries their commit. Enough for the rounds of a busy partition.
+pub const TAIL_BYTES_MAX: usize = 1024 * 1024;
 
 impl std::fmt::Debug for RaftLogStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -109,6 +123,8 @@ impl RaftLogStorage {
             last_index,
             last_term,
             snapshot_wanted: AtomicBool::new(false),
+            tail: VecDeque::new(),
+            tail_bytes: 0,
         })
     }
 
@@ -138,6 +154,10 @@ impl RaftLogStorage {
         }
         if discard_log {
             self.conf_state = snapshot.conf_state();
+        }
+        self.trim_tail(snapshot.index);
+        if discard_log {
+            self.clear_tail();
         }
     }
 
@@ -176,10 +196,76 @@ impl RaftLogStorage {
 
     /// After a `WriteBatch` holding `append_entries(entries)` has been written.
     pub fn on_entries_written(&mut self, entries: &[Entry]) {
-        if let Some(last) = entries.last() {
-            self.last_index = last.index;
-            self.last_term = last.term;
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            return;
+        };
+        // An append at `first` replaced everything from `first` on.
+        while self.tail.back().is_some_and(|e| e.index >= first.index) {
+            self.pop_tail_back();
         }
+        let follows = self
+            .tail
+            .back()
+            .map_or(first.index <= self.last_index + 1, |e| {
+                e.index + 1 == first.index
+            });
+        if !follows {
+            // Not a continuation of the log as known here: keep nothing rather than a gap.
+            self.clear_tail();
+        } else {
+            for e in entries {
+                self.tail_bytes += e.data.len();
+                self.tail.push_back(e.clone());
+            }
+            while self.tail_bytes > TAIL_BYTES_MAX {
+                self.pop_tail_front();
+            }
+        }
+        self.last_index = last.index;
+        self.last_term = last.term;
+    }
+
+    /// Drops the tail's entries up to `applied` (they will not be read again soon).
+    pub fn trim_tail(&mut self, applied: u64) {
+        while self.tail.front().is_some_and(|e| e.index <= applied) {
+            self.pop_tail_front();
+        }
+    }
+
+    /// Entries kept in the tail now (for tests and metrics).
+    pub fn tail_len(&self) -> usize {
+        self.tail.len()
+    }
+
+    fn pop_tail_front(&mut self) {
+        if let Some(e) = self.tail.pop_front() {
+            self.tail_bytes -= e.data.len();
+        }
+    }
+
+    fn pop_tail_back(&mut self) {
+        if let Some(e) = self.tail.pop_back() {
+            self.tail_bytes -= e.data.len();
+        }
+    }
+
+    fn clear_tail(&mut self) {
+        self.tail.clear();
+        self.tail_bytes = 0;
+    }
+
+    /// Entries `[low, high)` from the tail, if it holds all of them, within `max_size` as
+    /// [`Self::read_entries`] does.
+    fn tail_entries(&self, low: u64, high: u64, max_size: Option<u64>) -> Option<Vec<Entry>> {
+        let front = self.tail.front()?.index;
+        if low < front || high > self.last_index + 1 || low >= high {
+            return None;
+        }
+        let skip = usize::try_from(low - front).ok()?;
+        let take = usize::try_from(high - low).ok()?;
+        let mut out: Vec<Entry> = self.tail.iter().skip(skip).take(take).cloned().collect();
+        raft::util::limit_size(&mut out, max_size);
+        Some(out)
     }
 
     pub fn on_hard_state_written(&mut self, hs: &HardState) {
@@ -200,6 +286,7 @@ impl RaftLogStorage {
             self.last_index = to_index;
             self.last_term = to_term;
         }
+        self.trim_tail(to_index);
     }
 
     /// The term of a stored entry, without copying its data.
@@ -288,6 +375,9 @@ impl raft::Storage for RaftLogStorage {
             return Err(raft::Error::Store(raft::StorageError::Unavailable));
         }
         let max_size = max_size.into().filter(|&m| m != raft::NO_LIMIT);
+        if let Some(entries) = self.tail_entries(low, high, max_size) {
+            return Ok(entries);
+        }
         Ok(self.read_entries(low, high, max_size)?)
     }
 

@@ -122,6 +122,61 @@ async fn append_overwrites_suffix() {
     assert_eq!(store.raft_storage(G).unwrap().term(5).unwrap(), 3);
 }
 
+/// The tail of unapplied entries serves reads exactly as fjall does (a reopened storage has no
+/// tail): after appends, a suffix overwrite, a trim up to the applied index, with size limits,
+/// after compaction, and past its byte cap.
+#[tokio::test]
+async fn the_tail_serves_what_fjall_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut st = store.raft_storage(G).unwrap();
+    let same = |st: &daftka_storage::RaftLogStorage, low: u64, high: u64, max: Option<u64>| {
+        let fresh = store.raft_storage(G).unwrap();
+        assert_eq!(fresh.tail_len(), 0);
+        assert_eq!(
+            st.entries(low, high, max, ctx()).unwrap(),
+            fresh.entries(low, high, max, ctx()).unwrap(),
+            "[{low}, {high}) max {max:?}"
+        );
+    };
+    append(&store, &mut st, &entries(1..=5, 1)).await;
+    assert_eq!(st.tail_len(), 5);
+    same(&st, 1, 6, None);
+    same(&st, 2, 4, None);
+    // A follower's conflicting suffix is replaced in the tail as in the log.
+    append(&store, &mut st, &entries(3..=4, 2)).await;
+    assert_eq!(st.tail_len(), 4);
+    assert_eq!(st.entries(3, 5, None, ctx()).unwrap(), entries(3..=4, 2));
+    same(&st, 1, 5, None);
+    append(&store, &mut st, &entries(5..=9, 2)).await;
+    assert_eq!(st.tail_len(), 9);
+    // Applied entries leave the tail; a read reaching below it goes to fjall.
+    st.trim_tail(4);
+    assert_eq!(st.tail_len(), 5);
+    same(&st, 1, 10, None);
+    same(&st, 5, 10, None);
+    let one = u64::from(protobuf::Message::compute_size(&entries(5..=5, 2)[0]));
+    for max in [0, one, 2 * one + 1, 100 * one] {
+        same(&st, 5, 10, Some(max));
+    }
+    // Compaction drops what it covers.
+    let mut b = WriteBatch::default();
+    b.compact_log(G, st.first_index(), 6, 2);
+    store.write(b, true).await.unwrap();
+    st.on_log_compacted(6, 2);
+    assert_eq!(st.tail_len(), 3);
+    same(&st, 7, 10, None);
+    // Past the cap the oldest entries leave the tail, and reads stay right.
+    let big: Vec<Entry> = (10..=14)
+        .map(|i| entry(i, 3, &vec![i as u8; daftka_storage::TAIL_BYTES_MAX / 3]))
+        .collect();
+    append(&store, &mut st, &big).await;
+    assert!(st.tail_len() <= 3, "tail of {} entries", st.tail_len());
+    assert_eq!(st.entries(14, 15, None, ctx()).unwrap(), big[4..].to_vec());
+    same(&st, 7, 15, None);
+    same(&st, 12, 15, None);
+}
+
 /// `max_size` follows `raft::util::limit_size`: stop before the total passes it, but at least one.
 #[tokio::test]
 async fn entries_respect_max_size() {

@@ -499,6 +499,8 @@ mod tests {
         }
         assert_eq!(raft.machine.position.next_offset, base + 3);
         assert_eq!(store.writes() - writes_before, 1);
+        // Applied entries do not linger in the storage's in-memory tail.
+        assert_eq!(raft.raw.store().tail_len(), 0);
 
         drop(raft);
         drop(store);
