@@ -155,9 +155,10 @@ impl RaftLogStorage {
         if discard_log {
             self.conf_state = snapshot.conf_state();
         }
-        self.trim_tail(snapshot.index);
         if discard_log {
             self.clear_tail();
+        } else {
+            self.trim_tail(snapshot.index);
         }
     }
 
@@ -199,20 +200,15 @@ impl RaftLogStorage {
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             return;
         };
-        // An append at `first` replaced everything from `first` on.
-        while self.tail.back().is_some_and(|e| e.index >= first.index) {
-            self.pop_tail_back();
-        }
-        let follows = self
-            .tail
-            .back()
-            .map_or(first.index <= self.last_index + 1, |e| {
-                e.index + 1 == first.index
-            });
-        if !follows {
+        if first.index > self.last_index + 1 {
             // Not a continuation of the log as known here: keep nothing rather than a gap.
             self.clear_tail();
         } else {
+            // An append at `first` replaced everything from `first` on. The tail ends at
+            // `last_index`, so what is left of it is followed by `first`.
+            while self.tail.back().is_some_and(|e| e.index >= first.index) {
+                self.pop_tail_back();
+            }
             for e in entries {
                 self.tail_bytes += e.data.len();
                 self.tail.push_back(e.clone());
@@ -254,11 +250,11 @@ impl RaftLogStorage {
         self.tail_bytes = 0;
     }
 
-    /// Entries `[low, high)` from the tail, if it holds all of them, within `max_size` as
-    /// [`Self::read_entries`] does.
+    /// Entries `[low, high)` (`high` at most `last_index + 1`, which `entries` checks) from the
+    /// tail, if it holds all of them, within `max_size` as [`Self::read_entries`] does.
     fn tail_entries(&self, low: u64, high: u64, max_size: Option<u64>) -> Option<Vec<Entry>> {
         let front = self.tail.front()?.index;
-        if low < front || high > self.last_index + 1 || low >= high {
+        if low < front || low >= high {
             return None;
         }
         let skip = usize::try_from(low - front).ok()?;
