@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::ids::{Offset, PartitionId};
 use crate::record::{Record, RecordRef, StoredRecord};
-use crate::wire::{Framed, FromFrame, Wire};
+use crate::wire::{share_each, Framed, FromFrame, Wire};
 
 /// What a client asks for when it creates a topic. `None` takes the node's configured default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,16 +56,10 @@ struct ProduceRecordRef<'a> {
 
 impl FromFrame for Vec<ProduceRecord> {
     fn from_frame(frame: &bytes::Bytes) -> Result<Result<Self, Error>, postcard::Error> {
-        let decoded: Result<Vec<ProduceRecordRef<'_>>, Error> = postcard::from_bytes(frame)?;
-        Ok(decoded.map(|records| {
-            records
-                .into_iter()
-                .map(|r| ProduceRecord {
-                    partition: r.partition,
-                    record: r.record.share(frame),
-                })
-                .collect()
-        }))
+        share_each(frame, |r: ProduceRecordRef<'_>, frame| ProduceRecord {
+            partition: r.partition,
+            record: r.record.share(frame),
+        })
     }
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::Offset;
 #[cfg(doc)]
 use crate::wire::Framed;
-use crate::wire::FromFrame;
+use crate::wire::{share_each, FromFrame};
 
 /// One header of a record: a name and an opaque value. Order is kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,8 +99,7 @@ impl RecordRef<'_> {
 
 impl FromFrame for Vec<Record> {
     fn from_frame(frame: &Bytes) -> Result<Result<Self, crate::Error>, postcard::Error> {
-        let decoded: Result<Vec<RecordRef<'_>>, crate::Error> = postcard::from_bytes(frame)?;
-        Ok(decoded.map(|records| records.into_iter().map(|r| r.share(frame)).collect()))
+        share_each(frame, RecordRef::share)
     }
 }
 

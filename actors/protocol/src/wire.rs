@@ -67,6 +67,16 @@ pub trait FromFrame: Serialize + Sized {
     fn from_frame(frame: &Bytes) -> Result<Result<Self, Error>, postcard::Error>;
 }
 
+/// [`FromFrame::from_frame`] for a list: decodes `frame` as a list of borrowed views `R`, then
+/// makes each one a `T` sharing `frame` (`share` slices the frame, as [`Bytes::slice_ref`] does).
+pub(crate) fn share_each<'a, R: serde::Deserialize<'a>, T>(
+    frame: &'a Bytes,
+    share: impl Fn(R, &Bytes) -> T,
+) -> Result<Result<Vec<T>, Error>, postcard::Error> {
+    let decoded: Result<Vec<R>, Error> = postcard::from_bytes(frame)?;
+    Ok(decoded.map(|views| views.into_iter().map(|v| share(v, frame)).collect()))
+}
+
 /// A [`Wire`] for values with many byte fields, such as the records of a produce: the same bytes
 /// across the cluster, but decoding allocates nothing per record. The frame ractor_cluster hands
 /// over is kept whole, and each key, value and header value is a [`Bytes`] slice of it.
