@@ -12,17 +12,16 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use daftka_storage::{Store, StoreOptions};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use support::eventually;
-use support::history::{History, StoredLog};
+use support::history::History;
 use support::procs::{slots, wait_ready, Slot};
+use support::readback::{leaders, metric_hwms, read_back, store_log};
 
 const PARTITIONS: u32 = 3;
 const BATCH: u64 = 20;
@@ -124,115 +123,6 @@ async fn actor_targets(http: &reqwest::Client, url: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Partition -> leader node name, as `url` describes the topic.
-async fn leaders(http: &reqwest::Client, url: &str) -> BTreeMap<u32, String> {
-    let mut out = BTreeMap::new();
-    if let Ok(r) = http.get(format!("{url}/v1/topics/{TOPIC}")).send().await {
-        if let Ok(v) = r.json::<Value>().await {
-            for p in v["partitions"].as_array().into_iter().flatten() {
-                if let (Some(i), Some(l)) = (p["partition"].as_u64(), p["leader"].as_str()) {
-                    out.insert(i as u32, l.to_string());
-                }
-            }
-        }
-    }
-    out
-}
-
-/// The high watermark of each partition of the topic in a node's metrics.
-async fn metric_hwms(http: &reqwest::Client, metrics_port: u16) -> Option<BTreeMap<u32, u64>> {
-    let text = http
-        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("daftka_high_watermark{") else {
-            continue;
-        };
-        if !rest.contains(&format!("topic=\"{TOPIC}\"")) {
-            continue;
-        }
-        let p = rest
-            .split("partition=\"")
-            .nth(1)?
-            .split('"')
-            .next()?
-            .parse()
-            .ok()?;
-        let v = rest.rsplit(' ').next()?.parse().ok()?;
-        out.insert(p, v);
-    }
-    Some(out)
-}
-
-/// Reads every partition of the topic through `url` from offset 0 to its high watermark.
-async fn read_back(http: &reqwest::Client, url: &str) -> StoredLog {
-    let mut stored = StoredLog::new();
-    for p in 0..PARTITIONS {
-        let mut offset = 0u64;
-        let mut recs = Vec::new();
-        loop {
-            let u = format!(
-                "{url}/v1/topics/{TOPIC}/partitions/{p}/records?offset={offset}&max_records=5000"
-            );
-            let v: Value = eventually("a read-back fetch", Duration::from_secs(30), async || {
-                let r = http.get(&u).send().await.ok()?;
-                if !r.status().is_success() {
-                    return None;
-                }
-                r.json().await.ok()
-            })
-            .await;
-            let batch = v["records"].as_array().expect("records").clone();
-            for r in &batch {
-                recs.push((
-                    r["offset"].as_u64().expect("offset"),
-                    r["value"].as_str().expect("value").to_string(),
-                ));
-            }
-            offset = v["next_offset"].as_u64().expect("next_offset");
-            if batch.is_empty() || offset >= v["high_watermark"].as_u64().expect("hwm") {
-                break;
-            }
-        }
-        stored.insert(p, recs);
-    }
-    stored
-}
-
-/// Every partition's committed records as one node's store holds them (the node is stopped).
-fn store_log(dir: &Path) -> BTreeMap<u64, Vec<(u64, Vec<u8>)>> {
-    let store = Store::open(&dir.join("fjall"), StoreOptions::default()).expect("open the store");
-    let mut out = BTreeMap::new();
-    for g in store.groups().expect("groups") {
-        if g.0 == 0 {
-            continue;
-        }
-        let next = store
-            .raft_storage(g)
-            .expect("raft storage")
-            .apply_state()
-            .next_offset;
-        let records = store
-            .partition_reader(g)
-            .read(0, next, u32::MAX, u32::MAX)
-            .expect("read the partition");
-        out.insert(
-            g.0,
-            records
-                .into_iter()
-                .map(|r| (r.offset, r.record.value.to_vec()))
-                .collect(),
-        );
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_survive_kill_9_and_actor_kills() {
     let seed: u64 = std::env::var("CHAOS_SEED")
@@ -284,7 +174,7 @@ async fn three_processes_survive_kill_9_and_actor_kills() {
         .await;
         let victim = rng.gen_range(0..nodes.len());
         if round % 2 == 0 {
-            let led: Vec<u32> = leaders(&http, &urls[(victim + 1) % 3])
+            let led: Vec<u32> = leaders(&http, &urls[(victim + 1) % 3], TOPIC)
                 .await
                 .into_iter()
                 .filter(|(_, l)| *l == nodes[victim].name)
@@ -371,7 +261,7 @@ async fn three_processes_survive_kill_9_and_actor_kills() {
     }
     let elapsed = started.elapsed();
 
-    let stored = read_back(&http, &urls[0]).await;
+    let stored = read_back(&http, &urls[0], TOPIC, PARTITIONS).await;
     let shared = Arc::try_unwrap(shared)
         .ok()
         .expect("producers are done")
@@ -418,7 +308,9 @@ async fn three_processes_survive_kill_9_and_actor_kills() {
         async || {
             let mut all = Vec::new();
             for n in &nodes {
-                all.push(metric_hwms(&http, n.metrics).await?);
+                all.push(
+                    metric_hwms(&http, &format!("http://127.0.0.1:{}", n.metrics), TOPIC).await?,
+                );
             }
             (all.iter()
                 .all(|h| h.len() == PARTITIONS as usize && *h == all[0]))

@@ -71,3 +71,17 @@ fn the_checker_catches_every_kind_of_violation() {
     let r = swapped.check(&log(0, &["p0-2", "p0-1"]));
     assert!(r.violations.iter().any(|v| v.contains("producer order")));
 }
+
+/// One offset acknowledged for two records is caught, even when the log holds one of them there.
+#[test]
+fn an_offset_acknowledged_twice_is_caught() {
+    let h = history(&[("p0-1", 0, 0), ("p1-1", 0, 0)], &[], &[]);
+    let r = h.check(&log(0, &["p0-1"]));
+    assert!(
+        r.violations
+            .iter()
+            .any(|v| v.contains("acknowledged for both p0-1 and p1-1")),
+        "{:?}",
+        r.violations
+    );
+}

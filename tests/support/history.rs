@@ -2,6 +2,7 @@
 //! after healing, the test reads every partition back and [`History::check`] says whether the log
 //! keeps Daftka's promises:
 //! - every acknowledged record is stored exactly once, at its acknowledged (partition, offset);
+//! - no (partition, offset) is acknowledged for two different records;
 //! - per-partition offsets are contiguous from 0;
 //! - each producer's records keep their send order within a partition;
 //! - nothing is stored that was never sent, and nothing whose send was refused with a definite
@@ -108,6 +109,14 @@ impl History {
                     "{v} is stored but its send was refused with a definite error"
                 )),
                 None => {}
+            }
+        }
+        let mut owner: BTreeMap<(u32, u64), &str> = BTreeMap::new();
+        for (v, pos) in &self.acked {
+            if let Some(other) = owner.insert(*pos, v) {
+                r.violations.push(format!(
+                    "offset {pos:?} was acknowledged for both {other} and {v}"
+                ));
             }
         }
         for (v, pos) in &self.acked {

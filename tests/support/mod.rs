@@ -5,7 +5,9 @@
 pub mod api;
 pub mod cluster;
 pub mod history;
+pub mod netns;
 pub mod procs;
+pub mod readback;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -75,12 +75,17 @@ pub struct NodeConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// First delay before dialling a seed again after a failed or lost session; doubles.
+    /// First delay before dialling a seed or a registered node again after a failed or lost
+    /// session; doubles.
     #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub seed_retry_min: Duration,
-    /// Largest delay between two dials of one seed.
+    /// Largest delay between two dials of one seed or registered node: how soon after a network
+    /// partition heals the nodes meet again.
     #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub seed_retry_max: Duration,
+    /// Longest wait for one dial's TCP connection (a peer behind a partition does not answer).
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub dial_timeout: Duration,
     /// Largest cluster frame accepted from a peer (ractor_cluster's inbound limit).
     #[serde(deserialize_with = "de_size", serialize_with = "ser_size")]
     pub frame_bytes_max: u64,
@@ -88,7 +93,8 @@ pub struct ClusterConfig {
     #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub heartbeat_interval: Duration,
     /// A peer with an open session but no heartbeat for this long is `down` (a paused or hung
-    /// process closes no session); must exceed `heartbeat_interval`.
+    /// process, or one behind a network partition, closes no session): calls to it stop, its
+    /// session is closed, and it is dialled again. Must exceed `heartbeat_interval`.
     #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub heartbeat_timeout: Duration,
     /// The cluster's name: nodes only meet nodes of the same cluster (also in one process).
@@ -116,7 +122,8 @@ impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
             seed_retry_min: Duration::from_millis(100),
-            seed_retry_max: Duration::from_secs(5),
+            seed_retry_max: Duration::from_secs(1),
+            dial_timeout: Duration::from_secs(2),
             frame_bytes_max: 64 << 20,
             heartbeat_interval: Duration::from_millis(200),
             heartbeat_timeout: Duration::from_secs(1),
@@ -608,6 +615,9 @@ impl Config {
                 "cluster.seed_retry_min",
                 "must be positive and not exceed cluster.seed_retry_max",
             );
+        }
+        if self.cluster.dial_timeout.is_zero() {
+            return bad("cluster.dial_timeout", "must be positive");
         }
         if self.cluster.heartbeat_interval.is_zero()
             || self.cluster.heartbeat_timeout <= self.cluster.heartbeat_interval

@@ -4,18 +4,26 @@
 //! It registers this node (name, Raft id, addresses) in the metadata, retrying with backoff until
 //! recorded. When `node.cookie` is set it also runs the ractor_cluster `NodeServer` on
 //! `node.cluster_addr` only (never all interfaces), dials every seed (`host[:port]`, default port
-//! [`CLUSTER_PORT_DEFAULT`]) and dials it again with backoff whenever the dial fails or the session
-//! closes, and follows session events: a peer is `up` while an authenticated session with it is
-//! open, `down` after it closed. Peers must present the same cookie: a session that closes before
-//! authenticating counts as a failed attempt of its seed. It publishes what it sees as a
-//! [`Membership`] on the node's watch channel (shown by `GET /v1/cluster`).
+//! [`CLUSTER_PORT_DEFAULT`]) and every node registered in the metadata that it has no session
+//! with, and dials again with backoff (at most `cluster.seed_retry_max`) whenever a dial fails or a
+//! session closes. Dials run in tasks bounded by `cluster.dial_timeout`: a peer behind a network
+//! partition never holds up this actor. A peer is `up` while an authenticated session with it is
+//! open and its heartbeats arrive. Peers must present the same cookie: a session that closes
+//! before authenticating counts as a failed attempt of its seed. It publishes what it sees as a
+//! [`Membership`] on the node's watch channel (shown by `GET /v1/cluster`, used by every caller of
+//! a peer to skip or give up on unresponsive ones).
 //!
-//! A session alone does not prove a peer alive: a paused (SIGSTOPped) or hung process keeps its
-//! session open. So every `cluster.heartbeat_interval` the actor sends a beat to every other node's
-//! [`heartbeat::Heartbeat`] actor (found in a pg group), and a peer whose beats stop for
-//! `cluster.heartbeat_timeout` is `down` until they resume.
+//! A session alone does not prove a peer alive: a paused (SIGSTOPped) or hung process, or one
+//! behind a network partition, keeps its session open. So every `cluster.heartbeat_interval` the
+//! actor sends a beat to every other node's [`heartbeat::Heartbeat`] actor (found in a pg group),
+//! and a peer whose beats stop for `cluster.heartbeat_timeout` is `down`: its sessions are closed
+//! (what they still carry is lost with them, and calls waiting on them fail at once) and it is
+//! dialled again, so a healed link is a fresh connection, not one stuck in TCP's retransmission
+//! backoff.
 //!
-//! Not yet: any use of the peers (Raft groups still have one voter).
+//! The node is in a *minority* while it reaches no majority of the registered nodes (itself
+//! included): it then logs a WARN, `/readyz` answers 503, and requests that need the cluster are
+//! refused at once with `unavailable`; an INFO says when it is whole again.
 //!
 //! # Crash and recovery
 //! Membership is rebuilt from scratch: a restarted Cluster actor stops the previous NodeServer
@@ -30,7 +38,7 @@ use daftka_core::config::CLUSTER_PORT_DEFAULT;
 use daftka_core::metadata::{MetadataCommand, NodeMeta};
 use daftka_protocol::{names, SeedInfo};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
+use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage, NodeSessionMessage};
 
 use crate::context::{Membership, NodeContext, Peer};
 
@@ -67,6 +75,28 @@ struct Session {
     /// The peer's Daftka node name, once authenticated.
     name: Option<String>,
     addr: String,
+    /// The session's actor: stopping it closes the connection.
+    actor: ActorRef<NodeSessionMessage>,
+}
+
+/// A node registered in the metadata that is not one of the seeds: dialled while there is no
+/// session with it.
+struct KnownSlot {
+    addr: String,
+    /// Not dialled before this.
+    next_dial: Instant,
+    /// Delay before the next dial after a failed one; doubles up to `cluster.seed_retry_max`.
+    backoff: Duration,
+    /// A dial is under way.
+    dialling: bool,
+}
+
+/// What a dial was for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DialTarget {
+    Seed(usize),
+    /// A registered node, by name.
+    Node(String),
 }
 
 pub struct ClusterState {
@@ -81,6 +111,13 @@ pub struct ClusterState {
     peers: BTreeMap<String, Peer>,
     /// When each peer's last heartbeat arrived.
     heard: BTreeMap<String, Instant>,
+    /// Registered nodes that are not seeds, by name.
+    known: BTreeMap<String, KnownSlot>,
+    /// This node reaches no majority of the registered nodes; `None` until the metadata is
+    /// loaded (nothing to judge against yet).
+    minority: Option<bool>,
+    /// When this actor started: a node that has not met its peers yet is connecting, not cut off.
+    started: Instant,
     heartbeat: Option<ActorRef<HeartbeatMsg>>,
     /// Beats sent since start.
     beats: u64,
@@ -99,10 +136,16 @@ pub enum ClusterMsg {
     Dial {
         seed: usize,
     },
+    /// A dial's TCP connection was made (the peer's address) or not (why).
+    DialDone {
+        target: DialTarget,
+        result: Result<String, String>,
+    },
     SessionOpened {
         node_id: u64,
         addr: String,
         incoming: bool,
+        actor: ActorRef<NodeSessionMessage>,
     },
     SessionAuthenticated {
         node_id: u64,
@@ -131,6 +174,7 @@ impl NodeEventSubscription for Events {
             node_id: ses.node_id,
             addr: ses.peer_addr,
             incoming: ses.is_server,
+            actor: ses.actor,
         });
     }
     fn node_session_disconnected(&self, ses: ractor_cluster::node::NodeServerSessionInformation) {
@@ -183,12 +227,21 @@ impl Actor for Cluster {
             sessions: BTreeMap::new(),
             peers: BTreeMap::new(),
             heard: BTreeMap::new(),
+            known: BTreeMap::new(),
+            minority: None,
+            started: Instant::now(),
             heartbeat: None,
             beats: 0,
             ticker: None,
             ctx,
         };
         if !state.ctx.config.node.cookie.is_empty() {
+            // Not ready before it knows it reaches a majority (a restarted node could otherwise
+            // look ready before it met its peers).
+            state
+                .ctx
+                .readiness
+                .set_cut_off(Some("not connected to the cluster yet".to_string()));
             state.heartbeat = Some(start_heartbeat(&myself, &state.ctx).await?);
             state.server = Some(start_node_server(&myself, &state.ctx).await?);
             let every = state.ctx.config.cluster.heartbeat_interval;
@@ -248,11 +301,13 @@ impl Actor for Cluster {
                         (state.backoff * 2).min(state.ctx.config.router.retry_backoff_max);
                 }
             }
-            ClusterMsg::Dial { seed } => state.dial(&myself, seed).await,
+            ClusterMsg::Dial { seed } => state.dial_seed(&myself, seed),
+            ClusterMsg::DialDone { target, result } => state.dial_done(&myself, target, result),
             ClusterMsg::SessionOpened {
                 node_id,
                 addr,
                 incoming,
+                actor,
             } => {
                 let seed = if incoming {
                     None
@@ -268,6 +323,7 @@ impl Actor for Cluster {
                         seed,
                         name: None,
                         addr,
+                        actor,
                     },
                 );
             }
@@ -310,7 +366,7 @@ impl Actor for Cluster {
                 }
                 state.publish();
             }
-            ClusterMsg::Tick => state.tick(),
+            ClusterMsg::Tick => state.tick(&myself),
             ClusterMsg::Heard { from } => {
                 state.heard.insert(from.clone(), Instant::now());
                 let in_session = state
@@ -433,8 +489,49 @@ pub fn seed_address(seed: &str) -> String {
     }
 }
 
+/// Dials `target` (`host:port`) from `server` in a task, within `timeout`; the outcome comes
+/// back to `myself` as [`ClusterMsg::DialDone`].
+fn spawn_dial(
+    server: &ActorRef<NodeServerMessage>,
+    myself: &ActorRef<ClusterMsg>,
+    what: DialTarget,
+    target: String,
+    timeout: Duration,
+) {
+    let (server, myself) = (server.clone(), myself.clone());
+    tokio::spawn(async move {
+        let dial = async {
+            let addr = tokio::net::lookup_host(target.as_str())
+                .await
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| format!("{target} does not resolve"))?;
+            ractor_cluster::client_connect(&server, addr)
+                .await
+                .map(|()| addr.to_string())
+                .map_err(|e| e.to_string())
+        };
+        let result = tokio::time::timeout(timeout, dial)
+            .await
+            .unwrap_or_else(|_| Err(format!("no connection to {target} within {timeout:?}")));
+        let _ = myself.cast(ClusterMsg::DialDone {
+            target: what,
+            result,
+        });
+    });
+}
+
 impl ClusterState {
-    fn publish(&self) {
+    /// Judges whether this node is in a minority, then publishes what it sees.
+    fn publish(&mut self) {
+        self.judge_minority();
+        for (name, p) in &self.peers {
+            self.ctx
+                .metrics
+                .peer_up
+                .with_label_values(&[name.as_str()])
+                .set(i64::from(p.up));
+        }
         self.ctx.membership.send_replace(Membership {
             peers: self.peers.clone(),
             seeds: (0..self.seeds.len())
@@ -443,12 +540,14 @@ impl ClusterState {
                     ..self.seeds[i].info.clone()
                 })
                 .collect(),
+            minority: self.minority == Some(true),
         });
     }
 
-    /// Sends a beat to every other node's Heartbeat actor, then marks `down` every peer whose
-    /// session is open but whose beats stopped for longer than the timeout.
-    fn tick(&mut self) {
+    /// Sends a beat to every other node's Heartbeat actor; marks `down` every peer whose session
+    /// is open but whose beats stopped for longer than the timeout, and closes its sessions; dials
+    /// registered nodes it has no session with; and says whether this node is in a minority.
+    fn tick(&mut self, myself: &ActorRef<ClusterMsg>) {
         let Some(own) = &self.heartbeat else {
             return;
         };
@@ -466,13 +565,150 @@ impl ClusterState {
         for (name, peer) in self.peers.iter_mut() {
             let silent = self.heard.get(name).is_none_or(|t| t.elapsed() > timeout);
             if peer.up && silent {
-                tracing::warn!(peer = %name, "node unresponsive: no heartbeat within the timeout");
+                tracing::warn!(peer = %name, "node unresponsive: no heartbeat within the timeout; closing its sessions");
                 peer.up = false;
                 changed = true;
+                for s in self.sessions.values() {
+                    if s.name.as_deref() == Some(name.as_str()) {
+                        s.actor
+                            .stop(Some("no heartbeat within the timeout".to_string()));
+                    }
+                }
             }
         }
+        self.dial_known(myself);
+        // The registered nodes change with the metadata, not with membership.
+        changed |= self.minority != self.judged_minority();
         if changed {
             self.publish();
+        }
+    }
+
+    /// Whether this node reaches no majority of the registered nodes (itself included); `None`
+    /// while its metadata is not loaded.
+    fn judged_minority(&self) -> Option<bool> {
+        let view = self.ctx.metadata_view();
+        if !view.loaded || self.ctx.config.node.cookie.is_empty() {
+            return view.loaded.then_some(false);
+        }
+        let registered = view.state.nodes.len();
+        let reached = view
+            .state
+            .nodes
+            .keys()
+            .filter(|n| **n == self.ctx.node || self.peers.get(*n).is_some_and(|p| p.up))
+            .count();
+        Some(registered > 0 && reached * 2 <= registered)
+    }
+
+    /// Judges whether this node is in a minority; logs and reports a change.
+    fn judge_minority(&mut self) {
+        let judged = self.judged_minority();
+        if judged.is_none() || judged == self.minority {
+            return;
+        }
+        let first = self.minority.is_none();
+        self.minority = judged;
+        let minority = judged == Some(true);
+        self.ctx.metrics.minority.set(i64::from(minority));
+        let view = self.ctx.metadata_view();
+        let registered = view.state.nodes.len();
+        let reached = registered
+            - view
+                .state
+                .nodes
+                .keys()
+                .filter(|n| **n != self.ctx.node && !self.peers.get(*n).is_some_and(|p| p.up))
+                .count();
+        if minority {
+            let why = format!(
+                "cut off: this node reaches {reached} of the {registered} registered nodes, not a majority"
+            );
+            let cfg = &self.ctx.config.cluster;
+            if first || self.started.elapsed() < cfg.dial_timeout + cfg.heartbeat_timeout {
+                tracing::info!(
+                    reached,
+                    registered,
+                    "waiting to reach a majority of the cluster"
+                );
+            } else {
+                tracing::warn!(
+                    reached,
+                    registered,
+                    "{why}; refusing requests that need the cluster"
+                );
+            }
+            self.ctx.readiness.set_cut_off(Some(why));
+        } else {
+            if first {
+                tracing::debug!(
+                    reached,
+                    registered,
+                    "this node reaches a majority of the cluster"
+                );
+            } else {
+                tracing::info!(
+                    reached,
+                    registered,
+                    "whole again: this node reaches a majority of the cluster"
+                );
+            }
+            self.ctx.readiness.set_cut_off(None);
+        }
+    }
+
+    /// Dials every registered node that is not a seed and has no session with this node, once
+    /// its slot's delay has passed. Of two nodes that have to dial each other, the one with the
+    /// smaller cluster address dials at once and the other after `SEED_DIAL_GRACE`.
+    fn dial_known(&mut self, myself: &ActorRef<ClusterMsg>) {
+        let Some(server) = self.server.clone() else {
+            return;
+        };
+        let view = self.ctx.metadata_view();
+        let own = self.ctx.config.node.cluster_addr.clone();
+        let now = Instant::now();
+        for (name, meta) in &view.state.nodes {
+            let addr = &meta.cluster_addr;
+            let seeded = self
+                .seeds
+                .iter()
+                .any(|s| seed_address(&s.info.seed) == *addr);
+            let unusable = addr.rsplit_once(':').is_none_or(|(_, port)| port == "0");
+            if *name == self.ctx.node || seeded || unusable {
+                continue;
+            }
+            let in_session = self
+                .sessions
+                .values()
+                .any(|s| s.name.as_deref() == Some(name.as_str()) || s.addr == *addr);
+            let min = self.ctx.config.cluster.seed_retry_min;
+            let slot = self.known.entry(name.clone()).or_insert_with(|| KnownSlot {
+                addr: addr.clone(),
+                next_dial: if own < *addr {
+                    now
+                } else {
+                    now + SEED_DIAL_GRACE
+                },
+                backoff: min,
+                dialling: false,
+            });
+            slot.addr.clone_from(addr);
+            if in_session {
+                // Connected (or connecting): a later loss waits a grace before the next dial.
+                slot.backoff = min;
+                slot.next_dial = now + if own < *addr { min } else { SEED_DIAL_GRACE };
+                continue;
+            }
+            if !slot.dialling && now >= slot.next_dial {
+                slot.dialling = true;
+                spawn_dial(
+                    &server,
+                    myself,
+                    DialTarget::Node(name.clone()),
+                    addr.clone(),
+                    self.ctx.config.cluster.dial_timeout,
+                );
+            }
         }
     }
 
@@ -499,7 +735,8 @@ impl ClusterState {
         myself.send_after(delay, move || ClusterMsg::Dial { seed });
     }
 
-    async fn dial(&mut self, myself: &ActorRef<ClusterMsg>, seed: usize) {
+    /// Dials seed `seed` in a task, unless a session with it is open.
+    fn dial_seed(&mut self, myself: &ActorRef<ClusterMsg>, seed: usize) {
         let Some(server) = self.server.clone() else {
             return;
         };
@@ -508,25 +745,47 @@ impl ClusterState {
             return;
         }
         let target = seed_address(&self.seeds[seed].info.seed);
-        let resolved = tokio::net::lookup_host(target.as_str())
-            .await
-            .ok()
-            .and_then(|mut a| a.next());
-        let result = match resolved {
-            Some(addr) => ractor_cluster::client_connect(&server, addr)
-                .await
-                .map(|()| addr)
-                .map_err(|e| e.to_string()),
-            None => Err(format!("{target} does not resolve")),
-        };
-        match result {
-            // The session's events tell how it goes from here.
-            Ok(addr) => self.seeds[seed].dialled = Some(addr.to_string()),
-            Err(e) => {
-                tracing::debug!(seed = %target, error = %e, "seed dial failed");
+        spawn_dial(
+            &server,
+            myself,
+            DialTarget::Seed(seed),
+            target,
+            self.ctx.config.cluster.dial_timeout,
+        );
+    }
+
+    /// A dial ended: its session's events tell how it goes from a made connection; a failed one
+    /// is tried again after the target's backoff.
+    fn dial_done(
+        &mut self,
+        myself: &ActorRef<ClusterMsg>,
+        target: DialTarget,
+        result: Result<String, String>,
+    ) {
+        match (target, result) {
+            (DialTarget::Seed(seed), Ok(addr)) => self.seeds[seed].dialled = Some(addr),
+            (DialTarget::Seed(seed), Err(e)) => {
+                tracing::debug!(seed = %self.seeds[seed].info.seed, error = %e, "seed dial failed");
                 self.seeds[seed].info.failed_attempts += 1;
                 self.publish();
                 self.retry_later(myself, seed);
+            }
+            (DialTarget::Node(name), result) => {
+                let max = self.ctx.config.cluster.seed_retry_max;
+                let wait = self.ctx.config.cluster.dial_timeout;
+                if let Some(slot) = self.known.get_mut(&name) {
+                    slot.dialling = false;
+                    match result {
+                        // Give the session time to authenticate before dialling again.
+                        Ok(_) => slot.next_dial = Instant::now() + wait,
+                        Err(e) => {
+                            tracing::debug!(node = %name, addr = %slot.addr, error = %e, "dial failed");
+                            slot.next_dial =
+                                Instant::now() + slot.backoff.mul_f64(rand::random::<f64>() + 0.5);
+                            slot.backoff = (slot.backoff * 2).min(max);
+                        }
+                    }
+                }
             }
         }
     }

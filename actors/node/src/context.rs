@@ -32,7 +32,7 @@ pub struct MetadataView {
 pub struct Peer {
     /// The peer's cluster address as this node sees the session.
     pub addr: String,
-    /// An authenticated session with it is open.
+    /// An authenticated session with it is open and its heartbeats arrive.
     pub up: bool,
 }
 
@@ -42,6 +42,9 @@ pub struct Membership {
     /// Peers by node name.
     pub peers: std::collections::BTreeMap<String, Peer>,
     pub seeds: Vec<daftka_protocol::SeedInfo>,
+    /// This node reaches no majority of the registered nodes (itself included): it is cut off
+    /// from the rest of the cluster, and says so instead of waiting for answers that cannot come.
+    pub minority: bool,
 }
 
 /// The shared handles of one node.
@@ -68,6 +71,34 @@ pub struct NodeContext {
 }
 
 impl NodeContext {
+    /// Whether `node` can be reached now: this node, or a peer with an authenticated session
+    /// whose heartbeats arrive.
+    pub fn reachable(&self, node: &str) -> bool {
+        node == self.node
+            || self
+                .membership
+                .borrow()
+                .peers
+                .get(node)
+                .is_some_and(|p| p.up)
+    }
+
+    /// Resolves once `node` is not reachable (at once if it is not now); never for this node.
+    pub async fn unreachable(&self, node: &str) {
+        let mut rx = self.membership.subscribe();
+        loop {
+            let up =
+                node == self.node || rx.borrow_and_update().peers.get(node).is_some_and(|p| p.up);
+            if !up {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                // The node is shutting down: nothing will change any more.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     /// The current metadata view.
     pub fn metadata_view(&self) -> MetadataView {
         self.metadata.borrow().clone()

@@ -37,7 +37,7 @@ use daftka_core::metadata::{
     decode_command, encode_command, Applied, MetadataCommand, MetadataEvent, MetadataLimits,
     MetadataState,
 };
-use daftka_protocol::{ids::raft_id, names, Error, GroupId, Wire};
+use daftka_protocol::{names, Error, GroupId, Wire};
 use daftka_storage::WriteBatch;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
@@ -470,12 +470,17 @@ pub async fn propose_local(ctx: &NodeContext, command: MetadataCommand) -> Resul
 pub async fn propose(ctx: &NodeContext, command: MetadataCommand) -> Result<MetadataEvent, Error> {
     let cfg = &ctx.config.router;
     let deadline = Instant::now() + cfg.request_timeout;
+    if ctx.membership.borrow().minority {
+        return Err(Error::unavailable(
+            "this node is cut off from the majority of the cluster: the metadata cannot change through it",
+        ));
+    }
     let attempt = |n: usize| {
         let command = command.clone();
         async move {
             match ctx.metadata_view().leader.as_deref() {
                 Some(leader) if leader == ctx.node => propose_local(ctx, command).await,
-                Some(leader) => propose_at(ctx, raft_id(leader), command).await,
+                Some(leader) => propose_at(ctx, leader, command).await,
                 // A founder is a member from the start: it waits for the election instead of
                 // asking whoever it can reach (in a process hosting several clusters, not its own).
                 None if ctx.config.node.seeds.is_empty() => {
@@ -509,18 +514,25 @@ pub async fn propose(ctx: &NodeContext, command: MetadataCommand) -> Result<Meta
     Ok(applied.event)
 }
 
-/// Proposes through the node with Raft id `raft_id`.
+/// Proposes through node `node` (the leader as this node knows it), unless the heartbeat says it
+/// is unresponsive.
 async fn propose_at(
     ctx: &NodeContext,
-    raft_id: u64,
+    node: &str,
     command: MetadataCommand,
 ) -> Result<Applied, Error> {
-    match crate::cluster::peer::peer_of(ctx, raft_id) {
-        Some(peer) => propose_via(ctx, &peer, command).await,
-        None => Err(Error::unavailable(
-            "the metadata leader's node is not reachable",
-        )),
-    }
+    crate::cluster::peer::call_peer(
+        ctx,
+        node,
+        |reply| crate::cluster::peer::PeerMsg::ProposeMetadata {
+            command: Wire::ok(command),
+            reply,
+        },
+        ctx.config.router.request_timeout,
+        "the metadata leader",
+        crate::cluster::peer::Abandon::OutcomeUnknown,
+    )
+    .await
 }
 
 async fn propose_via(

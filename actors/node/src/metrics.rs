@@ -60,6 +60,13 @@ pub struct Metrics {
     /// Records between a group's committed offset and the high watermark, for the partitions
     /// this node leads, by group, topic and partition.
     pub consumer_lag: IntGaugeVec,
+    /// 1 while a peer is reachable (authenticated session, heartbeats arriving), else 0, by peer.
+    pub peer_up: IntGaugeVec,
+    /// Calls to a peer not made (`skipped`) or given up while waiting (`abandoned`) because the
+    /// heartbeat marked the peer unresponsive, by peer and outcome.
+    pub peer_calls: IntCounterVec,
+    /// 1 while this node reaches no majority of the registered nodes (itself included).
+    pub minority: IntGauge,
 }
 
 impl Metrics {
@@ -161,6 +168,20 @@ impl Metrics {
             "Records between a group's committed offset and the high watermark (partitions led here)",
             &["group", "topic", "partition"],
         );
+        let peer_up = gauge_vec(
+            "daftka_peer_up",
+            "1 while a peer is reachable (session open, heartbeats arriving), else 0",
+            &["peer"],
+        );
+        let peer_calls = counter(
+            "daftka_peer_calls_total",
+            "Calls to a peer skipped or abandoned because the heartbeat marked it unresponsive",
+            &["peer", "outcome"],
+        );
+        let minority = gauge(
+            "daftka_minority",
+            "1 while this node reaches no majority of the registered nodes (itself included)",
+        );
         let single_counter = |name: &str, help: &str| {
             reg(
                 &registry,
@@ -228,6 +249,9 @@ impl Metrics {
             group_members,
             group_rebalances,
             consumer_lag,
+            peer_up,
+            peer_calls,
+            minority,
             overload_rejections,
             memory_trims,
         })

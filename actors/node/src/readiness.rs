@@ -1,5 +1,6 @@
-//! Readiness of a node: `/readyz` answers 200 only when metadata is loaded and every local replica
-//! has recovered. The Metadata actor and the replicas report here; the gateway reads it.
+//! Readiness of a node: `/readyz` answers 200 only when metadata is loaded, every local replica
+//! has recovered, and the node is not cut off from the majority of the cluster. The Metadata
+//! actor, the replicas and the Cluster actor report here; the gateway reads it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,8 @@ struct Inner {
     /// not registered (killed, not yet restarted) makes the node not ready, even in the moment
     /// before anybody noticed.
     expected_rafts: BTreeMap<GroupId, String>,
+    /// Why the node is degraded: it reaches no majority of the cluster.
+    cut_off: Option<String>,
 }
 
 /// Shared readiness flags of one node. Cheap to clone.
@@ -48,6 +51,10 @@ impl Readiness {
     pub fn set_expected_replicas(&self, rafts: BTreeMap<GroupId, String>) {
         self.with(|i| i.expected_rafts = rafts)
     }
+    /// The node reaches no majority of the cluster (`Some(why)`), or does again (`None`).
+    pub fn set_cut_off(&self, why: Option<String>) {
+        self.with(|i| i.cut_off = why)
+    }
     /// A replica this node hosts starts recovering.
     pub fn replica_recovering(&self, group: GroupId) {
         self.with(|i| i.recovering.insert(group));
@@ -61,6 +68,8 @@ impl Readiness {
         self.with(|i| {
             if !i.metadata_loaded {
                 Err("metadata is not loaded".to_string())
+            } else if let Some(why) = &i.cut_off {
+                Err(format!("degraded: {why}"))
             } else if !i.replicas_placed {
                 Err("local replicas are not started yet".to_string())
             } else if let Some(g) = i
@@ -97,6 +106,10 @@ mod tests {
         r.set_replicas_placed();
         assert!(r.check().is_err(), "replica 1 still recovering");
         r.replica_ready(GroupId(1));
+        assert_eq!(r.check(), Ok(()));
+        r.set_cut_off(Some("reaches 1 of 3 nodes".into()));
+        assert_eq!(r.check(), Err("degraded: reaches 1 of 3 nodes".to_string()));
+        r.set_cut_off(None);
         assert_eq!(r.check(), Ok(()));
         r.set_metadata_loaded(false);
         assert!(r.check().is_err());

@@ -23,16 +23,15 @@ use daftka_core::metadata::{
 use daftka_core::partition::choose_partition;
 use daftka_protocol::wire::Framed;
 use daftka_protocol::{
-    ids::{raft_id, validate_name},
-    names, rpc, ClusterInfo, CommittedOffset, Error, FetchRequest, FetchResponse, GroupId,
-    GroupOffsets, NodeInfo, PartitionDescription, ProduceRecord, Record, RecordPosition, RouterMsg,
-    TopicDescription, TopicSpec, Wire,
+    ids::validate_name, names, rpc, ClusterInfo, CommittedOffset, Error, FetchRequest,
+    FetchResponse, GroupId, GroupOffsets, NodeInfo, PartitionDescription, ProduceRecord, Record,
+    RecordPosition, RouterMsg, TopicDescription, TopicSpec, Wire,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 mod groups;
 
-use crate::cluster::peer::{peer_of, PeerMsg};
+use crate::cluster::peer::{call_peer, wall_ms, Abandon, PeerMsg};
 use crate::context::NodeContext;
 use crate::partitions::server::ServerMsg;
 
@@ -385,14 +384,17 @@ impl Inner {
             slot.0.push(i);
             slot.1.push(pr.record);
         }
+        // Refuse before sending anything when a partition cannot commit from here: `unavailable`
+        // promises that nothing was stored.
+        for p in by_partition.keys() {
+            self.quorum_reachable(&t.partitions[*p as usize])?;
+        }
         let total: usize = by_partition.values().map(|(idx, _)| idx.len()).sum();
         let sends = by_partition.into_iter().map(|(p, (idx, recs))| {
             let meta = &t.partitions[p as usize];
             async move {
-                let base = self
-                    .call_replica(meta, Duration::ZERO, Produce(recs))
-                    .await?;
-                Ok::<_, Error>((p, idx, base))
+                let base = self.call_replica(meta, Duration::ZERO, Produce(recs)).await;
+                (p, idx, base)
             }
         });
         let results = futures::future::join_all(sends).await;
@@ -403,16 +405,23 @@ impl Inner {
             };
             total
         ];
-        for r in results {
-            let (p, idx, base) = r?;
-            for (k, i) in idx.into_iter().enumerate() {
-                positions[i] = RecordPosition {
-                    partition: p,
-                    offset: base + k as u64,
-                };
+        let mut stored = Vec::new();
+        let mut failed: Vec<(u32, Error)> = Vec::new();
+        for (p, idx, base) in results {
+            match base {
+                Ok(base) => {
+                    stored.push(p);
+                    for (k, i) in idx.into_iter().enumerate() {
+                        positions[i] = RecordPosition {
+                            partition: p,
+                            offset: base + k as u64,
+                        };
+                    }
+                }
+                Err(e) => failed.push((p, e)),
             }
         }
-        Ok(positions)
+        combine_outcomes(positions, &stored, failed)
     }
 
     async fn fetch(&self, mut request: FetchRequest) -> Result<FetchResponse, Error> {
@@ -511,8 +520,15 @@ impl Inner {
     /// Calls partition `p`'s leader replica, wherever it runs, retrying with backoff while the
     /// answer says the request was not taken (`not_leader`, `unavailable`: the replica is a
     /// follower, restarting, or its node is unreachable), until the request deadline plus
-    /// `extra`. The first try goes to the last replica that answered, else to the leader the
-    /// metadata names, else to the preferred leader; each retry moves to the next replica.
+    /// `extra`.
+    ///
+    /// Only replicas on reachable nodes are called (this one, and peers whose heartbeats arrive),
+    /// best first ([`replica_order`]): the last one that answered, else the leader the metadata
+    /// names now, else the preferred leader. A call waiting on a peer that stops answering is
+    /// abandoned at once (a produce then answers `timeout`: it may still be carried out). A read
+    /// gets its share of what is left of the budget per replica, so one stuck replica cannot
+    /// spend it all. When this node reaches no majority of the partition's replicas, no leader
+    /// it can reach can commit: it answers `unavailable` at once.
     async fn call_replica<C: ReplicaCall>(
         &self,
         p: &PartitionMeta,
@@ -520,75 +536,190 @@ impl Inner {
         request: C,
     ) -> Result<C::Out, Error> {
         let cfg = &self.ctx.config.router;
-        let deadline = Instant::now() + cfg.request_timeout + extra;
-        let first = self
+        let start = Instant::now();
+        let base_deadline = start + cfg.request_timeout;
+        let deadline = base_deadline + extra;
+        let mut backoff = cfg.retry_backoff_min;
+        let mut tried: Vec<String> = Vec::new();
+        let mut last: Option<Error> = None;
+        loop {
+            self.quorum_reachable(p)?;
+            let order = self.replica_order(p);
+            let untried: Vec<&String> = order.iter().filter(|n| !tried.contains(n)).collect();
+            let Some(node) = untried.first().map(|n| (*n).clone()) else {
+                // A full turn over the reachable replicas without a leader: wait for an election.
+                if Instant::now() + backoff >= deadline {
+                    return Err(last.unwrap_or_else(|| {
+                        Error::unavailable(format!("partition group {} has no leader", p.group))
+                    }));
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(cfg.retry_backoff_max);
+                tried.clear();
+                continue;
+            };
+            let now = Instant::now();
+            let wait = deadline.saturating_duration_since(base_deadline.max(now));
+            let left = base_deadline.saturating_duration_since(now);
+            let timeout = if C::READ {
+                left / untried.len() as u32 + wait
+            } else {
+                left + wait
+            };
+            tried.push(node.clone());
+            match self
+                .call_replica_at(&node, p.group, request.clone(), now + timeout)
+                .await
+            {
+                Ok(v) => {
+                    self.leaders
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(p.group, node);
+                    return Ok(v);
+                }
+                Err(e) if rpc::not_taken(&e) => {
+                    // Not the leader (any more): the next request starts elsewhere.
+                    let mut leaders = self.leaders.lock().unwrap_or_else(|e| e.into_inner());
+                    if leaders.get(&p.group) == Some(&node) {
+                        leaders.remove(&p.group);
+                    }
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// `Ok` when this node reaches a majority of partition `p`'s replicas (itself included):
+    /// otherwise no leader it can reach can commit, and waiting would only end in a timeout.
+    fn quorum_reachable(&self, p: &PartitionMeta) -> Result<(), Error> {
+        let reached = p.replicas.iter().filter(|n| self.ctx.reachable(n)).count();
+        if reached * 2 > p.replicas.len() {
+            Ok(())
+        } else {
+            Err(Error::unavailable(format!(
+                "this node reaches {reached} of the {} replicas of partition group {}, not a majority: it is cut off from the rest of the cluster",
+                p.replicas.len(),
+                p.group
+            )))
+        }
+    }
+
+    /// The replicas of `p` on reachable nodes, best first.
+    fn replica_order(&self, p: &PartitionMeta) -> Vec<String> {
+        let answered = self
             .leaders
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&p.group)
-            .cloned()
-            .or_else(|| p.leader.clone())
-            .and_then(|l| p.replicas.iter().position(|r| *r == l))
-            .unwrap_or(0);
-        let turn = p.replicas.len().max(1);
-        let attempt = |n: usize| {
-            let node = &p.replicas[(first + n) % turn];
-            let left = deadline.saturating_duration_since(Instant::now());
-            let request = request.clone();
-            async move {
-                let v = self.call_replica_at(node, p.group, request, left).await?;
-                Ok((node, v))
-            }
-        };
-        // A full turn over the replicas without a leader: wait for an election.
-        let (node, v) = rpc::retry_not_taken(
-            deadline,
-            cfg.retry_backoff_min,
-            cfg.retry_backoff_max,
-            |n| n.is_multiple_of(turn),
-            attempt,
-        )
-        .await?;
-        self.leaders
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(p.group, node.clone());
-        Ok(v)
+            .cloned();
+        let view = self.ctx.metadata_view();
+        let named = view
+            .state
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.iter())
+            .find(|q| q.group == p.group)
+            .and_then(|q| q.leader.clone())
+            .or_else(|| p.leader.clone());
+        replica_order(&p.replicas, answered, named, |n| self.ctx.reachable(n))
     }
 
-    /// One call to the replica of `group` on `node`: in this process directly, else through
-    /// that node's Peer actor.
+    /// One call to the replica of `group` on `node`, until `deadline`: in this process
+    /// directly, else through that node's Peer actor.
     async fn call_replica_at<C: ReplicaCall>(
         &self,
         node: &str,
         group: GroupId,
         request: C,
-        timeout: Duration,
+        deadline: Instant,
     ) -> Result<C::Out, Error> {
+        let timeout = deadline.saturating_duration_since(Instant::now());
         if node == self.ctx.node {
             let server = names::replica_server(&self.ctx.node, group);
-            return rpc::call_named(&server, |r| request.local(r), timeout, "the replica").await;
+            return rpc::call_named(
+                &server,
+                |r| request.local(deadline, r),
+                timeout,
+                "the replica",
+            )
+            .await;
         }
-        match peer_of(&self.ctx, raft_id(node)) {
-            Some(peer) => {
-                rpc::call(
-                    &peer,
-                    |r| request.remote(group, r),
-                    timeout,
-                    "a remote replica",
-                )
-                .await
-            }
-            None => Err(Error::unavailable(format!("node {node} is not reachable"))),
+        let abandon = if C::READ {
+            Abandon::Retry
+        } else {
+            Abandon::OutcomeUnknown
+        };
+        let deadline_ms = wall_ms(deadline);
+        call_peer(
+            &self.ctx,
+            node,
+            |r| request.remote(group, deadline_ms, r),
+            timeout,
+            "a remote replica",
+            abandon,
+        )
+        .await
+    }
+}
+
+/// The answer to a produce whose records went to several partitions: the positions if every
+/// partition stored its records; if none did, the error that says the most (an unknown outcome
+/// before a definite refusal); if some did and some did not, `timeout` naming both: the request
+/// as a whole is partly done, so it must not be answered as refused (`unavailable` promises that
+/// nothing was stored), and sending it again stores the stored part twice.
+fn combine_outcomes(
+    positions: Vec<RecordPosition>,
+    stored: &[u32],
+    mut failed: Vec<(u32, Error)>,
+) -> Result<Vec<RecordPosition>, Error> {
+    failed.sort_by_key(|(_, e)| rpc::not_taken(e));
+    let Some((p, e)) = failed.into_iter().next() else {
+        return Ok(positions);
+    };
+    if stored.is_empty() {
+        return Err(e);
+    }
+    Err(Error::timeout(format!(
+        "partially stored: partitions {stored:?} stored their records, partition {p} did not ({e}); sending the request again stores the stored records twice"
+    )))
+}
+
+/// The replicas worth calling, best first: the one that answered last (`answered`), then the
+/// leader the metadata names (`named`), then the others in placement order (the first is the
+/// preferred leader); only those `reachable` says can be reached.
+fn replica_order(
+    replicas: &[String],
+    answered: Option<String>,
+    named: Option<String>,
+    reachable: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(replicas.len());
+    for n in answered
+        .into_iter()
+        .chain(named)
+        .chain(replicas.iter().cloned())
+    {
+        if replicas.contains(&n) && !out.contains(&n) && reachable(&n) {
+            out.push(n);
         }
     }
+    out
 }
 
 /// A request to a partition replica, local ([`ServerMsg`]) or through another node ([`PeerMsg`]).
 trait ReplicaCall: Clone + Send + 'static {
     type Out: Send + 'static;
-    fn local(self, reply: RpcReplyPort<Result<Self::Out, Error>>) -> ServerMsg;
-    fn remote(self, group: GroupId, reply: RpcReplyPort<Wire<Self::Out>>) -> PeerMsg;
+    /// A read: sending it again cannot change anything.
+    const READ: bool;
+    fn local(self, deadline: Instant, reply: RpcReplyPort<Result<Self::Out, Error>>) -> ServerMsg;
+    fn remote(
+        self,
+        group: GroupId,
+        deadline_ms: u64,
+        reply: RpcReplyPort<Wire<Self::Out>>,
+    ) -> PeerMsg;
 }
 
 #[derive(Clone)]
@@ -596,15 +727,17 @@ struct Produce(Vec<Record>);
 
 impl ReplicaCall for Produce {
     type Out = u64;
-    fn local(self, reply: RpcReplyPort<Result<u64, Error>>) -> ServerMsg {
+    const READ: bool = false;
+    fn local(self, deadline: Instant, reply: RpcReplyPort<Result<u64, Error>>) -> ServerMsg {
         ServerMsg::Produce {
             records: self.0,
+            deadline,
             reply,
         }
     }
-    fn remote(self, group: GroupId, reply: RpcReplyPort<Wire<u64>>) -> PeerMsg {
+    fn remote(self, group: GroupId, deadline_ms: u64, reply: RpcReplyPort<Wire<u64>>) -> PeerMsg {
         PeerMsg::Produce {
-            group: Wire::ok(group),
+            target: Wire::ok((group, deadline_ms)),
             records: Framed::ok(self.0),
             reply,
         }
@@ -616,13 +749,14 @@ struct Fetch(FetchRequest);
 
 impl ReplicaCall for Fetch {
     type Out = FetchResponse;
-    fn local(self, reply: RpcReplyPort<Result<FetchResponse, Error>>) -> ServerMsg {
+    const READ: bool = true;
+    fn local(self, _: Instant, reply: RpcReplyPort<Result<FetchResponse, Error>>) -> ServerMsg {
         ServerMsg::Fetch {
             request: self.0,
             reply,
         }
     }
-    fn remote(self, group: GroupId, reply: RpcReplyPort<Wire<FetchResponse>>) -> PeerMsg {
+    fn remote(self, group: GroupId, _: u64, reply: RpcReplyPort<Wire<FetchResponse>>) -> PeerMsg {
         PeerMsg::Fetch {
             request: Wire::ok((group, self.0)),
             reply,
@@ -635,10 +769,11 @@ struct Positions;
 
 impl ReplicaCall for Positions {
     type Out = (u64, u64);
-    fn local(self, reply: RpcReplyPort<Result<(u64, u64), Error>>) -> ServerMsg {
+    const READ: bool = true;
+    fn local(self, _: Instant, reply: RpcReplyPort<Result<(u64, u64), Error>>) -> ServerMsg {
         ServerMsg::Positions { reply }
     }
-    fn remote(self, group: GroupId, reply: RpcReplyPort<Wire<(u64, u64)>>) -> PeerMsg {
+    fn remote(self, group: GroupId, _: u64, reply: RpcReplyPort<Wire<(u64, u64)>>) -> PeerMsg {
         PeerMsg::Positions {
             group: Wire::ok(group),
             reply,
@@ -662,5 +797,68 @@ fn describe_unpositioned(t: &TopicMeta) -> TopicDescription {
                 high_watermark: 0,
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use daftka_protocol::ErrorCode;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// The replica that answered last comes first, then the leader the metadata names, then
+    /// placement order; unreachable nodes and nodes that hold no replica are left out.
+    #[test]
+    fn replicas_are_tried_best_first_and_only_when_reachable() {
+        let replicas = names(&["a", "b", "c"]);
+        let all = |_: &str| true;
+        assert_eq!(
+            replica_order(&replicas, Some("c".into()), Some("b".into()), all),
+            names(&["c", "b", "a"])
+        );
+        assert_eq!(replica_order(&replicas, None, None, all), replicas);
+        // Liveness beats "answered last": c is cut off.
+        assert_eq!(
+            replica_order(&replicas, Some("c".into()), Some("c".into()), |n| n != "c"),
+            names(&["a", "b"])
+        );
+        // A stale guess naming a node without a replica is ignored.
+        assert_eq!(
+            replica_order(&replicas, Some("z".into()), Some("b".into()), all),
+            names(&["b", "a", "c"])
+        );
+        assert!(replica_order(&replicas, None, None, |_| false).is_empty());
+    }
+
+    fn at(partition: u32, offset: u64) -> RecordPosition {
+        RecordPosition { partition, offset }
+    }
+
+    /// All stored: the positions. None stored: the most telling error (an unknown outcome beats
+    /// a refusal). Some stored: never `unavailable` (which promises nothing was stored).
+    #[test]
+    fn a_produce_over_several_partitions_answers_what_happened() {
+        let positions = vec![at(0, 5), at(1, 7)];
+        assert_eq!(
+            combine_outcomes(positions.clone(), &[0, 1], vec![]),
+            Ok(positions.clone())
+        );
+        let refused = Error::unavailable("no leader");
+        let unknown = Error::timeout("no answer");
+        let none = combine_outcomes(
+            positions.clone(),
+            &[],
+            vec![(0, refused.clone()), (1, unknown.clone())],
+        );
+        assert_eq!(none.unwrap_err().code, ErrorCode::Timeout);
+        let none = combine_outcomes(positions.clone(), &[], vec![(1, refused.clone())]);
+        assert_eq!(none.unwrap_err().code, ErrorCode::Unavailable);
+        let some = combine_outcomes(positions, &[0], vec![(1, refused)]).unwrap_err();
+        assert_eq!(some.code, ErrorCode::Timeout);
+        assert!(some.message.contains("partially stored"), "{some}");
+        assert!(some.message.contains("[0]"), "{some}");
     }
 }

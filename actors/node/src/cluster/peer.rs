@@ -14,7 +14,9 @@
 //!   those mailboxes is bounded by one batch per peer.
 //! - `ProposeMetadata`: a metadata command for this node's Metadata actor (only taken if it leads).
 //! - `Produce`, `Fetch`, `Positions`: requests for a partition replica on this node, sent by
-//!   another node's Router; forwarded to the replica's Server with the reply.
+//!   another node's Router; forwarded to the replica's Server with the reply. A produce carries
+//!   its caller's deadline and is refused (`unavailable`, not proposed) once it has passed, so a
+//!   request held up behind a partition is never carried out after its caller gave up on it.
 //! - `Status`: this node's name and whether it is a metadata member (the founding rule).
 //!
 //! Decoding Raft messages uses protobuf 2 (RUSTSEC-2024-0437: hostile input can overflow the
@@ -25,12 +27,13 @@
 //! or `unavailable`); Raft messages lost with it are sent again by Raft.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use daftka_core::metadata::{Applied, MetadataCommand};
 use daftka_protocol::wire::Framed;
-use daftka_protocol::{names, rpc, Error, FetchRequest, FetchResponse, GroupId, Record, Wire};
+use daftka_protocol::{ids, names, rpc, Error, FetchRequest, FetchResponse, GroupId, Record, Wire};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::context::NodeContext;
@@ -51,9 +54,12 @@ pub enum PeerMsg {
         command: Wire<MetadataCommand>,
         reply: RpcReplyPort<Wire<Applied>>,
     },
+    /// Records for partition group `target.0`, to be proposed before `target.1` (the caller's
+    /// deadline, milliseconds since the Unix epoch): a request that arrives or waits past it is
+    /// refused, never proposed after its caller gave up on it.
     #[rpc]
     Produce {
-        group: Wire<GroupId>,
+        target: Wire<(GroupId, u64)>,
         records: Framed<Vec<Record>>,
         reply: RpcReplyPort<Wire<u64>>,
     },
@@ -140,14 +146,22 @@ impl Actor for Peer {
                 });
             }
             PeerMsg::Produce {
-                group,
+                target,
                 records,
                 reply,
             } => {
-                let request = group.0.and_then(|g| Ok((g, records.0?)));
-                forward(ctx, request, reply, |records, reply| ServerMsg::Produce {
-                    records,
-                    reply,
+                let request = target.0.and_then(|(g, deadline_ms)| {
+                    let deadline = deadline_from_wall_ms(deadline_ms).ok_or_else(|| {
+                        Error::unavailable("the request arrived after its deadline: not proposed")
+                    })?;
+                    Ok((g, (records.0?, deadline)))
+                });
+                forward(ctx, request, reply, |(records, deadline), reply| {
+                    ServerMsg::Produce {
+                        records,
+                        deadline,
+                        reply,
+                    }
                 })
             }
             PeerMsg::Fetch { request, reply } => {
@@ -236,11 +250,77 @@ fn forward<A: Send + 'static, T: Send + 'static>(
         }
     };
     let server = names::replica_server(&ctx.node, group);
+    // The caller's own deadline ends the wait sooner; this bounds a call whose caller is gone.
     let timeout = ctx.config.router.request_timeout + ctx.config.limits.fetch_wait_max;
     tokio::spawn(async move {
         let answer = rpc::call_named(&server, |r| build(args, r), timeout, "the replica").await;
         let _ = reply.send(Wire(answer));
     });
+}
+
+/// `deadline` as milliseconds since the Unix epoch, to travel to another node (clocks are
+/// assumed in step, as NTP keeps them).
+pub fn wall_ms(deadline: Instant) -> u64 {
+    let left = deadline.saturating_duration_since(Instant::now());
+    crate::metadata::wall_clock_ms()
+        .saturating_add(u64::try_from(left.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A deadline received as milliseconds since the Unix epoch, on this node's clock; `None` if it
+/// has passed.
+pub fn deadline_from_wall_ms(ms: u64) -> Option<Instant> {
+    let left = ms.checked_sub(crate::metadata::wall_clock_ms())?;
+    (left > 0).then(|| Instant::now() + Duration::from_millis(left))
+}
+
+/// What an abandoned call to a peer means for its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abandon {
+    /// A write: it may still be carried out (`timeout`, outcome unknown).
+    OutcomeUnknown,
+    /// A read, or anything safe to send again (`unavailable`).
+    Retry,
+}
+
+/// Calls node `node`'s Peer actor with the message `build` makes, within `timeout`; `what` names
+/// the callee in errors. A node the heartbeat marks unresponsive is not called (`unavailable`,
+/// counted as `skipped`), and a call waiting on a node that becomes unresponsive is given up at
+/// once (counted as `abandoned`; its error follows `abandon`), instead of waiting out `timeout`
+/// behind a silent connection.
+pub async fn call_peer<R: rpc::Reply>(
+    ctx: &NodeContext,
+    node: &str,
+    build: impl FnOnce(RpcReplyPort<R>) -> PeerMsg,
+    timeout: Duration,
+    what: &str,
+    abandon: Abandon,
+) -> Result<R::Out, Error> {
+    let count = |outcome: &str| {
+        ctx.metrics
+            .peer_calls
+            .with_label_values(&[node, outcome])
+            .inc()
+    };
+    if !ctx.reachable(node) {
+        count("skipped");
+        return Err(Error::unavailable(format!(
+            "node {node} is unresponsive (no heartbeat): {what} not called"
+        )));
+    }
+    let Some(peer) = peer_of(ctx, ids::raft_id(node)) else {
+        return Err(Error::unavailable(format!("node {node} is not reachable")));
+    };
+    tokio::select! {
+        answer = rpc::call(&peer, build, timeout, what) => answer,
+        () = ctx.unreachable(node) => {
+            count("abandoned");
+            let why = format!("node {node} became unresponsive while {what} handled the request");
+            Err(match abandon {
+                Abandon::OutcomeUnknown => Error::timeout(format!("{why}: outcome unknown")),
+                Abandon::Retry => Error::unavailable(why),
+            })
+        }
+    }
 }
 
 /// The Peer actor of the node with Raft id `raft_id` in this node's cluster: the local one when

@@ -146,8 +146,11 @@ pub struct ReplicaRaftState {
 #[derive(ractor_cluster::RactorMessage)]
 pub enum RaftMsg {
     /// Appends one encoded batch ([`daftka_protocol::record::encode_batch`]); answers its base offset.
+    /// Refused (`unavailable`, not proposed) once `deadline`, the caller's, has passed: nobody
+    /// waits for the answer any more, and a producer that retried must not see it stored later.
     Propose {
         data: Vec<u8>,
+        deadline: std::time::Instant,
         reply: RpcReplyPort<Result<u64, Error>>,
     },
     /// A peer's Raft message.
@@ -251,7 +254,17 @@ impl Actor for ReplicaRaft {
         state: &mut ReplicaRaftState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RaftMsg::Propose { data, reply } => {
+            RaftMsg::Propose {
+                data,
+                deadline,
+                reply,
+            } => {
+                if std::time::Instant::now() >= deadline {
+                    let _ = reply.send(Err(Error::unavailable(
+                        "the request's deadline passed before it was proposed",
+                    )));
+                    return Ok(());
+                }
                 if state.proposals_in_round >= state.ctx.config.raft.proposals_per_round_max {
                     // Cap a round: persist what we have before taking more.
                     state.process_ready().await?;

@@ -16,6 +16,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use daftka_protocol::record::encode_batch;
 use daftka_protocol::{names, Error, FetchRequest, FetchResponse, Record};
@@ -40,9 +41,11 @@ pub struct ServerState {
 
 #[derive(ractor_cluster::RactorMessage)]
 pub enum ServerMsg {
-    /// Appends `records` contiguously, in order; answers the first record's offset.
+    /// Appends `records` contiguously, in order; answers the first record's offset. Refused
+    /// (`unavailable`, not proposed) if `deadline`, the caller's, passes before the proposal.
     Produce {
         records: Vec<Record>,
+        deadline: Instant,
         reply: RpcReplyPort<Result<u64, Error>>,
     },
     Fetch {
@@ -81,7 +84,11 @@ impl Actor for Server {
         state: &mut ServerState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            ServerMsg::Produce { records, reply } => state.produce(records, reply),
+            ServerMsg::Produce {
+                records,
+                deadline,
+                reply,
+            } => state.produce(records, deadline, reply),
             ServerMsg::Fetch { request, reply } => match state.storage() {
                 Some(s) => {
                     let _ = s.cast(StorageMsg::Fetch { request, reply });
@@ -109,7 +116,12 @@ impl ServerState {
             .map(Into::into)
     }
 
-    fn produce(&self, mut records: Vec<Record>, reply: RpcReplyPort<Result<u64, Error>>) {
+    fn produce(
+        &self,
+        mut records: Vec<Record>,
+        deadline: Instant,
+        reply: RpcReplyPort<Result<u64, Error>>,
+    ) {
         let size: u64 = records.iter().map(|r| r.size_bytes() as u64).sum();
         let limit = self.ctx.config.limits.inflight_bytes_per_partition_max;
         let before = self.inflight_bytes.fetch_add(size, Ordering::AcqRel);
@@ -133,13 +145,17 @@ impl ServerState {
             self.replica.topic.as_str(),
             self.replica.partition.to_string().as_str(),
         ]);
-        let timeout = self.ctx.config.router.request_timeout;
+        let timeout = deadline.saturating_duration_since(Instant::now());
         tokio::spawn(async move {
             let answer = match (raft, encode_batch(records)) {
                 (None, _) => Err(Error::unavailable("replica raft restarting")),
                 (_, Err(e)) => Err(e),
                 (Some(raft), Ok(data)) => {
-                    let propose = |reply| RaftMsg::Propose { data, reply };
+                    let propose = |reply| RaftMsg::Propose {
+                        data,
+                        deadline,
+                        reply,
+                    };
                     daftka_protocol::rpc::call(&raft, propose, timeout, "the replica's raft").await
                 }
             };

@@ -570,9 +570,9 @@ impl Inner {
         let asks = lags
             .into_iter()
             .map(|(group, topic, partition, offset, p)| async move {
-                let timeout = self.ctx.config.router.request_timeout;
+                let deadline = std::time::Instant::now() + self.ctx.config.router.request_timeout;
                 let positions = self
-                    .call_replica_at(&self.ctx.node, p.group, super::Positions, timeout)
+                    .call_replica_at(&self.ctx.node, p.group, super::Positions, deadline)
                     .await;
                 positions.ok().map(|(start, hwm)| {
                     let lag = hwm.saturating_sub(offset.max(start));

@@ -1,0 +1,132 @@
+//! What the fault tests read back once a cluster is healed: a topic's leaders as a node
+//! describes them, each partition's high watermark in a node's metrics, every record of a topic
+//! through a node's HTTP API, and the committed log straight from a stopped node's fjall store.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use daftka_storage::{Store, StoreOptions};
+use serde_json::Value;
+
+use super::eventually;
+use super::history::StoredLog;
+
+/// Partition -> leader node name, as the node at `url` describes `topic`.
+pub async fn leaders(http: &reqwest::Client, url: &str, topic: &str) -> BTreeMap<u32, String> {
+    let mut out = BTreeMap::new();
+    if let Ok(r) = http.get(format!("{url}/v1/topics/{topic}")).send().await {
+        if let Ok(v) = r.json::<Value>().await {
+            for p in v["partitions"].as_array().into_iter().flatten() {
+                if let (Some(i), Some(l)) = (p["partition"].as_u64(), p["leader"].as_str()) {
+                    out.insert(i as u32, l.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The high watermark of each partition of `topic` in the metrics served at `metrics_url`.
+pub async fn metric_hwms(
+    http: &reqwest::Client,
+    metrics_url: &str,
+    topic: &str,
+) -> Option<BTreeMap<u32, u64>> {
+    let text = http
+        .get(format!("{metrics_url}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("daftka_high_watermark{") else {
+            continue;
+        };
+        if !rest.contains(&format!("topic=\"{topic}\"")) {
+            continue;
+        }
+        let p = rest
+            .split("partition=\"")
+            .nth(1)?
+            .split('"')
+            .next()?
+            .parse()
+            .ok()?;
+        let v = rest.rsplit(' ').next()?.parse().ok()?;
+        out.insert(p, v);
+    }
+    Some(out)
+}
+
+/// Reads every partition of `topic` through `url` from offset 0 to its high watermark.
+pub async fn read_back(
+    http: &reqwest::Client,
+    url: &str,
+    topic: &str,
+    partitions: u32,
+) -> StoredLog {
+    let mut stored = StoredLog::new();
+    for p in 0..partitions {
+        let mut offset = 0u64;
+        let mut recs = Vec::new();
+        loop {
+            let u = format!(
+                "{url}/v1/topics/{topic}/partitions/{p}/records?offset={offset}&max_records=5000"
+            );
+            let v: Value = eventually("a read-back fetch", Duration::from_secs(30), async || {
+                let r = http.get(&u).send().await.ok()?;
+                if !r.status().is_success() {
+                    return None;
+                }
+                r.json().await.ok()
+            })
+            .await;
+            let batch = v["records"].as_array().expect("records").clone();
+            for r in &batch {
+                recs.push((
+                    r["offset"].as_u64().expect("offset"),
+                    r["value"].as_str().expect("value").to_string(),
+                ));
+            }
+            offset = v["next_offset"].as_u64().expect("next_offset");
+            if batch.is_empty() || offset >= v["high_watermark"].as_u64().expect("hwm") {
+                break;
+            }
+        }
+        stored.insert(p, recs);
+    }
+    stored
+}
+
+/// Every partition's committed records (offset, value) as the store in node data dir `dir` holds
+/// them, by partition group. The node must be stopped.
+pub fn store_log(dir: &Path) -> BTreeMap<u64, Vec<(u64, Vec<u8>)>> {
+    let store = Store::open(&dir.join("fjall"), StoreOptions::default()).expect("open the store");
+    let mut out = BTreeMap::new();
+    for g in store.groups().expect("groups") {
+        if g.0 == 0 {
+            continue;
+        }
+        let next = store
+            .raft_storage(g)
+            .expect("raft storage")
+            .apply_state()
+            .next_offset;
+        let records = store
+            .partition_reader(g)
+            .read(0, next, u32::MAX, u32::MAX)
+            .expect("read the partition");
+        out.insert(
+            g.0,
+            records
+                .into_iter()
+                .map(|r| (r.offset, r.record.value.to_vec()))
+                .collect(),
+        );
+    }
+    out
+}
