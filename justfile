@@ -33,6 +33,12 @@ bench *ARGS:
     cargo build --release
     target/release/daftka bench suite --json bench.json {{ARGS}}
 
+# The fault tests at length: three processes under kill -9 and actor kills, then network partitions
+# of 20 s each (root; iproute2 and nftables). CI runs the same tests with shorter cuts.
+chaos:
+    cargo test --test cluster_chaos -- --nocapture
+    PARTITION_CUT_SECS=20 cargo test --test partition -- --nocapture
+
 # What CI runs: fmt check, clippy, then the tests.
 ci:
     bash .ci/run

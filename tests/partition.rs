@@ -14,7 +14,8 @@
 //! and every replica's store must hold the same log. The figures of each cut are printed
 //! (acknowledged records per second through the majority, time from the cut to the first
 //! acknowledgement through the majority, time from the heal to full service).
-//! `PARTITION_CUT_SECS` sets how long each cut lasts (default 8; docs/BENCHMARKS.md uses 20).
+//! `PARTITION_CUT_SECS` sets how long each cut lasts (default 8; docs/BENCHMARKS.md uses 20), and
+//! `DAFTKA_BIN` which binary runs the nodes (default: this build's).
 //!
 //! Needs root, iproute2 and nftables (`.ci/run` installs them); without them the test says so
 //! and passes only outside CI.
@@ -30,10 +31,10 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde_json::{json, Value};
-use support::eventually;
 use support::history::History;
 use support::netns::{Cut, Net};
-use support::readback::{leaders, metric_hwms, read_back, store_log};
+use support::readback::{assert_replicas_agree, check_history, leaders, metric_hwms};
+use support::{eventually, get_json, metric_at};
 
 const TOPIC: &str = "cut";
 const PARTITIONS: u32 = 3;
@@ -108,6 +109,14 @@ impl Drop for Procs {
             p.kill("-9");
         }
         if std::thread::panicking() {
+            // Keep the whole logs past the temp dir's removal.
+            let keep =
+                std::env::temp_dir().join(format!("daftka-partition-{}", std::process::id()));
+            let _ = std::fs::create_dir_all(&keep);
+            for p in &self.0 {
+                let _ = std::fs::copy(&p.log, keep.join(format!("{}.log", p.name)));
+            }
+            eprintln!("node logs kept in {}", keep.display());
             for p in &self.0 {
                 let text = std::fs::read_to_string(&p.log).unwrap_or_default();
                 let lines: Vec<&str> = text.lines().collect();
@@ -132,7 +141,9 @@ fn start(net: &Net, i: usize, root: &Path) -> Proc {
         .iter()
         .map(|h| format!("{}:{CLUSTER_PORT}", h.ip))
         .collect();
-    let mut cmd = net.command(i, env!("CARGO_BIN_EXE_daftka"));
+    // `DAFTKA_BIN` runs the cuts against another build (the figures before a change).
+    let bin = std::env::var("DAFTKA_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_daftka").into());
+    let mut cmd = net.command(i, &bin);
     cmd.args(["--node-name", &name])
         .arg("--data-dir")
         .arg(&dir)
@@ -194,13 +205,14 @@ async fn producer(id: usize, url: String, shared: Arc<Mutex<Shared>>, stop: Arc<
             .json(&body)
             .send()
             .await;
-        let (status, answer) = match outcome {
-            Ok(r) => {
-                let s = r.status().as_u16();
-                (Some(s), r.json::<Value>().await.ok())
-            }
-            Err(_) => (None, None),
+        let (status, text) = match outcome {
+            Ok(r) => (
+                Some(r.status().as_u16()),
+                r.text().await.unwrap_or_default(),
+            ),
+            Err(e) => (None, e.to_string()),
         };
+        let answer = serde_json::from_str::<Value>(&text).ok();
         let end = Instant::now();
         let code = answer
             .as_ref()
@@ -222,7 +234,7 @@ async fn producer(id: usize, url: String, shared: Arc<Mutex<Shared>>, stop: Arc<
                 }
                 // Nothing was done.
                 Some(503) => {}
-                Some(c) if c < 500 => panic!("producer {id} got {c}: {answer:?}"),
+                Some(c) if c < 500 => panic!("producer {id} got {c} from {url}: {text}"),
                 // 504, 500 or a lost connection: the outcome is unknown.
                 _ => s.history.unknown.extend(values.iter().cloned()),
             }
@@ -242,15 +254,96 @@ async fn producer(id: usize, url: String, shared: Arc<Mutex<Shared>>, stop: Arc<
     }
 }
 
+/// What the nodes said of themselves and of the cut-off node.
+#[derive(Debug, Default)]
+struct Observed {
+    /// Taken during the cut (else after the heal).
+    during: bool,
+    /// The cut-off node's `/readyz` status and body.
+    victim_ready: (u16, String),
+    /// The other nodes' `/readyz` statuses.
+    others_ready: Vec<u16>,
+    /// `daftka_minority` on the cut-off node.
+    victim_minority: Option<f64>,
+    /// `daftka_peer_up{peer=<cut-off node>}` on the other nodes.
+    others_see_victim_up: Vec<Option<f64>>,
+}
+
+async fn observe(http: &reqwest::Client, procs: &[Proc], victim: usize) -> Observed {
+    let ready = async |p: &Proc| match http.get(format!("{}/readyz", p.url())).send().await {
+        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+        Err(e) => (0, e.to_string()),
+    };
+    let metric = async |p: &Proc, line: &str| metric_at(http, &p.metrics_url(), line).await;
+    let mut o = Observed {
+        victim_ready: ready(&procs[victim]).await,
+        victim_minority: metric(&procs[victim], "daftka_minority ").await,
+        ..Observed::default()
+    };
+    let up = format!("daftka_peer_up{{peer=\"{}\"}} ", procs[victim].name);
+    for (i, p) in procs.iter().enumerate() {
+        if i != victim {
+            o.others_ready.push(ready(p).await.0);
+            o.others_see_victim_up.push(metric(p, &up).await);
+        }
+    }
+    o
+}
+
+impl Observed {
+    fn violations(&self, n: &str) -> Vec<String> {
+        let mut v = Vec::new();
+        let (minority, up, ready) = if self.during {
+            (1.0, 0.0, 503)
+        } else {
+            (0.0, 1.0, 200)
+        };
+        let when = if self.during { "during" } else { "after" };
+        if self.victim_ready.0 != ready
+            || (self.during && !self.victim_ready.1.contains("degraded"))
+        {
+            v.push(format!(
+                "{n}: the cut-off node's /readyz {when} the cut: {:?}",
+                self.victim_ready
+            ));
+        }
+        if self.others_ready.iter().any(|s| *s != 200) {
+            v.push(format!(
+                "{n}: the other nodes' /readyz {when} the cut: {:?}",
+                self.others_ready
+            ));
+        }
+        if self.victim_minority != Some(minority) {
+            v.push(format!(
+                "{n}: daftka_minority of the cut-off node {when} the cut: {:?}",
+                self.victim_minority
+            ));
+        }
+        if self.others_see_victim_up.iter().any(|u| *u != Some(up)) {
+            v.push(format!(
+                "{n}: daftka_peer_up of the cut-off node on the others {when} the cut: {:?}",
+                self.others_see_victim_up
+            ));
+        }
+        v
+    }
+}
+
 /// One cut and what it showed.
 struct Figures {
+    seen: Observed,
+    whole: Observed,
     name: &'static str,
     victim: String,
     how: Cut,
     cut_for: Duration,
     majority_records_per_s: f64,
+    /// The same, in the seconds before the cut.
+    majority_records_per_s_before: f64,
     first_majority_ack: Option<Duration>,
     heal_to_full: Duration,
+    /// From the heal until every node sees every other up and none is degraded.
+    heal_to_whole: Duration,
     majority_failures: Vec<usize>,
     majority_gap: Duration,
     minority_codes: BTreeMap<String, usize>,
@@ -260,8 +353,9 @@ struct Figures {
 
 impl Figures {
     fn violations(&self) -> Vec<String> {
-        let mut v = Vec::new();
         let n = self.name;
+        let mut v = self.seen.violations(n);
+        v.extend(self.whole.violations(n));
         match self.first_majority_ack {
             None => v.push(format!(
                 "{n}: no acknowledgement through the majority during the cut"
@@ -299,10 +393,10 @@ impl Figures {
                 self.minority_late_non_503, self.minority_codes
             ));
         }
-        if self.heal_to_full > HEAL_MAX {
+        if self.heal_to_full > HEAL_MAX || self.heal_to_whole > HEAL_MAX {
             v.push(format!(
-                "{n}: every node served again only {:?} after the heal",
-                self.heal_to_full
+                "{n}: every node served again {:?} and the cluster was whole {:?} after the heal",
+                self.heal_to_full, self.heal_to_whole
             ));
         }
         v
@@ -318,14 +412,7 @@ async fn leader_of_most(http: &reqwest::Client, witness: &str, names: &[String])
 }
 
 async fn metadata_leader(http: &reqwest::Client, witness: &str) -> Option<String> {
-    let v: Value = http
-        .get(format!("{witness}/v1/cluster"))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
+    let v = get_json(http, &format!("{witness}/v1/cluster")).await?;
     v["metadata_leader"].as_str().map(str::to_string)
 }
 
@@ -393,14 +480,7 @@ async fn the_majority_serves_through_a_network_partition() {
         Duration::from_secs(30),
         async || {
             for url in &urls {
-                let v: Value = http
-                    .get(format!("{url}/v1/cluster"))
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
+                let v = get_json(&http, &format!("{url}/v1/cluster")).await?;
                 let nodes = v["nodes"].as_array()?;
                 (nodes.len() == 3 && nodes.iter().all(|n| n["status"] == "up")).then_some(())?;
             }
@@ -440,9 +520,11 @@ async fn the_majority_serves_through_a_network_partition() {
             async || all_serve(&http, &urls, &shared, since).await.then_some(()),
         )
         .await;
-        let meta = metadata_leader(&http, &urls[0])
-            .await
-            .expect("a metadata leader");
+        // A node that was cut off learns the metadata leader at its first heartbeat after the heal.
+        let meta = eventually("a metadata leader", Duration::from_secs(30), async || {
+            metadata_leader(&http, &urls[0]).await
+        })
+        .await;
         let victim = match name {
             "follower" => {
                 let led = leaders(&http, &urls[0], TOPIC).await;
@@ -459,9 +541,14 @@ async fn the_majority_serves_through_a_network_partition() {
             "cut {name}: node {} ({how:?}) for {cut_for:?}; leaders {led:?}, metadata leader {meta}",
             names[victim]
         );
-        let t_cut = Instant::now();
         net.cut(victim, how);
-        tokio::time::sleep(cut_for).await;
+        // From here on the rules are in force.
+        let t_cut = Instant::now();
+        tokio::time::sleep(cut_for / 2).await;
+        // Mid-cut: the cut-off node says it is degraded and in a minority; the others see it down.
+        let mut seen = observe(&http, &procs.0, victim).await;
+        seen.during = true;
+        tokio::time::sleep(cut_for - cut_for / 2).await;
         net.heal(victim);
         let t_heal = Instant::now();
         eventually(
@@ -471,12 +558,31 @@ async fn the_majority_serves_through_a_network_partition() {
         )
         .await;
         let t_full = Instant::now();
+        // Whole again: sessions re-established, nobody degraded, every node sees every other up.
+        // (Not `eventually`: a cluster that never becomes whole is a violation reported with
+        // the figures, so a run against an older build still prints every cut's figures.)
+        let whole_by = Instant::now() + HEAL_MAX;
+        let whole = loop {
+            let o = observe(&http, &procs.0, victim).await;
+            if o.violations("").is_empty() || Instant::now() > whole_by {
+                break o;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let t_whole = Instant::now();
 
         let log = shared.lock().expect("lock").log.clone();
         let majority: Vec<usize> = (0..3).filter(|i| *i != victim).collect();
         let acked_in_cut = log
             .iter()
             .filter(|s| s.producer != victim && s.end >= t_cut && s.end <= t_heal)
+            .filter(|s| matches!(s.status, Some(200..=299)))
+            .count();
+        // The same producers' rate in the seconds before the cut, for comparison.
+        let before_from = t_cut - Duration::from_secs(5).min(t_cut - since);
+        let acked_before = log
+            .iter()
+            .filter(|s| s.producer != victim && s.end >= before_from && s.end < t_cut)
             .filter(|s| matches!(s.status, Some(200..=299)))
             .count();
         let first_majority_ack = log
@@ -531,13 +637,18 @@ async fn the_majority_serves_through_a_network_partition() {
             }
         }
         let f = Figures {
+            seen,
+            whole,
             name,
             victim: names[victim].clone(),
             how,
             cut_for: t_heal - t_cut,
             majority_records_per_s: (acked_in_cut * BATCH) as f64 / (t_heal - t_cut).as_secs_f64(),
+            majority_records_per_s_before: (acked_before * BATCH) as f64
+                / (t_cut - before_from).as_secs_f64().max(0.001),
             first_majority_ack,
             heal_to_full: t_full - t_heal,
+            heal_to_whole: t_whole - t_heal,
             majority_failures,
             majority_gap,
             minority_codes,
@@ -545,18 +656,20 @@ async fn the_majority_serves_through_a_network_partition() {
             minority_late_non_503,
         };
         println!(
-            "cut {}: node {} ({:?}) for {:.1}s: {:.0} acknowledged records/s through the majority, first acknowledgement {:?} after the cut, failed requests per majority producer {:?}, longest wait for an acknowledgement {:?}; the cut-off node answered {:?}, slowest {:?}; every node served again {:?} after the heal",
+            "cut {}: node {} ({:?}) for {:.1}s: {:.0} acknowledged records/s through the majority ({:.0} before the cut), first acknowledgement {:?} after the cut, failed requests per majority producer {:?}, longest wait for an acknowledgement {:?}; the cut-off node answered {:?}, slowest {:?}; every node served again {:?} and the cluster was whole {:?} after the heal",
             f.name,
             f.victim,
             f.how,
             f.cut_for.as_secs_f64(),
             f.majority_records_per_s,
+            f.majority_records_per_s_before,
             f.first_majority_ack,
             f.majority_failures,
             f.majority_gap,
             f.minority_codes,
             f.minority_slowest,
-            f.heal_to_full
+            f.heal_to_full,
+            f.heal_to_whole
         );
         figures.push(f);
     }
@@ -582,25 +695,18 @@ async fn the_majority_serves_through_a_network_partition() {
         },
     )
     .await;
-    let stored = read_back(&http, &urls[0], TOPIC, PARTITIONS).await;
     let shared = Arc::try_unwrap(shared)
         .ok()
         .expect("producers are done")
         .into_inner()
         .expect("lock");
-    let report = shared.history.check(&stored);
+    let report = check_history(&http, &urls[0], TOPIC, PARTITIONS, &shared.history).await;
     println!(
-        "history: {} acknowledged of {} sent, {} stored, {} stored with unknown outcome, {} violations",
+        "history: {} acknowledged of {} sent, {} stored, {} stored with unknown outcome, 0 violations",
         report.acked,
         shared.history.sent.len(),
         report.stored,
         report.unknown_stored,
-        report.violations.len()
-    );
-    assert!(
-        report.violations.is_empty(),
-        "history violations:\n{}",
-        report.violations.join("\n")
     );
     assert!(
         violations.is_empty(),
@@ -608,22 +714,25 @@ async fn the_majority_serves_through_a_network_partition() {
         violations.join("\n")
     );
 
+    // Each cut-off node logged that it was cut off, and that it was whole again.
+    for f in &figures {
+        let p = procs.0.iter().find(|p| p.name == f.victim).expect("victim");
+        let log = std::fs::read_to_string(&p.log).expect("node log");
+        assert!(
+            log.contains("refusing requests that need the cluster") && log.contains("whole again"),
+            "node {} logged no WARN on being cut off or no INFO on being whole again",
+            p.name
+        );
+    }
+
     // Every replica holds the same committed log (clean stop, then read each store).
     for p in procs.0.iter_mut() {
         p.kill("-TERM");
     }
-    let logs: Vec<_> = procs.0.iter().map(|p| store_log(&p.dir)).collect();
-    assert_eq!(logs[0].len(), PARTITIONS as usize);
-    for (i, l) in logs.iter().enumerate().skip(1) {
-        assert!(
-            *l == logs[0],
-            "replicas of node a and node {} differ",
-            names[i]
-        );
-    }
-    let total: usize = logs[0].values().map(Vec::len).sum();
-    assert_eq!(
-        total, report.stored,
-        "the stores hold what the fetches returned"
-    );
+    let stores: Vec<(&str, &Path)> = procs
+        .0
+        .iter()
+        .map(|p| (p.name.as_str(), p.dir.as_path()))
+        .collect();
+    assert_replicas_agree(&stores, PARTITIONS, report.stored);
 }

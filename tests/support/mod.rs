@@ -101,15 +101,36 @@ where
 /// The value of the metric line that starts with `name_and_labels` (labels in the order the
 /// exporter writes them, sorted by name), if the node serves it.
 pub async fn metric(node: &Node, name_and_labels: &str) -> Option<f64> {
-    let text = reqwest::get(format!("http://{}/metrics", node.metrics_addr))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
+    let url = format!("http://{}", node.metrics_addr);
+    metric_at(&reqwest::Client::new(), &url, name_and_labels).await
+}
+
+/// Like [`metric`], from the metrics endpoint at `metrics_url` (`http://host:port`).
+pub async fn metric_at(
+    http: &reqwest::Client,
+    metrics_url: &str,
+    name_and_labels: &str,
+) -> Option<f64> {
+    metrics_text(http, metrics_url)
+        .await?
+        .lines()
         .find_map(|l| l.strip_prefix(name_and_labels))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// Everything the metrics endpoint at `metrics_url` (`http://host:port`) serves.
+pub async fn metrics_text(http: &reqwest::Client, metrics_url: &str) -> Option<String> {
+    let r = http
+        .get(format!("{metrics_url}/metrics"))
+        .send()
+        .await
+        .ok()?;
+    r.text().await.ok()
+}
+
+/// The JSON body of a GET of `url`, if it answers with one.
+pub async fn get_json(http: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
+    http.get(url).send().await.ok()?.json().await.ok()
 }
 
 /// The config of member `name` of an in-process test cluster: a cookie, a cluster listener on

@@ -10,7 +10,7 @@ use daftka_storage::{Store, StoreOptions};
 use serde_json::Value;
 
 use super::eventually;
-use super::history::StoredLog;
+use super::history::{History, Report, StoredLog};
 
 /// Partition -> leader node name, as the node at `url` describes `topic`.
 pub async fn leaders(http: &reqwest::Client, url: &str, topic: &str) -> BTreeMap<u32, String> {
@@ -33,14 +33,7 @@ pub async fn metric_hwms(
     metrics_url: &str,
     topic: &str,
 ) -> Option<BTreeMap<u32, u64>> {
-    let text = http
-        .get(format!("{metrics_url}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+    let text = super::metrics_text(http, metrics_url).await?;
     let mut out = BTreeMap::new();
     for line in text.lines() {
         let Some(rest) = line.strip_prefix("daftka_high_watermark{") else {
@@ -129,4 +122,40 @@ pub fn store_log(dir: &Path) -> BTreeMap<u64, Vec<(u64, Vec<u8>)>> {
         );
     }
     out
+}
+
+/// Reads `topic` back through `url` and checks it against what the producers saw; panics with
+/// every violation.
+pub async fn check_history(
+    http: &reqwest::Client,
+    url: &str,
+    topic: &str,
+    partitions: u32,
+    history: &History,
+) -> Report {
+    let stored = read_back(http, url, topic, partitions).await;
+    let report = history.check(&stored);
+    assert!(
+        report.violations.is_empty(),
+        "history violations:\n{}",
+        report.violations.join("\n")
+    );
+    report
+}
+
+/// Every stopped node's store (`(name, data dir)`) holds the same committed log of `partitions`
+/// partitions, `stored` records in all.
+pub fn assert_replicas_agree(nodes: &[(&str, &Path)], partitions: u32, stored: usize) {
+    let logs: Vec<_> = nodes.iter().map(|(_, dir)| store_log(dir)).collect();
+    assert_eq!(logs[0].len(), partitions as usize);
+    for (i, l) in logs.iter().enumerate().skip(1) {
+        assert!(
+            *l == logs[0],
+            "replicas of node {} and node {} differ",
+            nodes[0].0,
+            nodes[i].0
+        );
+    }
+    let total: usize = logs[0].values().map(Vec::len).sum();
+    assert_eq!(total, stored, "the stores hold what the fetches returned");
 }

@@ -544,7 +544,7 @@ impl Inner {
         let mut last: Option<Error> = None;
         loop {
             self.quorum_reachable(p)?;
-            let order = self.replica_order(p);
+            let order = self.replica_order(p, last.is_some());
             let untried: Vec<&String> = order.iter().filter(|n| !tried.contains(n)).collect();
             let Some(node) = untried.first().map(|n| (*n).clone()) else {
                 // A full turn over the reachable replicas without a leader: wait for an election.
@@ -606,24 +606,37 @@ impl Inner {
         }
     }
 
-    /// The replicas of `p` on reachable nodes, best first.
-    fn replica_order(&self, p: &PartitionMeta) -> Vec<String> {
+    /// The replicas of `p` on reachable nodes, best first. `p` comes from the metadata view the
+    /// request read as it started; on a retry (`retry`) the leader the metadata names is read
+    /// again, since an election may have reported a new one meanwhile.
+    fn replica_order(&self, p: &PartitionMeta, retry: bool) -> Vec<String> {
         let answered = self
             .leaders
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&p.group)
             .cloned();
-        let view = self.ctx.metadata_view();
-        let named = view
-            .state
-            .topics
-            .values()
-            .flat_map(|t| t.partitions.iter())
-            .find(|q| q.group == p.group)
-            .and_then(|q| q.leader.clone())
-            .or_else(|| p.leader.clone());
-        replica_order(&p.replicas, answered, named, |n| self.ctx.reachable(n))
+        let named = if retry {
+            self.ctx
+                .metadata_view()
+                .state
+                .topics
+                .values()
+                .flat_map(|t| t.partitions.iter())
+                .find(|q| q.group == p.group)
+                .and_then(|q| q.leader.clone())
+        } else {
+            p.leader.clone()
+        };
+        let order = replica_order(&p.replicas, answered, named, |n| self.ctx.reachable(n));
+        for skipped in p.replicas.iter().filter(|n| !order.contains(n)) {
+            self.ctx
+                .metrics
+                .peer_calls
+                .with_label_values(&[skipped.as_str(), "skipped"])
+                .inc();
+        }
+        order
     }
 
     /// One call to the replica of `group` on `node`, until `deadline`: in this process
