@@ -2,7 +2,8 @@
 //! join through their seeds and see each other up; a paused (SIGSTOP) peer, whose session stays open,
 //! shows down once its heartbeats stop and up again after SIGCONT; a node with a wrong cookie is never
 //! admitted; a killed peer shows down; a node dials its seed again after the seed restarts; and a
-//! node given seeds without a cookie refuses to start.
+//! node given seeds without a cookie refuses to start; nodes meet registered nodes that are not
+//! their seeds.
 
 mod support;
 
@@ -204,4 +205,48 @@ async fn symmetric_seeds_form_one_cluster() {
     assert_eq!(created.status().as_u16(), 201);
     let t: Value = created.json().await.expect("json");
     assert_eq!(t["replication_factor"], 3);
+}
+
+/// Nodes dial every node registered in the metadata, not only their seeds: b and c both name only
+/// a, yet meet each other (a partition replicated on all three needs every pair connected), and
+/// meet again after c restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_meet_registered_nodes_that_are_not_their_seeds() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let http = reqwest::Client::new();
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let a = spawn("a", dir.path(), cluster_args(pa, "s3cret", None));
+    a.wait_ready(&http).await;
+    let b = spawn("b", dir.path(), cluster_args(pb, "s3cret", Some(pa)));
+    let mut c = spawn("c", dir.path(), cluster_args(pc, "s3cret", Some(pa)));
+    b.wait_ready(&http).await;
+    c.wait_ready(&http).await;
+    see(&http, &b, "c", "up").await;
+    see(&http, &c, "b", "up").await;
+    // A topic replicated on all three takes records through c.
+    let created = http
+        .post(format!("{}/v1/topics", c.url()))
+        .json(&serde_json::json!({"name": "t", "partitions": 3, "replication_factor": 3}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status().as_u16(), 201);
+    let produced = http
+        .post(format!("{}/v1/topics/t/records", c.url()))
+        .json(&serde_json::json!({"records": [{"key": "k1", "value": "v"}, {"key": "k2", "value": "v"}, {"key": "k3", "value": "v"}]}))
+        .send()
+        .await
+        .expect("produce");
+    assert_eq!(produced.status().as_u16(), 200);
+
+    c.kill9();
+    see(&http, &b, "c", "down").await;
+    let c = BinaryNode::spawn_with(
+        "c",
+        &dir.path().join("c"),
+        &cluster_args(pc, "s3cret", Some(pa)),
+    );
+    c.wait_ready(&http).await;
+    see(&http, &b, "c", "up").await;
+    see(&http, &c, "b", "up").await;
 }
