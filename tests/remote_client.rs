@@ -109,6 +109,36 @@ async fn the_remote_client_example_works_against_three_processes() {
     assert!(!out.status.success());
     assert!(stderr.contains("wrong cookie"), "{stderr}");
 
+    // A connection that outlives the heartbeat timeout keeps working: a native client sends no
+    // heartbeats, and the node must not take it for a silent node and close its session.
+    let opts = RemoteOptions::new(nodes[0].cluster_addr.clone(), "remote-cookie");
+    let client_name = opts.name.clone();
+    let remote = remote::connect(opts).await.expect("connect");
+    remote
+        .client
+        .list_topics()
+        .await
+        .expect("list right after connecting");
+    support::eventually(
+        "the node to see the client's session without heartbeats",
+        std::time::Duration::from_secs(30),
+        async || {
+            let v = support::get_json(&http, &format!("{}/v1/cluster", nodes[0].url())).await?;
+            v["nodes"]
+                .as_array()?
+                .iter()
+                .any(|n| n["name"] == client_name.as_str() && n["status"] == "down")
+                .then_some(())
+        },
+    )
+    .await;
+    remote
+        .client
+        .list_topics()
+        .await
+        .expect("list after the heartbeat timeout");
+    remote.close().await;
+
     // One process connecting again and again, as `bench suite` does row after row: every
     // connection reaches a live Router, and closing one leaves no stand-in of the cluster's
     // Router behind for the next to pick.

@@ -109,8 +109,12 @@ pub struct ClusterState {
     seeds: Vec<SeedSlot>,
     sessions: BTreeMap<u64, Session>,
     peers: BTreeMap<String, Peer>,
-    /// When each peer's last heartbeat arrived.
+    /// When each peer's last heartbeat arrived, or its session authenticated.
     heard: BTreeMap<String, Instant>,
+    /// Peers that have sent a heartbeat since their session authenticated: Daftka nodes, whose
+    /// silence means they are gone. A native client (`remote::connect`) joins with a session too,
+    /// but sends no heartbeats: it shows as `down` and its session is left open.
+    beating: std::collections::BTreeSet<String>,
     /// Registered nodes that are not seeds, by name.
     known: BTreeMap<String, KnownSlot>,
     /// This node reaches no majority of the registered nodes; `None` until the metadata is
@@ -227,6 +231,7 @@ impl Actor for Cluster {
             sessions: BTreeMap::new(),
             peers: BTreeMap::new(),
             heard: BTreeMap::new(),
+            beating: Default::default(),
             known: BTreeMap::new(),
             minority: None,
             started: Instant::now(),
@@ -351,6 +356,7 @@ impl Actor for Cluster {
                     if let Some(name) = &name {
                         tracing::info!(peer = %name, addr = %s.addr, "node up");
                         state.heard.insert(name.clone(), Instant::now());
+                        state.beating.remove(name);
                         state.peers.insert(
                             name.clone(),
                             Peer {
@@ -369,6 +375,7 @@ impl Actor for Cluster {
             ClusterMsg::Tick => state.tick(&myself),
             ClusterMsg::Heard { from } => {
                 state.heard.insert(from.clone(), Instant::now());
+                state.beating.insert(from.clone());
                 let in_session = state
                     .sessions
                     .values()
@@ -565,9 +572,14 @@ impl ClusterState {
         for (name, peer) in self.peers.iter_mut() {
             let silent = self.heard.get(name).is_none_or(|t| t.elapsed() > timeout);
             if peer.up && silent {
-                tracing::warn!(peer = %name, "node unresponsive: no heartbeat within the timeout; closing its sessions");
                 peer.up = false;
                 changed = true;
+                if !self.beating.remove(name) {
+                    // Never beat: a client, not a node. Nothing is waiting on its heartbeats.
+                    tracing::debug!(peer = %name, "session without heartbeats (a native client?)");
+                    continue;
+                }
+                tracing::warn!(peer = %name, "node unresponsive: no heartbeat within the timeout; closing its sessions");
                 for s in self.sessions.values() {
                     if s.name.as_deref() == Some(name.as_str()) {
                         s.actor
