@@ -122,6 +122,8 @@ pub struct ClusterState {
     minority: Option<bool>,
     /// When this actor started: a node that has not met its peers yet is connecting, not cut off.
     started: Instant,
+    /// A WARN said this node is cut off: the next change says it is whole again.
+    warned_cut_off: bool,
     heartbeat: Option<ActorRef<HeartbeatMsg>>,
     /// Beats sent since start.
     beats: u64,
@@ -235,6 +237,7 @@ impl Actor for Cluster {
             known: BTreeMap::new(),
             minority: None,
             started: Instant::now(),
+            warned_cut_off: false,
             heartbeat: None,
             beats: 0,
             ticker: None,
@@ -496,6 +499,12 @@ pub fn seed_address(seed: &str) -> String {
     }
 }
 
+/// Whether a node that reaches `reached` of the `registered` nodes (itself included) is cut off
+/// from the majority.
+fn in_minority(reached: usize, registered: usize) -> bool {
+    registered > 0 && reached * 2 <= registered
+}
+
 /// Dials `target` (`host:port`) from `server` in a task, within `timeout`; the outcome comes
 /// back to `myself` as [`ClusterMsg::DialDone`].
 fn spawn_dial(
@@ -590,48 +599,46 @@ impl ClusterState {
         }
         self.dial_known(myself);
         // The registered nodes change with the metadata, not with membership.
-        changed |= self.minority != self.judged_minority();
+        changed |= self.minority != self.reach().map(|(r, n)| in_minority(r, n));
         if changed {
             self.publish();
         }
     }
 
-    /// Whether this node reaches no majority of the registered nodes (itself included); `None`
-    /// while its metadata is not loaded.
-    fn judged_minority(&self) -> Option<bool> {
+    /// How many registered nodes this node reaches (itself included), and how many are
+    /// registered; `None` while its metadata is not loaded.
+    fn reach(&self) -> Option<(usize, usize)> {
         let view = self.ctx.metadata_view();
-        if !view.loaded || self.ctx.config.node.cookie.is_empty() {
-            return view.loaded.then_some(false);
+        if !view.loaded {
+            return None;
         }
         let registered = view.state.nodes.len();
+        if self.ctx.config.node.cookie.is_empty() {
+            // A standalone node: nobody else to reach.
+            return Some((registered, registered));
+        }
         let reached = view
             .state
             .nodes
             .keys()
             .filter(|n| **n == self.ctx.node || self.peers.get(*n).is_some_and(|p| p.up))
             .count();
-        Some(registered > 0 && reached * 2 <= registered)
+        Some((reached, registered))
     }
 
     /// Judges whether this node is in a minority; logs and reports a change.
     fn judge_minority(&mut self) {
-        let judged = self.judged_minority();
-        if judged.is_none() || judged == self.minority {
+        let Some((reached, registered)) = self.reach() else {
+            return;
+        };
+        let minority = in_minority(reached, registered);
+        if self.minority == Some(minority) {
             return;
         }
         let first = self.minority.is_none();
-        self.minority = judged;
-        let minority = judged == Some(true);
+        let warned = std::mem::take(&mut self.warned_cut_off);
+        self.minority = Some(minority);
         self.ctx.metrics.minority.set(i64::from(minority));
-        let view = self.ctx.metadata_view();
-        let registered = view.state.nodes.len();
-        let reached = registered
-            - view
-                .state
-                .nodes
-                .keys()
-                .filter(|n| **n != self.ctx.node && !self.peers.get(*n).is_some_and(|p| p.up))
-                .count();
         if minority {
             let why = format!(
                 "cut off: this node reaches {reached} of the {registered} registered nodes, not a majority"
@@ -649,11 +656,12 @@ impl ClusterState {
                     registered,
                     "{why}; refusing requests that need the cluster"
                 );
+                self.warned_cut_off = true;
             }
             self.ctx.readiness.set_cut_off(Some(why));
         } else {
-            if first {
-                tracing::debug!(
+            if !warned {
+                tracing::info!(
                     reached,
                     registered,
                     "this node reaches a majority of the cluster"
@@ -831,6 +839,22 @@ impl ClusterState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A node is cut off when it reaches half of the registered nodes or fewer, itself included.
+    #[test]
+    fn a_minority_is_half_or_less() {
+        assert!(!in_minority(1, 1));
+        assert!(in_minority(1, 2));
+        assert!(!in_minority(2, 2));
+        assert!(in_minority(1, 3));
+        assert!(!in_minority(2, 3));
+        assert!(in_minority(2, 4));
+        assert!(!in_minority(3, 5));
+        assert!(
+            !in_minority(0, 0),
+            "nothing registered yet: not judged cut off"
+        );
+    }
 
     /// A seed without a port takes the default cluster port; one with a port keeps it.
     #[test]
