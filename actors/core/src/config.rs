@@ -558,7 +558,7 @@ impl Config {
                 message: message.into(),
             })
         }
-        if let Err(e) = daftka_protocol::ids::validate_name("node", &self.node.name) {
+        if let Err(e) = daftka_types::ids::validate_name("node", &self.node.name) {
             return bad("node.name", e.message);
         }
         for (key, addr) in [
@@ -627,7 +627,7 @@ impl Config {
                 "must exceed cluster.heartbeat_interval, which must be positive",
             );
         }
-        if let Err(e) = daftka_protocol::ids::validate_name("cluster", &self.cluster.name) {
+        if let Err(e) = daftka_types::ids::validate_name("cluster", &self.cluster.name) {
             return bad("cluster.name", e.message);
         }
         if self.cluster.raft_batch_bytes_max == 0

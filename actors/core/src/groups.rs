@@ -33,7 +33,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use daftka_protocol::{ids::validate_name, Error, ErrorCode, PartitionId};
+use daftka_types::{ids::validate_name, Error, ErrorCode, PartitionId};
 use serde::{Deserialize, Serialize};
 
 use crate::assignor::{Assignment, Assignor, TopicPartition};

@@ -2,7 +2,7 @@
 //! [`check_produce`] and [`check_commit`] to each request. Over a size or count limit is
 //! `payload_too_large`, like the HTTP gateway's 413.
 
-use daftka_protocol::{Error, Record};
+use daftka_types::{Error, Record};
 
 use crate::config::LimitsConfig;
 
@@ -67,7 +67,7 @@ pub fn check_commit(offsets: usize, limits: &LimitsConfig) -> Result<(), Error> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use daftka_protocol::{ErrorCode, Header};
+    use daftka_types::{ErrorCode, Header};
 
     /// Each limit accepts its exact value and refuses one more, naming the config key.
     #[test]

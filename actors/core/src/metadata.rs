@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use daftka_protocol::{ids::validate_name, Error, ErrorCode, GroupId, PartitionId};
+use daftka_types::{ids::validate_name, Error, ErrorCode, GroupId, PartitionId};
 use serde::{Deserialize, Serialize};
 
 use crate::groups::{GroupCommand, GroupState, MemberView};

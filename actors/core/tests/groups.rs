@@ -8,7 +8,7 @@ use daftka_core::groups::{GroupCommand, MemberView};
 use daftka_core::metadata::{
     MetadataCommand, MetadataEvent, MetadataLimits, MetadataState, NodeMeta,
 };
-use daftka_protocol::{Error, ErrorCode};
+use daftka_types::{Error, ErrorCode};
 use proptest::prelude::*;
 
 const LIMITS: MetadataLimits = MetadataLimits {

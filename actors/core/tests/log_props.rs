@@ -15,7 +15,7 @@ use daftka_core::metadata::{
     MetadataState, NodeMeta,
 };
 use daftka_core::partition::{choose_partition, fnv1a, AppliedBatch, LogPosition};
-use daftka_protocol::{Error, GroupId};
+use daftka_types::{Error, GroupId};
 use proptest::prelude::*;
 
 // ---------------------------------------------------------------------------------------------

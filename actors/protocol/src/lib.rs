@@ -5,9 +5,9 @@
 //!
 //! | module | role |
 //! |---|---|
-//! | [`ids`] | domain newtypes: topic names, partitions, offsets, raft group ids |
-//! | [`record`] | the record and its stored form, the batch encoding used on disk |
-//! | [`error`] | stable error codes ([`ErrorCode`]) and the error value every reply carries |
+//! | [`ids`] | domain newtypes: topic names, partitions, offsets, raft group ids (from `daftka-types`) |
+//! | [`record`] | the record and its stored form, the batch encoding used on disk (from `daftka-types`) |
+//! | [`error`] | stable error codes ([`ErrorCode`]) and the error value every reply carries (from `daftka-types`) |
 //! | [`names`] | registered actor names (always scoped by node name) |
 //! | [`messages`] | the typed messages of Daftka's exposed actor, the Router |
 //! | [`rpc`] | one call with a deadline, and which failures may be retried |
@@ -19,14 +19,15 @@
 
 pub mod client;
 pub mod consumer;
-pub mod error;
-pub mod ids;
 pub mod messages;
 pub mod names;
-pub mod record;
 pub mod remote;
 pub mod rpc;
 pub mod wire;
+
+// The plain data lives in `daftka-types` (so pure crates need no actor runtime); it is part of
+// this crate's public face.
+pub use daftka_types::{error, ids, record};
 
 pub use client::Client;
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord};

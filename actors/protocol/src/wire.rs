@@ -77,6 +77,12 @@ pub(crate) fn share_each<'a, R: serde::Deserialize<'a>, T>(
     Ok(decoded.map(|views| views.into_iter().map(|v| share(v, frame)).collect()))
 }
 
+impl FromFrame for Vec<crate::Record> {
+    fn from_frame(frame: &Bytes) -> Result<Result<Self, Error>, postcard::Error> {
+        share_each(frame, crate::record::RecordRef::share)
+    }
+}
+
 /// A [`Wire`] for values with many byte fields, such as the records of a produce: the same bytes
 /// across the cluster, but decoding allocates nothing per record. The frame ractor_cluster hands
 /// over is kept whole, and each key, value and header value is a [`Bytes`] slice of it.

@@ -1,6 +1,6 @@
 //! [`WriteBatch`]: the writes of one Raft `Ready` (or one apply step), committed atomically.
 
-use daftka_protocol::GroupId;
+use daftka_types::GroupId;
 use raft::eraftpb::{ConfState, Entry, HardState};
 
 use crate::codec::{

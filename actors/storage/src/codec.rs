@@ -13,7 +13,7 @@ use crate::StorageError;
 const FORMAT_V1: u8 = 1;
 
 /// One Raft log entry as stored in `raft_log`. For partition groups, `data` is the record batch
-/// ([`daftka_protocol::record::encode_batch`]) itself: records are written once.
+/// ([`daftka_types::record::encode_batch`]) itself: records are written once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredEntry {
     pub term: u64,

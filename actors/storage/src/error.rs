@@ -36,12 +36,12 @@ impl From<fjall::Error> for StorageError {
     }
 }
 
-impl From<StorageError> for daftka_protocol::Error {
+impl From<StorageError> for daftka_types::Error {
     fn from(e: StorageError) -> Self {
         match e {
             // The replica is stopping or restarting: another attempt (maybe on another replica) can work.
-            StorageError::Closed => daftka_protocol::Error::unavailable(e.to_string()),
-            _ => daftka_protocol::Error::internal(e.to_string()),
+            StorageError::Closed => daftka_types::Error::unavailable(e.to_string()),
+            _ => daftka_types::Error::internal(e.to_string()),
         }
     }
 }

@@ -7,7 +7,7 @@
 //! | `raft_meta`    | group ‖ tag (u8, see [`MetaTag`])     | postcard record per tag        |
 //! | `offset_index` | group ‖ base offset (u64 BE)          | raft index u64 BE ‖ count u32 BE |
 
-use daftka_protocol::GroupId;
+use daftka_types::GroupId;
 
 use crate::StorageError;
 

@@ -7,7 +7,7 @@
 //! applied, which raft-rs reads back as soon as they commit (at once for a sole voter), served
 //! from memory instead of fjall; [`RaftLogStorage::trim_tail`] drops what was applied.
 
-use daftka_protocol::GroupId;
+use daftka_types::GroupId;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState};
 

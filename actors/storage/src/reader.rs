@@ -1,7 +1,7 @@
 //! [`PartitionReader`]: reads a partition's committed records for fetch, without the Raft actor.
 
-use daftka_protocol::record::decode_batch;
-use daftka_protocol::{GroupId, Record, StoredRecord};
+use daftka_types::record::decode_batch;
+use daftka_types::{GroupId, Record, StoredRecord};
 
 use crate::codec::StoredEntryRef;
 use crate::keys;

@@ -1,9 +1,9 @@
 //! `delete_group` removes every key of one group in every keyspace, durably, and nothing else.
 
 use bytes::Bytes;
-use daftka_protocol::record::encode_batch;
-use daftka_protocol::{GroupId, Record};
 use daftka_storage::{ApplyState, Store, StoreOptions, WriteBatch};
+use daftka_types::record::encode_batch;
+use daftka_types::{GroupId, Record};
 use raft::eraftpb::{ConfState, Entry, HardState};
 use raft::{GetEntriesContext, Storage};
 

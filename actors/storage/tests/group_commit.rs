@@ -2,8 +2,8 @@
 //! are readable as soon as they resolve.
 
 use bytes::Bytes;
-use daftka_protocol::GroupId;
 use daftka_storage::{Store, StoreOptions, WriteBatch};
+use daftka_types::GroupId;
 use raft::eraftpb::{Entry, HardState};
 use raft::{GetEntriesContext, Storage};
 

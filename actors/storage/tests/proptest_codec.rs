@@ -2,10 +2,10 @@
 //! offset reads back the record written at it.
 
 use bytes::Bytes;
-use daftka_protocol::record::encode_batch;
-use daftka_protocol::{GroupId, Header, Record};
 use daftka_storage::codec::{decode, encode};
 use daftka_storage::{ApplyState, Store, StoreOptions, StoredEntry, WriteBatch};
+use daftka_types::record::encode_batch;
+use daftka_types::{GroupId, Header, Record};
 use proptest::prelude::*;
 use raft::eraftpb::Entry;
 

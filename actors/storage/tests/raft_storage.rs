@@ -1,8 +1,8 @@
 //! `RaftLogStorage` as raft-rs sees it: append, overwrite-suffix, terms, ranges, size limits, state.
 
 use bytes::Bytes;
-use daftka_protocol::GroupId;
 use daftka_storage::{Store, StoreOptions, WriteBatch};
+use daftka_types::GroupId;
 use raft::eraftpb::{ConfState, Entry, HardState};
 use raft::{GetEntriesContext, Storage};
 

@@ -2,9 +2,9 @@
 //! high watermark.
 
 use bytes::Bytes;
-use daftka_protocol::record::encode_batch;
-use daftka_protocol::{GroupId, Record, StoredRecord};
 use daftka_storage::{StorageError, Store, StoreOptions, WriteBatch};
+use daftka_types::record::encode_batch;
+use daftka_types::{GroupId, Record, StoredRecord};
 use raft::eraftpb::Entry;
 
 const G: GroupId = GroupId(3);

@@ -2,9 +2,9 @@
 //! again (fjall's reopen-in-a-loop style).
 
 use bytes::Bytes;
-use daftka_protocol::record::encode_batch;
-use daftka_protocol::{GroupId, Record};
 use daftka_storage::{ApplyState, Store, StoreOptions, WriteBatch};
+use daftka_types::record::encode_batch;
+use daftka_types::{GroupId, Record};
 use raft::eraftpb::{ConfState, Entry, HardState};
 use raft::{GetEntriesContext, Storage};
 

@@ -7,9 +7,6 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::Offset;
-#[cfg(doc)]
-use crate::wire::Framed;
-use crate::wire::{share_each, FromFrame};
 
 /// One header of a record: a name and an opaque value. Order is kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,11 +55,11 @@ impl Record {
     }
 }
 
-/// A [`Record`] as it lies in a received frame: the decoding step of [`Framed`], which turns it
-/// into a `Record` whose byte fields are slices of the frame. Same serde shape as `Record`
-/// (postcard writes `Bytes` and `&[u8]` alike: a length, then the bytes).
+/// A [`Record`] as it lies in a received frame: the decoding step of `daftka_protocol`'s
+/// `Framed`, which turns it into a `Record` whose byte fields are slices of the frame. Same serde
+/// shape as `Record` (postcard writes `Bytes` and `&[u8]` alike: a length, then the bytes).
 #[derive(Deserialize)]
-pub(crate) struct RecordRef<'a> {
+pub struct RecordRef<'a> {
     #[serde(borrow)]
     key: Option<&'a [u8]>,
     value: &'a [u8],
@@ -80,7 +77,7 @@ struct HeaderRef<'a> {
 impl RecordRef<'_> {
     /// The record, sharing `frame`, the buffer this was decoded from: no copy, and no
     /// allocation unless it has headers.
-    pub(crate) fn share(self, frame: &Bytes) -> Record {
+    pub fn share(self, frame: &Bytes) -> Record {
         Record {
             key: self.key.map(|k| frame.slice_ref(k)),
             value: frame.slice_ref(self.value),
@@ -94,12 +91,6 @@ impl RecordRef<'_> {
                 .collect(),
             timestamp_ms: self.timestamp_ms,
         }
-    }
-}
-
-impl FromFrame for Vec<Record> {
-    fn from_frame(frame: &Bytes) -> Result<Result<Self, crate::Error>, postcard::Error> {
-        share_each(frame, RecordRef::share)
     }
 }
 
