@@ -15,6 +15,7 @@
 
 pub mod assignor;
 pub mod config;
+pub mod consensus;
 pub mod groups;
 pub mod limits;
 pub mod metadata;

@@ -53,7 +53,10 @@ pub struct MetadataMachine {
 }
 
 impl StateMachine for MetadataMachine {
+    type Batch = WriteBatch;
     type Output = Applied;
+    /// The actor publishes the whole view after a round instead (`MetadataActorState::publish`).
+    type View = ();
 
     fn apply_entry(
         &mut self,
@@ -83,6 +86,8 @@ impl StateMachine for MetadataMachine {
         self.applied = index;
         Ok(())
     }
+
+    fn view(&self) {}
 }
 
 pub struct MetadataArgs {
@@ -256,7 +261,7 @@ impl Actor for Metadata {
                 }
                 let group = GroupId::METADATA.to_string();
                 for (happened, event) in [
-                    (outcome.restored, "installed"),
+                    (outcome.restored.is_some(), "installed"),
                     (outcome.compacted, "stored"),
                 ] {
                     if happened {
@@ -612,7 +617,7 @@ pub fn spec(ctx: Arc<NodeContext>) -> ChildSpec {
 
 /// Queues a `ProcessReady` if the group has work and none is queued yet. Failing to send to
 /// ourselves means we are stopping: nothing to queue.
-fn queue_round<M: crate::consensus::StateMachine>(
+fn queue_round<M: crate::consensus::StateMachine<Batch = WriteBatch>>(
     myself: &ActorRef<MetadataMsg>,
     raft: &mut RaftGroup<M>,
 ) {

@@ -191,3 +191,29 @@ impl WriteBatch {
         self.ops.len()
     }
 }
+
+impl daftka_core::consensus::LogBatch for WriteBatch {
+    fn append_entries(&mut self, group: GroupId, entries: &[Entry], last_index_before: u64) {
+        WriteBatch::append_entries(self, group, entries, last_index_before)
+    }
+    fn set_hard_state(&mut self, group: GroupId, hs: &HardState) {
+        WriteBatch::set_hard_state(self, group, hs)
+    }
+    fn set_conf_state(&mut self, group: GroupId, cs: &ConfState) {
+        WriteBatch::set_conf_state(self, group, cs)
+    }
+    fn set_snapshot(
+        &mut self,
+        group: GroupId,
+        snapshot: &raft::eraftpb::Snapshot,
+        first_index: u64,
+        last_index: u64,
+        replace_log: bool,
+    ) {
+        let record = SnapshotRecord::from_pb(snapshot);
+        WriteBatch::set_snapshot(self, group, &record, first_index, last_index, replace_log)
+    }
+    fn is_empty(&self) -> bool {
+        WriteBatch::is_empty(self)
+    }
+}

@@ -422,3 +422,39 @@ impl raft::Storage for RaftLogStorage {
         ))
     }
 }
+
+impl daftka_core::consensus::LogStore for RaftLogStorage {
+    fn written_hard_state(&self) -> HardState {
+        self.hard_state()
+    }
+    fn written_conf_state(&self) -> ConfState {
+        self.conf_state()
+    }
+    fn first(&self) -> u64 {
+        RaftLogStorage::first_index(self)
+    }
+    fn last(&self) -> u64 {
+        RaftLogStorage::last_index(self)
+    }
+    fn compaction_point(&self) -> (u64, u64) {
+        RaftLogStorage::compaction_point(self)
+    }
+    fn stored_snapshot(&self) -> raft::Result<Option<Snapshot>> {
+        Ok(RaftLogStorage::stored_snapshot(self)?.map(|s| s.to_pb()))
+    }
+    fn take_snapshot_request(&self) -> bool {
+        RaftLogStorage::take_snapshot_request(self)
+    }
+    fn on_entries_written(&mut self, entries: &[Entry]) {
+        RaftLogStorage::on_entries_written(self, entries)
+    }
+    fn on_hard_state_written(&mut self, hs: &HardState) {
+        RaftLogStorage::on_hard_state_written(self, hs)
+    }
+    fn on_snapshot_written(&mut self, snapshot: &Snapshot, replace_log: bool) {
+        RaftLogStorage::on_snapshot_written(self, &SnapshotRecord::from_pb(snapshot), replace_log)
+    }
+    fn trim_tail(&mut self, applied: u64) {
+        RaftLogStorage::trim_tail(self, applied)
+    }
+}

@@ -58,8 +58,10 @@ impl PartitionMachine {
 }
 
 impl StateMachine for PartitionMachine {
+    type Batch = WriteBatch;
     /// The base offset of the applied batch.
     type Output = u64;
+    type View = Positions;
 
     fn apply_entry(
         &mut self,
@@ -117,6 +119,20 @@ impl StateMachine for PartitionMachine {
         batch.set_apply_state(self.group, &self.apply_state());
         Ok(())
     }
+
+    fn view(&self) -> Positions {
+        Positions {
+            high_watermark: self.position.next_offset,
+            log_start_offset: self.log_start_offset,
+        }
+    }
+}
+
+/// What a replica publishes after an apply: its readable range.
+#[derive(Debug, Clone, Copy)]
+pub struct Positions {
+    pub high_watermark: u64,
+    pub log_start_offset: u64,
 }
 
 /// Most index rows one retention pass looks at (bounds the work of one tick).
@@ -327,7 +343,7 @@ impl ReplicaRaftState {
         if outcome.state_changed() || outcome.leader_changed.is_some() {
             self.publish_high_watermark();
         }
-        if outcome.restored {
+        if outcome.restored.is_some() {
             self.count_snapshot("installed");
         }
         if self.raft.recovered() {
@@ -392,7 +408,7 @@ impl ReplicaRaftState {
         publish(
             &self.ctx,
             &self.replica,
-            &self.raft.machine,
+            &self.raft.machine.view(),
             self.raft.is_leader(),
         );
     }
@@ -401,8 +417,8 @@ impl ReplicaRaftState {
 /// Tells the Storage actor (and the metrics) the applied high watermark and whether this replica
 /// leads. Called after every apply, before the proposers are answered: a producer that reads
 /// right after its acknowledgement finds its records.
-fn publish(ctx: &NodeContext, replica: &ReplicaId, machine: &PartitionMachine, leader: bool) {
-    let hwm = machine.position.next_offset;
+fn publish(ctx: &NodeContext, replica: &ReplicaId, at: &Positions, leader: bool) {
+    let hwm = at.high_watermark;
     let partition = replica.partition.to_string();
     ctx.metrics
         .high_watermark
@@ -414,7 +430,7 @@ fn publish(ctx: &NodeContext, replica: &ReplicaId, machine: &PartitionMachine, l
         // The Storage actor is a sibling under one_for_all: if it is gone, we are going too.
         let _ = storage.cast(StorageMsg::Applied {
             high_watermark: hwm,
-            log_start_offset: machine.log_start_offset,
+            log_start_offset: at.log_start_offset,
             leader,
         });
     }
@@ -422,7 +438,7 @@ fn publish(ctx: &NodeContext, replica: &ReplicaId, machine: &PartitionMachine, l
 
 /// Queues a `ProcessReady` if the group has work and none is queued yet. Failing to send to
 /// ourselves means we are stopping: nothing to queue.
-fn queue_round<M: crate::consensus::StateMachine>(
+fn queue_round<M: crate::consensus::StateMachine<Batch = WriteBatch>>(
     myself: &ActorRef<RaftMsg>,
     raft: &mut RaftGroup<M>,
 ) {
