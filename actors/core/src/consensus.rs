@@ -552,6 +552,13 @@ impl<M: StateMachine, S: LogStore, P> Driver<M, S, P> {
             outcome.restored = Some((meta.index, meta.term));
             let mut batch = M::Batch::default();
             self.machine.restore(meta.index, &snap.data, &mut batch)?;
+            // The commit index moves to the snapshot's in the same write: a crash right after
+            // it must not leave a snapshot above the durable commit index (raft-rs refuses to
+            // start from that).
+            let mut hs = self.raw.raft.hard_state();
+            hs.commit = meta.index;
+            batch.set_hard_state(self.group, &hs);
+            self.raw.mut_store().on_hard_state_written(&hs);
             self.write_snapshot(effects, &snap, batch, true);
         }
         let committed = ready.take_committed_entries();
@@ -727,8 +734,17 @@ impl<M: StateMachine, S: LogStore, P> Driver<M, S, P> {
         if applied.entries == 0 {
             return Ok(0);
         }
+        // The commit index written is what was written before or what this apply covers, never
+        // raft-rs's own commit index: that may point at entries this replica has not written yet
+        // (they come in this round's append, after this write), and a durable commit index
+        // beyond the durable log stops raft-rs from starting.
         let mut hs = self.raw.raft.hard_state();
-        hs.commit = hs.commit.max(applied.last_index);
+        hs.commit = self
+            .raw
+            .store()
+            .written_hard_state()
+            .commit
+            .max(applied.last_index);
         batch.set_hard_state(self.group, &hs);
         effects.push(Effect::Write {
             batch,
@@ -770,6 +786,7 @@ impl<M: StateMachine, S: LogStore, P> Driver<M, S, P> {
                     protobuf::Message::merge_from_bytes(&mut cc, entry.get_data())
                         .map_err(raft::Error::CodecError)?;
                     let cs = self.raw.apply_conf_change(&cc)?;
+                    self.after_conf_change(&cs);
                     batch.set_conf_state(self.group, &cs);
                     None
                 }
@@ -778,6 +795,7 @@ impl<M: StateMachine, S: LogStore, P> Driver<M, S, P> {
                     protobuf::Message::merge_from_bytes(&mut cc, entry.get_data())
                         .map_err(raft::Error::CodecError)?;
                     let cs = self.raw.apply_conf_change(&cc)?;
+                    self.after_conf_change(&cs);
                     batch.set_conf_state(self.group, &cs);
                     None
                 }
@@ -792,6 +810,16 @@ impl<M: StateMachine, S: LogStore, P> Driver<M, S, P> {
         }
         self.machine.finish_round(applied.last_index, batch);
         Ok(applied)
+    }
+
+    /// A leader that the configuration `cs` no longer has as a voter steps down: raft-rs leaves
+    /// it leading (and then fails on its own progress entry), and nothing it proposes could
+    /// commit with it anyway. Its waiting proposers are failed at the next round.
+    fn after_conf_change(&mut self, cs: &ConfState) {
+        if self.is_leader() && !cs.voters.contains(&self.raw.raft.id) {
+            let term = self.raw.raft.term;
+            self.raw.raft.become_follower(term, raft::INVALID_ID);
+        }
     }
 
     /// After the write of `applied`'s effects: the view to publish, then the proposers' answers.
