@@ -28,7 +28,7 @@ use crate::readiness::Readiness;
 use crate::rebalancer::{Rebalancer, RebalancerArgs};
 use crate::router::{Router, RouterArgs};
 use crate::supervision::{
-    child, start_supervisor, OnRestart, Restart, Strategy, SupervisorArgs, SupervisorMsg,
+    child, start_supervisor, ChildSpec, OnRestart, Restart, Strategy, SupervisorArgs, SupervisorMsg,
 };
 
 /// Why a node could not start or stopped abnormally.
@@ -90,8 +90,6 @@ pub struct Node {
     ctx: Arc<NodeContext>,
     root: ActorRef<SupervisorMsg>,
     root_handle: tokio::task::JoinHandle<()>,
-    /// Stops the metrics server and the gauge refresher.
-    side_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// A restart callback that counts restarts per child id in `daftka_supervisor_restarts_total`.
@@ -172,6 +170,16 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
 
     transport.attach(&ctx);
 
+    listeners
+        .metrics
+        .set_nonblocking(true)
+        .map_err(|source| NodeError::Bind {
+            what: "the metrics endpoint",
+            addr: metrics_addr.to_string(),
+            source,
+        })?;
+    let services = services(&ctx, Arc::new(listeners.metrics));
+
     let children = {
         let c = ctx.clone();
         let peer = child(
@@ -226,7 +234,8 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
                 },
             )
         };
-        vec![
+        let mut children = services;
+        children.extend([
             peer,
             cluster,
             crate::metadata::spec(ctx.clone()),
@@ -234,7 +243,8 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
             rebalancer,
             router,
             gateway,
-        ]
+        ]);
+        children
     };
     let (root, root_handle) = start_supervisor(
         Some(names::control_plane(&node)),
@@ -250,60 +260,6 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
     .map_err(|e| NodeError::Spawn(e.to_string()))?;
 
     let client = Client::connect_local(&node).map_err(|e| NodeError::Spawn(e.to_string()))?;
-    let mut side_tasks = Vec::new();
-    listeners
-        .metrics
-        .set_nonblocking(true)
-        .map_err(|source| NodeError::Bind {
-            what: "the metrics endpoint",
-            addr: metrics_addr.to_string(),
-            source,
-        })?;
-    let metrics_listener =
-        tokio::net::TcpListener::from_std(listeners.metrics).map_err(|source| NodeError::Bind {
-            what: "the metrics endpoint",
-            addr: metrics_addr.to_string(),
-            source,
-        })?;
-    side_tasks.push(tokio::spawn(crate::metrics::serve(
-        metrics_listener,
-        metrics.clone(),
-        std::future::pending(),
-    )));
-    let ticking = ctx.clone();
-    side_tasks.push(tokio::spawn(async move {
-        let cfg = &ticking.config;
-        ticking
-            .ticker
-            .run(
-                cfg.raft.tick,
-                cfg.topics.retention_check_interval,
-                ticking.metrics.clone(),
-            )
-            .await
-    }));
-    side_tasks.push(tokio::spawn(crate::memory::trim_loop(
-        ctx.config.limits.memory_trim_interval,
-        ctx.config.limits.memory_trim_free_bytes_min,
-        ctx.metrics.clone(),
-    )));
-    let gauges = ctx.clone();
-    side_tasks.push(tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            every.tick().await;
-            // fjall measures its journal under the journal's lock, which the storage writer holds
-            // through every fsync: off the runtime, or a slow fsync stalls its workers too.
-            let store = gauges.store.clone();
-            if let Ok(bytes) = tokio::task::spawn_blocking(move || store.disk_bytes()).await {
-                gauges.metrics.storage_bytes.set(bytes as i64);
-            }
-            gauges
-                .metrics
-                .storage_commit_rounds
-                .set(gauges.store.commit_rounds() as i64);
-        }
-    }));
     tracing::info!(node = %node, http = %http_addr, metrics = %metrics_addr, "node started");
     Ok(Node {
         name: node,
@@ -313,7 +269,6 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
         ctx,
         root,
         root_handle,
-        side_tasks,
     })
 }
 
@@ -335,15 +290,12 @@ impl Node {
         &self.ctx.readiness
     }
 
-    /// Stops the tree gracefully (every `post_stop` runs) and then the side tasks.
+    /// Stops the tree gracefully (every `post_stop` runs, the services' tasks end with them).
     pub async fn shutdown(self) {
         let _ = self
             .root
             .stop_and_wait(Some("shutdown".to_string()), Some(Duration::from_secs(10)))
             .await;
-        for t in &self.side_tasks {
-            t.abort();
-        }
         self.ctx.transport.close();
         let _ = self.root_handle.await;
     }
@@ -352,6 +304,74 @@ impl Node {
     pub async fn stopped(&mut self) {
         let _ = (&mut self.root_handle).await;
     }
+}
+
+/// The node's long-lived tasks as supervised services, started first: the metrics endpoint on
+/// `metrics` (a clone of the bound listener per start), the replicas' clock, the allocator's trim
+/// and the storage gauges.
+fn services(ctx: &Arc<NodeContext>, metrics: Arc<std::net::TcpListener>) -> Vec<ChildSpec> {
+    let node = &ctx.node;
+    let c = ctx.clone();
+    let endpoint = crate::service::spec(node, "metrics", move || {
+        let c = c.clone();
+        let listener = metrics
+            .try_clone()
+            .and_then(tokio::net::TcpListener::from_std);
+        Box::pin(async move {
+            match listener {
+                Ok(l) => crate::metrics::serve(l, c.metrics.clone(), std::future::pending()).await,
+                // Returning ends the service: its supervisor starts it again.
+                Err(e) => tracing::error!(error = %e, "the metrics listener cannot be used"),
+            }
+        })
+    });
+    let c = ctx.clone();
+    let ticker = crate::service::spec(node, "ticker", move || {
+        let c = c.clone();
+        Box::pin(async move {
+            let cfg = &c.config;
+            c.ticker
+                .run(
+                    cfg.raft.tick,
+                    cfg.topics.retention_check_interval,
+                    c.metrics.clone(),
+                )
+                .await
+        })
+    });
+    let c = ctx.clone();
+    let memory = crate::service::spec(node, "memory", move || {
+        let c = c.clone();
+        Box::pin(async move {
+            let l = &c.config.limits;
+            crate::memory::trim_loop(
+                l.memory_trim_interval,
+                l.memory_trim_free_bytes_min,
+                c.metrics.clone(),
+            )
+            .await
+        })
+    });
+    let c = ctx.clone();
+    let gauges = crate::service::spec(node, "gauges", move || {
+        let c = c.clone();
+        Box::pin(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                // fjall measures its journal under the journal's lock, which the storage writer
+                // holds through every fsync: off the runtime, or a slow fsync stalls its workers.
+                let store = c.store.clone();
+                if let Ok(bytes) = tokio::task::spawn_blocking(move || store.disk_bytes()).await {
+                    c.metrics.storage_bytes.set(bytes as i64);
+                }
+                c.metrics
+                    .storage_commit_rounds
+                    .set(c.store.commit_rounds() as i64);
+            }
+        })
+    });
+    vec![endpoint, ticker, memory, gauges]
 }
 
 /// Runs a node until `shutdown` resolves (or its control plane gives up).

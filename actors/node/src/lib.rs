@@ -4,6 +4,9 @@
 //!
 //! ```text
 //! ControlPlane (one_for_one), children in start order  control_plane
+//!  ├─ Service ×4     metrics endpoint, ticker, trim,   service
+//!  │                 gauges (long-lived tasks)
+//!  ├─ Peer           other nodes' entry point          cluster::peer
 //!  ├─ Cluster        membership                        cluster
 //!  ├─ MetadataSup    (rest_for_one)                    metadata
 //!  │   └─ Metadata   Raft-replicated metadata (group 0)
@@ -17,10 +20,10 @@
 //!  └─ Gateway        warp HTTP JSON API                gateway
 //! ```
 //!
-//! [`consensus`] is the Raft driver shared by Metadata and every partition's Raft actor;
-//! [`context`] the handles every actor of a node shares. Beside the tree, the node runs side tasks:
-//! the metrics endpoint, the partition replicas' clock ([`partitions::ticker`]) and the
-//! allocator's trim ([`memory`]).
+//! [`consensus`] carries out the pure Raft driver (`daftka_core::consensus`) for Metadata and every
+//! partition's Raft actor; [`context`] holds the handles every actor of a node shares. The node's
+//! long-lived tasks (the metrics endpoint, the partition replicas' clock [`partitions::ticker`],
+//! the allocator's trim [`memory`], the storage gauges) run as [`service`] actors in the tree.
 //!
 //! [`supervision`] holds the in-house supervisor (one_for_one, one_for_all, rest_for_one, dynamic).
 
@@ -37,6 +40,7 @@ pub mod partitions;
 pub mod readiness;
 pub mod rebalancer;
 pub mod router;
+pub mod service;
 pub mod supervision;
 
 pub use control_plane::{run, start, Listeners, Node, NodeError};

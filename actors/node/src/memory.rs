@@ -42,7 +42,7 @@ pub fn trim() -> bool {
     }
 }
 
-/// Trims every `interval` while at least `free_min` bytes are free (a node side task).
+/// Trims every `interval` while at least `free_min` bytes are free (the node's `memory` service).
 pub async fn trim_loop(interval: Duration, free_min: u64, metrics: Arc<Metrics>) {
     if interval.is_zero() || free_heap_bytes().is_none() {
         return;

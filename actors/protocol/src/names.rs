@@ -64,6 +64,11 @@ pub fn heartbeat(node: &str) -> String {
     format!("daftka.{node}.heartbeat")
 }
 
+/// A node's long-lived task `what` (`ticker`, `metrics`, `memory`, `gauges`) as a supervised actor.
+pub fn service(node: &str, what: &str) -> String {
+    format!("daftka.{node}.service.{what}")
+}
+
 /// The ractor_cluster NodeServer run by the Cluster actor.
 pub fn node_server(node: &str) -> String {
     format!("daftka.{node}.node_server")
