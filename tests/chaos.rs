@@ -89,7 +89,7 @@ fn targets(node: &str, groups: &[GroupId]) -> Vec<String> {
     for g in groups {
         t.push(names::replica_sup(node, *g));
         t.push(names::replica_raft(node, *g));
-        t.push(names::replica_storage(node, *g));
+        t.push(names::replica_reader(node, *g));
         t.push(names::replica_server(node, *g));
     }
     t

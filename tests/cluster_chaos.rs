@@ -114,7 +114,7 @@ async fn actor_targets(http: &reqwest::Client, url: &str) -> Vec<String> {
             a.iter()
                 .filter_map(|n| n.as_str())
                 .filter(|n| {
-                    [".raft", ".storage", ".server", ".router", ".metadata"]
+                    [".raft", ".reader", ".server", ".router", ".metadata"]
                         .iter()
                         .any(|s| n.ends_with(s))
                 })

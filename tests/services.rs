@@ -1,5 +1,5 @@
 //! The node's long-lived tasks are supervised services: killed, each is started again by the
-//! ControlPlane, the restart is counted like any child's, and the work goes on (the replicas'
+//! Root, the restart is counted like any child's, and the work goes on (the replicas'
 //! clock counts new replicas again; the metrics endpoint answers again).
 
 mod support;

@@ -100,8 +100,10 @@ pub struct ClusterConfig {
     /// The cluster's name: nodes only meet nodes of the same cluster (also in one process).
     pub name: String,
     /// Node names that hold the metadata Raft group as voters; empty means the first
-    /// [`CONTROL_PLANE_SIZE_DEFAULT`] nodes to join. Other nodes follow it as learners.
-    pub control_plane_nodes: Vec<String>,
+    /// [`METADATA_VOTERS_DEFAULT`] nodes to join. Other nodes follow it as learners.
+    /// (Called `control_plane_nodes` before; that name is still read.)
+    #[serde(alias = "control_plane_nodes")]
+    pub metadata_voters: Vec<String>,
     /// Most bytes of Raft messages sent to one peer in one cluster message.
     #[serde(deserialize_with = "de_size", serialize_with = "ser_size")]
     pub raft_batch_bytes_max: u64,
@@ -115,8 +117,8 @@ pub struct ClusterConfig {
     pub raft_send_timeout: Duration,
 }
 
-/// How many voters the metadata group gets when `cluster.control_plane_nodes` is empty.
-pub const CONTROL_PLANE_SIZE_DEFAULT: usize = 3;
+/// How many voters the metadata group gets when `cluster.metadata_voters` is empty.
+pub const METADATA_VOTERS_DEFAULT: usize = 3;
 
 impl Default for ClusterConfig {
     fn default() -> Self {
@@ -128,7 +130,7 @@ impl Default for ClusterConfig {
             heartbeat_interval: Duration::from_millis(200),
             heartbeat_timeout: Duration::from_secs(1),
             name: "daftka".into(),
-            control_plane_nodes: Vec::new(),
+            metadata_voters: Vec::new(),
             raft_batch_bytes_max: 4 << 20,
             raft_queue_bytes_max: 64 << 20,
             raft_send_timeout: Duration::from_secs(2),
@@ -837,6 +839,14 @@ mod tests {
     use super::*;
 
     /// The defaults are valid, and the shipped config file parses to exactly the defaults.
+    /// The metadata voters' old key name is still read.
+    #[test]
+    fn the_old_name_of_metadata_voters_is_read() {
+        let c = Config::from_toml("[cluster]\ncontrol_plane_nodes = [\"a\", \"b\"]\n", "test")
+            .expect("parses");
+        assert_eq!(c.cluster.metadata_voters, ["a", "b"]);
+    }
+
     #[test]
     fn defaults_are_valid_and_match_the_shipped_file() {
         let c = Config::default();

@@ -1,6 +1,6 @@
 //! Cluster: this node's membership.
 //!
-//! Parent: ControlPlane (one_for_one). Registered as `names::cluster(node)`.
+//! Parent: Root (one_for_one). Registered as `names::cluster(node)`.
 //! It registers this node (name, Raft id, addresses) in the metadata, retrying with backoff until
 //! recorded. When `node.cookie` is set it also runs the ractor_cluster `NodeServer` on
 //! `node.cluster_addr` only (never all interfaces), dials every seed (`host[:port]`, default port

@@ -1,5 +1,5 @@
 //! What every actor of one node shares: configuration, the fjall store, metrics, readiness, the
-//! published metadata view and the Raft transport. Built once by [`crate::control_plane::start`];
+//! published metadata view and the Raft transport. Built once by [`crate::root::start`];
 //! it outlives every actor restart (it holds no actor state, only handles).
 
 use std::net::SocketAddr;
@@ -57,7 +57,7 @@ pub struct NodeContext {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub readiness: Readiness,
-    /// The Metadata actor publishes here; the Router and the Rebalancer subscribe.
+    /// The Metadata actor publishes here; the Router and the Placement subscribe.
     pub metadata: watch::Sender<MetadataView>,
     pub transport: Arc<dyn RaftTransport>,
     /// The Cluster actor publishes the peers it sees here; the Router reads it.

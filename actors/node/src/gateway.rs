@@ -2,7 +2,7 @@
 //! one [`daftka_protocol::Client`] call on the node's Router, so the gateway holds no data.
 //!
 //! - **Owns**: the HTTP server task on the node's HTTP listener. Nothing else.
-//! - **Parent**: ControlPlane (one_for_one). **Registered as** `daftka_protocol::names::gateway(node)`
+//! - **Parent**: Root (one_for_one). **Registered as** `daftka_protocol::names::gateway(node)`
 //!   by whoever spawns it.
 //! - **Messages in**: [`GatewayMsg::LocalAddr`] (where it serves), [`GatewayMsg::ServerExited`]
 //!   (its own server task ended unexpectedly: the actor fails so its supervisor restarts it).

@@ -3,7 +3,7 @@
 //! Every actor and supervisor of a Daftka node. The module tree is the supervision tree:
 //!
 //! ```text
-//! ControlPlane (one_for_one), children in start order  control_plane
+//! Root (one_for_one), children in start order  control_plane
 //!  ├─ Service ×4     metrics endpoint, ticker, trim,   service
 //!  │                 gauges (long-lived tasks)
 //!  ├─ Peer           other nodes' entry point          cluster::peer
@@ -12,10 +12,10 @@
 //!  │   └─ Metadata   Raft-replicated metadata (group 0)
 //!  ├─ Partitions     dynamic supervisor                partitions
 //!  │   └─ ReplicaSup (one_for_all) per replica         partitions::replica_sup
-//!  │       ├─ Storage  reads, long polls               partitions::storage
+//!  │       ├─ Reader   reads, long polls               partitions::reader
 //!  │       ├─ Raft     raft-rs RawNode driver          partitions::raft
 //!  │       └─ Server   front door of the replica       partitions::server
-//!  ├─ Rebalancer     starts/stops replicas             rebalancer
+//!  ├─ Placement     starts/stops replicas             placement
 //!  ├─ Router         client entry point                router
 //!  └─ Gateway        warp HTTP JSON API                gateway
 //! ```
@@ -31,16 +31,16 @@ pub mod budget;
 pub mod cluster;
 pub mod consensus;
 pub mod context;
-pub mod control_plane;
 pub mod gateway;
 pub mod memory;
 pub mod metadata;
 pub mod metrics;
 pub mod partitions;
+pub mod placement;
 pub mod readiness;
-pub mod rebalancer;
+pub mod root;
 pub mod router;
 pub mod service;
 pub mod supervision;
 
-pub use control_plane::{run, start, Listeners, Node, NodeError};
+pub use root::{run, start, Listeners, Node, NodeError};

@@ -1,17 +1,17 @@
 //! Metadata: the node's replica of the metadata Raft group (group 0) and its state machine.
 //!
-//! Parent: MetadataSup (rest_for_one), under ControlPlane. Registered as `names::metadata(node)`.
+//! Parent: MetadataSup (rest_for_one), under Root. Registered as `names::metadata(node)`.
 //! Messages in: [`MetadataMsg::Propose`] (a [`MetadataCommand`], answered with its
 //! [`MetadataEvent`] once committed and applied, or its rejection), `Tick`, `Step` from peers.
 //! Out: after every round it publishes a [`MetadataView`] on the node's watch channel; the Router and
-//! the Rebalancer read it.
+//! the Placement read it.
 //!
 //! # Membership of the group
 //! A node started without seeds bootstraps the group as its only voter. A node with seeds starts
 //! with an empty group and registers itself ([`MetadataCommand::RegisterNode`]) through any node it
 //! can reach; the leader then adds every registered node that is not in the group yet, one
-//! configuration change at a time: as a voter while the group has fewer voters than the control
-//! plane (`cluster.control_plane_nodes`, or the first three nodes), else as a learner. The new
+//! configuration change at a time: as a voter if it is one of the metadata voters
+//! (`cluster.metadata_voters`, or the first three nodes), else as a learner. The new
 //! member receives a snapshot, which carries the configuration, and then the log.
 //!
 //! # Snapshots
@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use std::time::Instant;
 
-use daftka_core::config::CONTROL_PLANE_SIZE_DEFAULT;
+use daftka_core::config::METADATA_VOTERS_DEFAULT;
 use daftka_core::metadata::{
     decode_command, encode_command, Applied, MetadataCommand, MetadataEvent, MetadataLimits,
     MetadataState,
@@ -332,13 +332,13 @@ impl MetadataActorState {
     }
 
     /// On the leader: proposes adding the first registered node that is not in the group yet, as
-    /// a voter while the control plane is not full, else as a learner.
+    /// a voter while the metadata group has fewer voters than it should, else as a learner.
     fn add_members(&mut self) {
         if !self.raft.is_leader() || self.raft.conf_change_pending() {
             return;
         }
         let cs = self.raft.conf_state();
-        let listed = &self.ctx.config.cluster.control_plane_nodes;
+        let listed = &self.ctx.config.cluster.metadata_voters;
         let missing = self
             .raft
             .machine
@@ -349,7 +349,7 @@ impl MetadataActorState {
             .cloned();
         let Some(node) = missing else { return };
         let voter = if listed.is_empty() {
-            cs.voters.len() < CONTROL_PLANE_SIZE_DEFAULT
+            cs.voters.len() < METADATA_VOTERS_DEFAULT
         } else {
             listed.contains(&node.name)
         };
@@ -589,7 +589,7 @@ pub fn report_leader(ctx: &Arc<NodeContext>, group: GroupId) {
     });
 }
 
-/// MetadataSup (rest_for_one) with the Metadata actor, as a child of the ControlPlane.
+/// MetadataSup (rest_for_one) with the Metadata actor, as a child of the Root.
 /// rest_for_one: children added after the Metadata actor depend on it and restart after it.
 pub fn spec(ctx: Arc<NodeContext>) -> ChildSpec {
     let node = ctx.node.clone();
@@ -601,7 +601,7 @@ pub fn spec(ctx: Arc<NodeContext>) -> ChildSpec {
         move || (Metadata, MetadataArgs { ctx: c.clone() }),
     );
     let policy = ctx.config.restart_policy();
-    let on_restart = crate::control_plane::restart_counter(&ctx);
+    let on_restart = crate::root::restart_counter(&ctx);
     crate::supervision::supervisor_child(
         "metadata_sup",
         Restart::Permanent,

@@ -1,18 +1,18 @@
 //! Partitions: the dynamic supervisor of this node's partition replicas.
 //!
-//! Parent: ControlPlane (one_for_one). Registered as `names::partitions(node)`. The Rebalancer
+//! Parent: Root (one_for_one). Registered as `names::partitions(node)`. The Placement
 //! starts and terminates one ReplicaSup child per replica (child id `replica-<group>`), following the
 //! metadata. Restart strategy one_for_one over the replicas: a replica that keeps crashing exhausts the
 //! restart intensity and escalates, which restarts the whole Partitions subtree from disk.
 //!
 //! # Crash and recovery
-//! Nothing is kept in memory that is not on disk: after a restart the Rebalancer re-reads the
+//! Nothing is kept in memory that is not on disk: after a restart the Placement re-reads the
 //! metadata and starts every replica again; each recovers from fjall.
 
 pub mod raft;
+pub mod reader;
 pub mod replica_sup;
 pub mod server;
-pub mod storage;
 pub mod ticker;
 
 use std::sync::Arc;
@@ -27,7 +27,7 @@ pub fn replica_child_id(group: GroupId) -> String {
     format!("replica-{}", group.0)
 }
 
-/// The Partitions dynamic supervisor, as a child of the ControlPlane.
+/// The Partitions dynamic supervisor, as a child of the Root.
 pub fn spec(ctx: Arc<NodeContext>) -> ChildSpec {
     crate::supervision::supervisor_child(
         "partitions",
@@ -37,7 +37,7 @@ pub fn spec(ctx: Arc<NodeContext>) -> ChildSpec {
             strategy: Strategy::OneForOne,
             policy: ctx.config.restart_policy(),
             children: Vec::new(),
-            on_restart: Some(crate::control_plane::restart_counter(&ctx)),
+            on_restart: Some(crate::root::restart_counter(&ctx)),
         },
     )
 }

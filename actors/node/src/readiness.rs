@@ -11,7 +11,7 @@ use daftka_protocol::GroupId;
 struct Inner {
     /// Set once the metadata state machine has replayed its log.
     metadata_loaded: bool,
-    /// Set once the Rebalancer has started every replica placed here (after metadata loaded), so
+    /// Set once the Placement has started every replica placed here (after metadata loaded), so
     /// `recovering` lists all of them: without it, a restarted node would look ready in the moment
     /// between loading metadata and starting its replicas.
     replicas_placed: bool,
@@ -43,7 +43,7 @@ impl Readiness {
     pub fn set_metadata_loaded(&self, loaded: bool) {
         self.with(|i| i.metadata_loaded = loaded)
     }
-    /// The Rebalancer has started every replica placed on this node.
+    /// The Placement has started every replica placed on this node.
     pub fn set_replicas_placed(&self) {
         self.with(|i| i.replicas_placed = true)
     }

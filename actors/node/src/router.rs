@@ -1,6 +1,6 @@
 //! Router: the node's client entry point and Daftka's exposed actor ([`RouterMsg`]).
 //!
-//! Parent: ControlPlane (one_for_one). Registered as `names::router(node)` and a member of the pg
+//! Parent: Root (one_for_one). Registered as `names::router(node)` and a member of the pg
 //! group `names::routers_group(cluster)`, through which other Rust actor systems connected to the
 //! node (same cookie) reach it: [`RouterMsg`] crosses the network.
 //! Every request runs in its own task, so a slow partition never holds up others: topic operations
@@ -256,7 +256,7 @@ impl Inner {
         match crate::metadata::propose(&self.ctx, cmd).await? {
             MetadataEvent::TopicCreated(t) => {
                 let t = self.wait_for_leaders(t).await;
-                crate::rebalancer::reconcile(&self.ctx).await?;
+                crate::placement::reconcile(&self.ctx).await?;
                 Ok(describe_unpositioned(&t))
             }
             other => Err(Error::internal(format!(
@@ -348,7 +348,7 @@ impl Inner {
         .await?;
         // `propose` answers once this node has applied the deletion: stop its replicas and
         // remove their data.
-        crate::rebalancer::reconcile(&self.ctx).await
+        crate::placement::reconcile(&self.ctx).await
     }
 
     async fn produce(

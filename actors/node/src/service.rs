@@ -1,7 +1,7 @@
 //! Service: a long-lived task of the node (the replicas' clock, the metrics endpoint, the
 //! allocator's trim, the storage gauges) as a supervised actor.
 //!
-//! Parent: ControlPlane (one_for_one). Registered as `names::service(node, what)`.
+//! Parent: Root (one_for_one). Registered as `names::service(node, what)`.
 //! At start it runs its task, made fresh by the factory it was given. A task is meant to run
 //! until the node stops: if it ends anyway (it returned, or it panicked), the actor fails with
 //! that reason, and its supervisor restarts it (counted in `daftka_supervisor_restarts_total`,

@@ -161,7 +161,7 @@ impl Client {
     {
         match &self.router {
             Target::Fixed(r) => crate::rpc::call(r, build, timeout, "the router").await,
-            Target::Named(name) => crate::rpc::call_named(name, build, timeout, "the router").await,
+            Target::Named(name) => crate::rpc::call_found(name, build, timeout, "the router").await,
         }
     }
 

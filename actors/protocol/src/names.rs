@@ -4,10 +4,11 @@
 use crate::ids::GroupId;
 
 /// The actor of this process known as `name`: the registered one, or else a local member of a pg
-/// group with that name. The fallback matters in a process that hosts several nodes linked by
-/// ractor_cluster sessions (tests): a session's proxy of an actor carries the actor's name, and
-/// ractor removes that name from the registry when the proxy stops; actors that are pg members
-/// (the Router, the Peer) are still found through their groups.
+/// group with that name. For actors that are pg members (the Router) only: in a process that
+/// hosts several nodes linked by ractor_cluster sessions (tests), a session's proxy of a pg member
+/// carries the member's name, and ractor removes that name from the registry when the proxy
+/// stops; the member is still found through its groups. Actors that join no group are never
+/// proxied: look them up with `ractor::registry::where_is` (no scan of every group).
 pub fn find(name: &str) -> Option<ractor::ActorCell> {
     ractor::registry::where_is(name).or_else(|| {
         ractor::pg::which_groups()
@@ -21,9 +22,9 @@ pub fn find(name: &str) -> Option<ractor::ActorCell> {
 pub fn router(node: &str) -> String {
     format!("daftka.{node}.router")
 }
-/// The control-plane root supervisor.
-pub fn control_plane(node: &str) -> String {
-    format!("daftka.{node}.control_plane")
+/// The node's root supervisor.
+pub fn root(node: &str) -> String {
+    format!("daftka.{node}.root")
 }
 pub fn cluster(node: &str) -> String {
     format!("daftka.{node}.cluster")
@@ -34,8 +35,8 @@ pub fn metadata_sup(node: &str) -> String {
 pub fn metadata(node: &str) -> String {
     format!("daftka.{node}.metadata")
 }
-pub fn rebalancer(node: &str) -> String {
-    format!("daftka.{node}.rebalancer")
+pub fn placement(node: &str) -> String {
+    format!("daftka.{node}.placement")
 }
 pub fn gateway(node: &str) -> String {
     format!("daftka.{node}.gateway")
@@ -50,8 +51,8 @@ pub fn replica_sup(node: &str, group: GroupId) -> String {
 pub fn replica_raft(node: &str, group: GroupId) -> String {
     format!("daftka.{node}.replica.{}.raft", group.0)
 }
-pub fn replica_storage(node: &str, group: GroupId) -> String {
-    format!("daftka.{node}.replica.{}.storage", group.0)
+pub fn replica_reader(node: &str, group: GroupId) -> String {
+    format!("daftka.{node}.replica.{}.reader", group.0)
 }
 pub fn replica_server(node: &str, group: GroupId) -> String {
     format!("daftka.{node}.replica.{}.server", group.0)

@@ -56,14 +56,35 @@ pub async fn call<M: Message, R: Reply>(
     }
 }
 
-/// Like [`call`], to whichever actor is registered as `name` in this process now.
+/// Like [`call`], to whichever actor is registered as `name` in this process now (a registry
+/// lookup: the hot path of every request to a replica).
 pub async fn call_named<M: Message, R: Reply>(
     name: &str,
     build: impl FnOnce(RpcReplyPort<R>) -> M,
     timeout: Duration,
     what: &str,
 ) -> Result<R::Out, Error> {
-    match crate::names::find(name) {
+    call_cell(ractor::registry::where_is(name), build, timeout, what).await
+}
+
+/// Like [`call_named`], for an actor that is also a pg member (a node's Router): found through
+/// [`crate::names::find`], which also looks in its groups.
+pub async fn call_found<M: Message, R: Reply>(
+    name: &str,
+    build: impl FnOnce(RpcReplyPort<R>) -> M,
+    timeout: Duration,
+    what: &str,
+) -> Result<R::Out, Error> {
+    call_cell(crate::names::find(name), build, timeout, what).await
+}
+
+async fn call_cell<M: Message, R: Reply>(
+    cell: Option<ractor::ActorCell>,
+    build: impl FnOnce(RpcReplyPort<R>) -> M,
+    timeout: Duration,
+    what: &str,
+) -> Result<R::Out, Error> {
+    match cell {
         Some(cell) => call(&cell.into(), build, timeout, what).await,
         None => Err(Error::unavailable(format!("{what} is not running"))),
     }

@@ -23,7 +23,7 @@
 use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
 use daftka_types::GroupId;
@@ -129,6 +129,13 @@ enum Request {
         group: GroupId,
         reply: Reply,
     },
+    /// Tests: the writer says it is paused on `paused`, then waits until `release` closes, so
+    /// the requests queued meanwhile go into its next round together. Costs the writer nothing
+    /// when no test asks.
+    Pause {
+        paused: mpsc::Sender<()>,
+        release: mpsc::Receiver<()>,
+    },
 }
 
 pub(crate) struct Inner {
@@ -142,9 +149,6 @@ pub(crate) struct Inner {
     rounds: Arc<AtomicU64>,
     /// Write requests committed, counted before they are answered.
     writes: Arc<AtomicU64>,
-    /// Held by the writer while it drains and commits a round; tests hold it to make merging
-    /// deterministic (see [`Store::pause_writer`]).
-    gate: Arc<Mutex<()>>,
 }
 
 impl Drop for Inner {
@@ -173,7 +177,7 @@ impl std::fmt::Debug for Store {
 
 /// While alive, the writer thread takes no new round (see [`Store::pause_writer`]).
 #[must_use]
-pub struct WriterPause<'a>(#[allow(dead_code)] MutexGuard<'a, ()>);
+pub struct WriterPause(#[allow(dead_code)] Option<mpsc::Sender<()>>);
 
 impl Store {
     /// Opens or creates the database in `dir`, opens the keyspaces, and starts the writer thread.
@@ -195,7 +199,6 @@ impl Store {
         let (tx, rx) = mpsc::channel();
         let rounds = Arc::new(AtomicU64::new(0));
         let writes = Arc::new(AtomicU64::new(0));
-        let gate = Arc::new(Mutex::new(()));
         let writer = Writer {
             db: db.clone(),
             ks: ks.clone(),
@@ -204,7 +207,6 @@ impl Store {
             commit_requests_max: opts.commit_requests_max.max(1),
             rounds: rounds.clone(),
             writes: writes.clone(),
-            gate: gate.clone(),
             on_round: opts.on_round.clone(),
         };
         let handle = std::thread::Builder::new()
@@ -219,7 +221,6 @@ impl Store {
                 writer: Some(handle),
                 rounds,
                 writes,
-                gate,
             }),
         })
     }
@@ -315,8 +316,22 @@ impl Store {
     /// For tests: stops the writer from starting a new round until the guard drops, so requests
     /// queued meanwhile are merged into one round deterministically.
     #[doc(hidden)]
-    pub fn pause_writer(&self) -> WriterPause<'_> {
-        WriterPause(self.inner.gate.lock().unwrap_or_else(|e| e.into_inner()))
+    pub fn pause_writer(&self) -> WriterPause {
+        let (paused_tx, paused) = mpsc::channel();
+        let (release_tx, release) = mpsc::channel();
+        let queued = self.inner.tx.as_ref().is_some_and(|tx| {
+            tx.send(Request::Pause {
+                paused: paused_tx,
+                release,
+            })
+            .is_ok()
+        });
+        // Returns once the writer has finished its round and waits: whatever is queued from now
+        // on goes into one round when the guard drops.
+        if queued {
+            let _ = paused.recv();
+        }
+        WriterPause(Some(release_tx))
     }
 }
 
@@ -329,7 +344,6 @@ struct Writer {
     commit_requests_max: usize,
     rounds: Arc<AtomicU64>,
     writes: Arc<AtomicU64>,
-    gate: Arc<Mutex<()>>,
     on_round: Option<RoundObserver>,
 }
 
@@ -339,11 +353,29 @@ impl Writer {
         let mut round = Vec::with_capacity(self.commit_requests_max);
         // Durable requests committed in this round, answered after the persist.
         let mut waiting: Vec<Reply> = Vec::new();
-        while let Ok(first) = self.rx.recv() {
-            let _round_gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+        // A pause request met while draining: taken after this round.
+        let mut next: Option<Request> = None;
+        loop {
+            let first = match next.take() {
+                Some(r) => r,
+                None => match self.rx.recv() {
+                    Ok(r) => r,
+                    Err(_) => break,
+                },
+            };
+            if let Request::Pause { paused, release } = first {
+                let _ = paused.send(());
+                // Until the test drops its guard.
+                let _ = release.recv();
+                continue;
+            }
             round.push(first);
             while round.len() < self.commit_requests_max {
                 match self.rx.try_recv() {
+                    Ok(r @ Request::Pause { .. }) => {
+                        next = Some(r);
+                        break;
+                    }
                     Ok(r) => round.push(r),
                     Err(_) => break,
                 }
@@ -363,6 +395,8 @@ impl Writer {
                     Request::DeleteGroup { group, reply } => {
                         (self.delete_group(group), reply, true)
                     }
+                    // Taken out of rounds before they are drained.
+                    Request::Pause { .. } => continue,
                 };
                 match result {
                     Ok(()) if durable => waiting.push(reply),
@@ -472,7 +506,6 @@ mod tests {
                 writer: None,
                 rounds: Arc::default(),
                 writes: Arc::default(),
-                gate: Arc::default(),
             }),
         };
 

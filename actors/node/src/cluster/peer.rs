@@ -1,6 +1,6 @@
 //! Peer: this node's entry point for the other nodes of its cluster.
 //!
-//! Parent: ControlPlane (one_for_one). Registered as `names::peer(node)` and a member of two pg
+//! Parent: Root (one_for_one). Registered as `names::peer(node)` and a member of two pg
 //! groups: [`names::peer_group`] (this node, by Raft id) and [`names::peers_group`] (every node of
 //! the cluster). ractor_cluster synchronises pg groups across authenticated sessions, so another
 //! node finds this one by its Raft id; in one process (tests) the same groups find local actors.
@@ -208,7 +208,7 @@ fn dispatch_raft(
         let (tx, rx) = tokio::sync::oneshot::channel();
         let group = GroupId(group);
         let sent = if group == GroupId::METADATA {
-            names::find(&names::metadata(&ctx.node)).map(|cell| {
+            ractor::registry::where_is(names::metadata(&ctx.node)).map(|cell| {
                 let actor: ActorRef<crate::metadata::MetadataMsg> = cell.into();
                 actor
                     .cast(crate::metadata::MetadataMsg::Step {
@@ -218,7 +218,7 @@ fn dispatch_raft(
                     .is_ok()
             })
         } else {
-            names::find(&names::replica_raft(&ctx.node, group)).map(|cell| {
+            ractor::registry::where_is(names::replica_raft(&ctx.node, group)).map(|cell| {
                 let actor: ActorRef<crate::partitions::raft::RaftMsg> = cell.into();
                 actor
                     .cast(crate::partitions::raft::RaftMsg::Step {

@@ -5,7 +5,7 @@
 //! Messages in: [`RaftMsg::Propose`] from the Server (a batch of records, answered with its base
 //! offset once committed, fsynced and applied), `Tick` and `Housekeeping` from the node's
 //! [`super::ticker::Ticker`] (no `Tick` while it leads a group of one), `Step` from peers.
-//! Messages out: `Applied` to the Storage actor (new high watermark); `SetLeader` to the metadata
+//! Messages out: `Applied` to the Reader actor (new high watermark); `SetLeader` to the metadata
 //! group on election.
 //!
 //! Proposals are batched: a proposal only schedules a `ProcessReady` message, so every proposal
@@ -30,8 +30,8 @@ use daftka_protocol::{names, Error};
 use daftka_storage::{ApplyState, PartitionReader, WriteBatch};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
+use super::reader::ReaderMsg;
 use super::replica_sup::ReplicaId;
-use super::storage::StorageMsg;
 use super::ticker::Registration;
 use crate::consensus::{RaftGroup, StateMachine};
 use crate::context::NodeContext;
@@ -414,7 +414,7 @@ impl ReplicaRaftState {
     }
 }
 
-/// Tells the Storage actor (and the metrics) the applied high watermark and whether this replica
+/// Tells the Reader actor (and the metrics) the applied high watermark and whether this replica
 /// leads. Called after every apply, before the proposers are answered: a producer that reads
 /// right after its acknowledgement finds its records.
 fn publish(ctx: &NodeContext, replica: &ReplicaId, at: &Positions, leader: bool) {
@@ -424,11 +424,11 @@ fn publish(ctx: &NodeContext, replica: &ReplicaId, at: &Positions, leader: bool)
         .high_watermark
         .with_label_values(&[replica.topic.as_str(), partition.as_str()])
         .set(hwm as i64);
-    if let Some(cell) = ractor::registry::where_is(names::replica_storage(&ctx.node, replica.group))
+    if let Some(cell) = ractor::registry::where_is(names::replica_reader(&ctx.node, replica.group))
     {
-        let storage: ActorRef<StorageMsg> = cell.into();
-        // The Storage actor is a sibling under one_for_all: if it is gone, we are going too.
-        let _ = storage.cast(StorageMsg::Applied {
+        let storage: ActorRef<ReaderMsg> = cell.into();
+        // The Reader actor is a sibling under one_for_all: if it is gone, we are going too.
+        let _ = storage.cast(ReaderMsg::Applied {
             high_watermark: hwm,
             log_start_offset: at.log_start_offset,
             leader,

@@ -14,8 +14,8 @@ use crate::context::NodeContext;
 use crate::supervision::{child, ChildSpec, Restart, Strategy, SupervisorArgs};
 
 use super::raft::{ReplicaRaft, ReplicaRaftArgs};
+use super::reader::{ReplicaReader, ReplicaReaderArgs};
 use super::server::{Server, ServerArgs};
-use super::storage::{ReplicaStorage, ReplicaStorageArgs};
 
 /// What identifies one replica.
 #[derive(Debug, Clone)]
@@ -37,13 +37,13 @@ pub fn spec(ctx: Arc<NodeContext>, replica: ReplicaId) -> ChildSpec {
         let (c3, r3) = (ctx.clone(), replica.clone());
         vec![
             child(
-                "storage",
+                "reader",
                 Restart::Permanent,
-                Some(names::replica_storage(&node, group)),
+                Some(names::replica_reader(&node, group)),
                 move || {
                     (
-                        ReplicaStorage,
-                        ReplicaStorageArgs {
+                        ReplicaReader,
+                        ReplicaReaderArgs {
                             ctx: c1.clone(),
                             replica: r1.clone(),
                         },
@@ -81,7 +81,7 @@ pub fn spec(ctx: Arc<NodeContext>, replica: ReplicaId) -> ChildSpec {
         ]
     };
     let policy = ctx.config.restart_policy();
-    let on_restart = crate::control_plane::restart_counter(&ctx);
+    let on_restart = crate::root::restart_counter(&ctx);
     crate::supervision::supervisor_child(
         super::replica_child_id(group),
         Restart::Transient,

@@ -3,7 +3,7 @@
 //! Parent: ReplicaSup (one_for_all). Registered as `names::replica_server(node, group)`.
 //! Messages in (from the Router): `Produce` (records of one request for this partition),
 //! `Fetch`, `Positions`. Produce stamps missing timestamps, encodes the batch once and proposes it
-//! to the Raft actor; fetches and positions go to the Storage actor, with the caller's reply port.
+//! to the Raft actor; fetches and positions go to the Reader actor, with the caller's reply port.
 //!
 //! # Invariants
 //! - At most `limits.inflight_bytes_per_partition_max` bytes of produce requests wait on this
@@ -23,8 +23,8 @@ use daftka_protocol::{names, Error, FetchRequest, FetchResponse, Record};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::raft::RaftMsg;
+use super::reader::ReaderMsg;
 use super::replica_sup::ReplicaId;
-use super::storage::StorageMsg;
 use crate::context::NodeContext;
 
 pub struct ServerArgs {
@@ -89,17 +89,17 @@ impl Actor for Server {
                 deadline,
                 reply,
             } => state.produce(records, deadline, reply),
-            ServerMsg::Fetch { request, reply } => match state.storage() {
+            ServerMsg::Fetch { request, reply } => match state.reader() {
                 Some(s) => {
-                    let _ = s.cast(StorageMsg::Fetch { request, reply });
+                    let _ = s.cast(ReaderMsg::Fetch { request, reply });
                 }
                 None => {
                     let _ = reply.send(Err(Error::unavailable("replica storage restarting")));
                 }
             },
-            ServerMsg::Positions { reply } => match state.storage() {
+            ServerMsg::Positions { reply } => match state.reader() {
                 Some(s) => {
-                    let _ = s.cast(StorageMsg::Positions { reply });
+                    let _ = s.cast(ReaderMsg::Positions { reply });
                 }
                 None => {
                     let _ = reply.send(Err(Error::unavailable("replica storage restarting")));
@@ -111,8 +111,8 @@ impl Actor for Server {
 }
 
 impl ServerState {
-    fn storage(&self) -> Option<ActorRef<StorageMsg>> {
-        ractor::registry::where_is(names::replica_storage(&self.ctx.node, self.replica.group))
+    fn reader(&self) -> Option<ActorRef<ReaderMsg>> {
+        ractor::registry::where_is(names::replica_reader(&self.ctx.node, self.replica.group))
             .map(Into::into)
     }
 

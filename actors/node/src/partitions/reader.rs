@@ -2,7 +2,7 @@
 //! the Raft actor), bounded by the applied high watermark, and parks long polls until new records
 //! are applied or their wait runs out.
 //!
-//! Parent: ReplicaSup (one_for_all). Registered as `names::replica_storage(node, group)`.
+//! Parent: ReplicaSup (one_for_all). Registered as `names::replica_reader(node, group)`.
 //! Messages in: `Applied` from the Raft actor; `Fetch` and `Positions` forwarded by the Server.
 //!
 //! # Invariants
@@ -25,7 +25,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use super::replica_sup::ReplicaId;
 use crate::context::NodeContext;
 
-pub struct ReplicaStorageArgs {
+pub struct ReplicaReaderArgs {
     pub ctx: Arc<NodeContext>,
     pub replica: ReplicaId,
 }
@@ -38,7 +38,7 @@ struct Waiter {
     reply: RpcReplyPort<Result<FetchResponse, Error>>,
 }
 
-pub struct ReplicaStorageState {
+pub struct ReplicaReaderState {
     ctx: Arc<NodeContext>,
     replica: ReplicaId,
     reader: PartitionReader,
@@ -53,7 +53,7 @@ pub struct ReplicaStorageState {
 }
 
 #[derive(ractor_cluster::RactorMessage)]
-pub enum StorageMsg {
+pub enum ReaderMsg {
     /// The Raft actor applied entries up to this high watermark; the log starts at
     /// `log_start_offset`; `leader` says whether this replica leads its group.
     Applied {
@@ -73,20 +73,20 @@ pub enum StorageMsg {
     WaitExpired { id: u64 },
 }
 
-pub struct ReplicaStorage;
+pub struct ReplicaReader;
 
-impl Actor for ReplicaStorage {
-    type Msg = StorageMsg;
-    type State = ReplicaStorageState;
-    type Arguments = ReplicaStorageArgs;
+impl Actor for ReplicaReader {
+    type Msg = ReaderMsg;
+    type State = ReplicaReaderState;
+    type Arguments = ReplicaReaderArgs;
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<StorageMsg>,
-        args: ReplicaStorageArgs,
-    ) -> Result<ReplicaStorageState, ActorProcessingErr> {
+        _myself: ActorRef<ReaderMsg>,
+        args: ReplicaReaderArgs,
+    ) -> Result<ReplicaReaderState, ActorProcessingErr> {
         let reader = args.ctx.store.partition_reader(args.replica.group);
-        Ok(ReplicaStorageState {
+        Ok(ReplicaReaderState {
             ctx: args.ctx,
             replica: args.replica,
             reader,
@@ -100,12 +100,12 @@ impl Actor for ReplicaStorage {
 
     async fn handle(
         &self,
-        myself: ActorRef<StorageMsg>,
-        msg: StorageMsg,
-        state: &mut ReplicaStorageState,
+        myself: ActorRef<ReaderMsg>,
+        msg: ReaderMsg,
+        state: &mut ReplicaReaderState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            StorageMsg::Applied {
+            ReaderMsg::Applied {
                 high_watermark,
                 log_start_offset,
                 leader,
@@ -128,7 +128,7 @@ impl Actor for ReplicaStorage {
                     state.read_and_reply(w.request, w.offset, high_watermark, w.reply);
                 }
             }
-            StorageMsg::Positions { reply } => {
+            ReaderMsg::Positions { reply } => {
                 let answer = match state.high_watermark {
                     _ if !state.leader => Err(not_leader()),
                     Some(h) => Ok((state.log_start_offset, h)),
@@ -136,7 +136,7 @@ impl Actor for ReplicaStorage {
                 };
                 let _ = reply.send(answer);
             }
-            StorageMsg::Fetch { request, reply } => {
+            ReaderMsg::Fetch { request, reply } => {
                 let Some(hwm) = state.high_watermark else {
                     let _ = reply.send(Err(recovering()));
                     return Ok(());
@@ -157,7 +157,7 @@ impl Actor for ReplicaStorage {
                     let id = state.next_waiter_id;
                     state.next_waiter_id += 1;
                     let wait = Duration::from_millis(u64::from(request.max_wait_ms));
-                    myself.send_after(wait, move || StorageMsg::WaitExpired { id });
+                    myself.send_after(wait, move || ReaderMsg::WaitExpired { id });
                     state.waiters.push(Waiter {
                         id,
                         request,
@@ -168,7 +168,7 @@ impl Actor for ReplicaStorage {
                     state.read_and_reply(request, offset, hwm, reply);
                 }
             }
-            StorageMsg::WaitExpired { id } => {
+            ReaderMsg::WaitExpired { id } => {
                 if let Some(pos) = state.waiters.iter().position(|w| w.id == id) {
                     let w = state.waiters.swap_remove(pos);
                     let hwm = state.high_watermark.unwrap_or(w.offset);
@@ -188,7 +188,7 @@ fn recovering() -> Error {
     Error::unavailable("the replica is recovering")
 }
 
-impl ReplicaStorageState {
+impl ReplicaReaderState {
     /// Reads on a blocking thread (fjall may block) and answers from there; the actor goes on.
     fn read_and_reply(
         &self,

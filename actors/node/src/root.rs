@@ -1,10 +1,10 @@
-//! ControlPlane: the root of a node's supervision tree, and the node's start and stop.
+//! Root: the root of a node's supervision tree, and the node's start and stop.
 //!
 //! Strategy one_for_one over, in start order: Peer (other nodes' entry point), Cluster,
 //! MetadataSup (rest_for_one: Metadata),
-//! Partitions (dynamic), Rebalancer, Router, Gateway. Partitions starts before the Rebalancer,
+//! Partitions (dynamic), Placement, Router, Gateway. Partitions starts before the Placement,
 //! which fills it, and the Router and Gateway come last so requests find everything up. When the
-//! ControlPlane itself exceeds its restart intensity it stops, and [`run`] ends the process with an
+//! Root itself exceeds its restart intensity it stops, and [`run`] ends the process with an
 //! error: a node that cannot keep its tree up must not pretend to serve.
 
 use std::future::Future;
@@ -24,8 +24,8 @@ use crate::cluster::{Cluster, ClusterArgs};
 use crate::context::{MetadataView, NodeContext};
 use crate::gateway::{Gateway, GatewayArgs, GatewayState};
 use crate::metrics::Metrics;
+use crate::placement::{Placement, PlacementArgs};
 use crate::readiness::Readiness;
-use crate::rebalancer::{Rebalancer, RebalancerArgs};
 use crate::router::{Router, RouterArgs};
 use crate::supervision::{
     child, start_supervisor, ChildSpec, OnRestart, Restart, Strategy, SupervisorArgs, SupervisorMsg,
@@ -52,8 +52,8 @@ pub enum NodeError {
     Storage(#[from] StorageError),
     #[error("starting the supervision tree: {0}")]
     Spawn(String),
-    #[error("the control plane stopped: restart intensity exceeded")]
-    ControlPlaneDown,
+    #[error("the node's root supervisor stopped: restart intensity exceeded")]
+    RootDown,
 }
 
 /// The node's bound sockets. Binding is separate from starting so tests can bind port 0 and
@@ -196,11 +196,11 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
             move || (Cluster, ClusterArgs { ctx: c.clone() }),
         );
         let c = ctx.clone();
-        let rebalancer = child(
-            "rebalancer",
+        let placement = child(
+            "placement",
             Restart::Permanent,
-            Some(names::rebalancer(&node)),
-            move || (Rebalancer, RebalancerArgs { ctx: c.clone() }),
+            Some(names::placement(&node)),
+            move || (Placement, PlacementArgs { ctx: c.clone() }),
         );
         let c = ctx.clone();
         let router = child(
@@ -240,14 +240,14 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
             cluster,
             crate::metadata::spec(ctx.clone()),
             crate::partitions::spec(ctx.clone()),
-            rebalancer,
+            placement,
             router,
             gateway,
         ]);
         children
     };
     let (root, root_handle) = start_supervisor(
-        Some(names::control_plane(&node)),
+        Some(names::root(&node)),
         SupervisorArgs {
             strategy: Strategy::OneForOne,
             policy: ctx.config.restart_policy(),
@@ -300,7 +300,7 @@ impl Node {
         let _ = self.root_handle.await;
     }
 
-    /// Resolves when the ControlPlane stops on its own (restart intensity exceeded).
+    /// Resolves when the Root stops on its own (restart intensity exceeded).
     pub async fn stopped(&mut self) {
         let _ = (&mut self.root_handle).await;
     }
@@ -374,7 +374,7 @@ fn services(ctx: &Arc<NodeContext>, metrics: Arc<std::net::TcpListener>) -> Vec<
     vec![endpoint, ticker, memory, gauges]
 }
 
-/// Runs a node until `shutdown` resolves (or its control plane gives up).
+/// Runs a node until `shutdown` resolves (or its root supervisor gives up).
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
     config.validate()?;
     let listeners = Listeners::bind(&config)?;
@@ -385,6 +385,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             node.shutdown().await;
             Ok(())
         }
-        _ = node.stopped() => Err(NodeError::ControlPlaneDown),
+        _ = node.stopped() => Err(NodeError::RootDown),
     }
 }

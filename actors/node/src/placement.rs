@@ -1,6 +1,6 @@
-//! Rebalancer: makes this node host exactly the replicas the metadata places on it.
+//! Placement: makes this node host exactly the replicas the metadata places on it.
 //!
-//! Parent: ControlPlane (one_for_one). Registered as `names::rebalancer(node)`.
+//! Parent: Root (one_for_one). Registered as `names::placement(node)`.
 //! Messages in: `MetadataChanged` (from its own watch task), `Reconcile` (from the Router, which
 //! waits for it after a topic create or delete so the reply means the change is carried out).
 //! It starts a ReplicaSup under Partitions for every placed replica that is not running, terminates
@@ -28,15 +28,15 @@ use crate::partitions::replica_child_id;
 use crate::partitions::replica_sup::{self, ReplicaId};
 use crate::supervision::{self, SupervisorMsg};
 
-pub struct RebalancerArgs {
+pub struct PlacementArgs {
     pub ctx: Arc<NodeContext>,
 }
 
-/// How often the Rebalancer reconciles without being asked: this is how replicas come back after
+/// How often the Placement reconciles without being asked: this is how replicas come back after
 /// the Partitions supervisor itself restarted (nothing else tells a sibling that happened).
 pub const RECONCILE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
-pub struct RebalancerState {
+pub struct PlacementState {
     ctx: Arc<NodeContext>,
     /// The replicas placed here at the last reconcile (`None` before the first): data of a group
     /// that leaves this set is deleted, and the first reconcile looks at every stored group.
@@ -46,37 +46,37 @@ pub struct RebalancerState {
 }
 
 #[derive(ractor_cluster::RactorMessage)]
-pub enum RebalancerMsg {
+pub enum PlacementMsg {
     MetadataChanged,
     Reconcile {
         reply: RpcReplyPort<Result<(), Error>>,
     },
 }
 
-pub struct Rebalancer;
+pub struct Placement;
 
-impl Actor for Rebalancer {
-    type Msg = RebalancerMsg;
-    type State = RebalancerState;
-    type Arguments = RebalancerArgs;
+impl Actor for Placement {
+    type Msg = PlacementMsg;
+    type State = PlacementState;
+    type Arguments = PlacementArgs;
 
     async fn pre_start(
         &self,
-        myself: ActorRef<RebalancerMsg>,
-        args: RebalancerArgs,
-    ) -> Result<RebalancerState, ActorProcessingErr> {
+        myself: ActorRef<PlacementMsg>,
+        args: PlacementArgs,
+    ) -> Result<PlacementState, ActorProcessingErr> {
         let mut rx = args.ctx.metadata.subscribe();
         let me = myself.clone();
         let watch = tokio::spawn(async move {
             while rx.changed().await.is_ok() {
-                if me.cast(RebalancerMsg::MetadataChanged).is_err() {
+                if me.cast(PlacementMsg::MetadataChanged).is_err() {
                     break;
                 }
             }
         });
-        let _ = myself.cast(RebalancerMsg::MetadataChanged);
-        let interval = myself.send_interval(RECONCILE_INTERVAL, || RebalancerMsg::MetadataChanged);
-        Ok(RebalancerState {
+        let _ = myself.cast(PlacementMsg::MetadataChanged);
+        let interval = myself.send_interval(RECONCILE_INTERVAL, || PlacementMsg::MetadataChanged);
+        Ok(PlacementState {
             ctx: args.ctx,
             placed: None,
             watch,
@@ -86,8 +86,8 @@ impl Actor for Rebalancer {
 
     async fn post_stop(
         &self,
-        _myself: ActorRef<RebalancerMsg>,
-        state: &mut RebalancerState,
+        _myself: ActorRef<PlacementMsg>,
+        state: &mut PlacementState,
     ) -> Result<(), ActorProcessingErr> {
         state.watch.abort();
         state.interval.abort();
@@ -96,12 +96,12 @@ impl Actor for Rebalancer {
 
     async fn handle(
         &self,
-        _myself: ActorRef<RebalancerMsg>,
-        msg: RebalancerMsg,
-        state: &mut RebalancerState,
+        _myself: ActorRef<PlacementMsg>,
+        msg: PlacementMsg,
+        state: &mut PlacementState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RebalancerMsg::MetadataChanged => {
+            PlacementMsg::MetadataChanged => {
                 match state.reconcile().await {
                     Ok(()) => {}
                     // Normal while the node starts or a sibling restarts; retried soon.
@@ -109,7 +109,7 @@ impl Actor for Rebalancer {
                     Err(e) => tracing::warn!(error = %e, "reconcile failed"),
                 }
             }
-            RebalancerMsg::Reconcile { reply } => {
+            PlacementMsg::Reconcile { reply } => {
                 let _ = reply.send(state.reconcile().await);
             }
         }
@@ -117,7 +117,7 @@ impl Actor for Rebalancer {
     }
 }
 
-impl RebalancerState {
+impl PlacementState {
     async fn reconcile(&mut self) -> Result<(), Error> {
         let ctx = &self.ctx;
         let view = ctx.metadata_view();
@@ -198,13 +198,13 @@ impl RebalancerState {
     }
 }
 
-/// Asks this node's Rebalancer to reconcile now and waits for it.
+/// Asks this node's Placement to reconcile now and waits for it.
 pub async fn reconcile(ctx: &NodeContext) -> Result<(), Error> {
     daftka_protocol::rpc::call_named(
-        &names::rebalancer(&ctx.node),
-        |reply| RebalancerMsg::Reconcile { reply },
+        &names::placement(&ctx.node),
+        |reply| PlacementMsg::Reconcile { reply },
         ctx.config.router.request_timeout,
-        "the rebalancer",
+        "the placement",
     )
     .await
 }
