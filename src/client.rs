@@ -4,7 +4,6 @@
 //! | module | role |
 //! |---|---|
 //! | [`args`] | clap types: [`ClientOpts`], [`ClientCommand`] and each subcommand's arguments |
-//! | [`api`] | the HTTP API: wire types, one function per route, retries of retryable failures |
 //! | [`topic`] | `topic create|list|describe|delete` and their tab-separated output |
 //! | [`produce`] | stdin lines -> batched, base64 produce requests |
 //! | [`consume`] | fetch loop over partitions, output lines |
@@ -22,7 +21,6 @@
 //! the future that asks a long-running command to end cleanly (the binary passes Ctrl-C and
 //! SIGTERM); tests use `run`, which never asks.
 
-mod api;
 mod args;
 mod bench;
 mod consume;
@@ -39,61 +37,8 @@ use std::future::Future;
 use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt};
 
 pub use args::{ClientCommand, ClientOpts};
-
-/// Why a client command failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClientError {
-    /// The node answered with an error (`{"error": {"code", "message", "retryable"}}`).
-    #[error("{code}: {message}")]
-    Api {
-        code: String,
-        message: String,
-        retryable: bool,
-    },
-    /// The node could not be reached, or the connection failed mid-request.
-    #[error("unavailable: cannot reach {url}: {message}")]
-    Transport {
-        url: String,
-        message: String,
-        /// No connection was made, so the request certainly had no effect.
-        connect: bool,
-    },
-    /// The node answered 2xx with a body this client does not understand.
-    #[error("internal: unexpected reply from the node: {0}")]
-    Decode(String),
-    /// Reading stdin or writing stdout failed.
-    #[error("io: {0}")]
-    Io(#[from] std::io::Error),
-    /// The command line is wrong in a way clap could not see (for example a malformed `--url`).
-    #[error("usage: {0}")]
-    Usage(String),
-}
-
-impl ClientError {
-    /// The process exit code: 2 for usage errors, 1 for everything else.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            ClientError::Usage(_) => 2,
-            _ => 1,
-        }
-    }
-
-    /// Whether the same request may succeed if sent again.
-    pub fn retryable(&self) -> bool {
-        match self {
-            ClientError::Api { retryable, .. } => *retryable,
-            ClientError::Transport { .. } => true,
-            _ => false,
-        }
-    }
-
-    /// Prints `error: <self>` to stderr and returns the exit code, for `main`.
-    pub fn report(&self) -> std::process::ExitCode {
-        eprintln!("error: {self}");
-        std::process::ExitCode::from(self.exit_code())
-    }
-}
+use daftka_http::client::Api;
+pub use daftka_http::client::ClientError;
 
 /// Runs one client command against the node at `opts.url`, reading records from `stdin` (produce)
 /// and writing output to `stdout`.
@@ -120,7 +65,7 @@ pub async fn run_until(
     mut stdout: impl AsyncWrite + Unpin,
     stop: impl Future<Output = ()>,
 ) -> Result<(), ClientError> {
-    let api = api::Api::new(&opts.url)?;
+    let api = Api::new(&opts.url)?;
     let result = match cmd {
         ClientCommand::Topic(args) => topic::run(&api, args.command, &mut stdout).await,
         ClientCommand::Produce(args) => produce::run(&api, &args, stdin, &mut stdout).await,
@@ -141,7 +86,7 @@ pub async fn run_until(
 
 /// `daftka chaos list|kill`.
 async fn chaos(
-    api: &api::Api,
+    api: &Api,
     command: args::ChaosCommand,
     out: &mut (impl AsyncWrite + Unpin),
 ) -> Result<(), ClientError> {

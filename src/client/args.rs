@@ -426,10 +426,10 @@ impl StartOffset {
     }
 
     /// The `to` of a group offsets reset: `"earliest"`, `"latest"` or the offset as a number.
-    pub fn as_json(&self) -> serde_json::Value {
+    pub fn as_json(&self) -> daftka_http::json::ResetToJson {
         match self {
-            StartOffset::At(offset) => serde_json::Value::from(*offset),
-            named => serde_json::Value::from(named.to_string()),
+            StartOffset::At(offset) => daftka_http::json::ResetToJson::Offset(*offset),
+            named => daftka_http::json::ResetToJson::Named(named.to_string()),
         }
     }
 }
@@ -815,11 +815,14 @@ mod tests {
                 assert_eq!((group.as_str(), topic.as_str()), ("g", "t"));
                 assert_eq!(partition, Some(2));
                 assert_eq!(to, StartOffset::At(17));
-                assert_eq!(to.as_json(), serde_json::json!(17));
+                assert_eq!(to.as_json(), daftka_http::json::ResetToJson::Offset(17));
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(StartOffset::Latest.as_json(), serde_json::json!("latest"));
+        assert_eq!(
+            StartOffset::Latest.as_json(),
+            daftka_http::json::ResetToJson::Named("latest".into())
+        );
         for args in [
             &["group", "reset", "g", "--topic", "t"][..],
             &["group", "reset", "g", "--to", "earliest"],

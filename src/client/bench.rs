@@ -65,12 +65,12 @@ use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::api::Api;
 use super::args::{
     BenchArgs, BenchCommon, BenchConsumeArgs, BenchPartitionMode, BenchProduceArgs, BenchTransport,
     BenchWorkload, StartOffset,
 };
 use super::ClientError;
+use daftka_http::client::Api;
 use drive::{Outcome, Workers, STAMP_LEN};
 use plan::{Limit, Plan};
 use stats::{CpuSample, Summary};

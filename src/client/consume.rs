@@ -21,9 +21,10 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::api::{Api, FetchResponse, FetchedRecord};
 use super::args::{ConsumeArgs, StartOffset};
 use super::{member, ClientError};
+use daftka_http::client::Api;
+use daftka_http::json::{FetchedJson, FetchedRecordJson};
 
 /// Most records asked for in one fetch.
 const FETCH_RECORDS_MAX: u64 = 500;
@@ -150,7 +151,7 @@ impl Consumer<'_> {
         &self,
         i: usize,
         pause: Duration,
-    ) -> impl std::future::Future<Output = (usize, Result<FetchResponse, ClientError>)> {
+    ) -> impl std::future::Future<Output = (usize, Result<FetchedJson, ClientError>)> {
         let cursor = &self.cursors[i];
         follow_fetch(
             self.api.clone(),
@@ -164,7 +165,7 @@ impl Consumer<'_> {
     }
 
     /// One fetch for cursor `i`, waiting up to `wait_ms` for a first record.
-    async fn fetch(&self, i: usize, wait_ms: u64) -> Result<FetchResponse, ClientError> {
+    async fn fetch(&self, i: usize, wait_ms: u64) -> Result<FetchedJson, ClientError> {
         let cursor = &self.cursors[i];
         self.api
             .fetch(
@@ -181,7 +182,7 @@ impl Consumer<'_> {
     async fn on_fetched(
         &mut self,
         i: usize,
-        response: FetchResponse,
+        response: FetchedJson,
         out: &mut (impl AsyncWrite + Unpin),
     ) -> Result<(), ClientError> {
         let cursor = &mut self.cursors[i];
@@ -221,7 +222,7 @@ async fn follow_fetch(
     position: StartOffset,
     max_records: u64,
     pause: Duration,
-) -> (usize, Result<FetchResponse, ClientError>) {
+) -> (usize, Result<FetchedJson, ClientError>) {
     tokio::time::sleep(pause).await;
     let started = Instant::now();
     let result = api
@@ -243,7 +244,7 @@ async fn follow_fetch(
 /// The output of one fetched batch: a line per record.
 pub fn format_records(
     partition: u32,
-    records: &[FetchedRecord],
+    records: &[FetchedRecordJson],
     print_offsets: bool,
 ) -> Result<Vec<u8>, ClientError> {
     let mut text = Vec::new();
@@ -299,11 +300,13 @@ pub(super) mod tests {
     use serde_json::json;
     use std::sync::{Arc, Mutex};
 
-    fn record(offset: u64, key: Option<&[u8]>, value: &[u8]) -> FetchedRecord {
-        FetchedRecord {
+    fn record(offset: u64, key: Option<&[u8]>, value: &[u8]) -> FetchedRecordJson {
+        FetchedRecordJson {
             offset,
             key: key.map(|k| BASE64.encode(k)),
             value: BASE64.encode(value),
+            headers: Default::default(),
+            timestamp: None,
         }
     }
 
@@ -334,10 +337,9 @@ pub(super) mod tests {
     #[test]
     fn bad_base64_is_a_decode_error() {
         // A value the node did not encode as asked is reported, not printed garbled.
-        let bad = FetchedRecord {
-            offset: 0,
-            key: None,
+        let bad = FetchedRecordJson {
             value: "not base64!".into(),
+            ..record(0, None, b"")
         };
         assert!(matches!(
             format_records(0, &[bad], false),
@@ -378,7 +380,7 @@ pub(super) mod tests {
                         .iter()
                         .enumerate()
                         .map(|(p, (start, records))| {
-                            json!({"partition": p, "leader": 1, "replicas": [1],
+                            json!({"partition": p, "leader": "1", "replicas": ["1"],
                                    "log_start_offset": start,
                                    "high_watermark": start + records.len() as u64})
                         })
@@ -419,7 +421,7 @@ pub(super) mod tests {
                         .map(|o| {
                             let (key, value) = &records[(o - start) as usize];
                             json!({"offset": o, "key": key.map(|k| BASE64.encode(k)),
-                                   "value": BASE64.encode(value), "headers": [],
+                                   "value": BASE64.encode(value), "headers": {},
                                    "timestamp": 0})
                         })
                         .collect();

@@ -12,9 +12,11 @@
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::api::{Api, GroupDescription, GroupSummary, TopicPartitionOffset, TopicPartitions};
 use super::args::GroupCommand;
 use super::ClientError;
+use daftka_http::client::{
+    Api, GroupDescription, GroupSummary, TopicPartitionOffset, TopicPartitions,
+};
 
 /// What a missing value prints as.
 const NONE: &str = "-";

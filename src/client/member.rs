@@ -41,10 +41,13 @@ use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::api::{self, Api, MemberAssignment, PolledRecord, TopicPartitionOffset};
 use super::args::ConsumeArgs;
 use super::consume::write_record;
 use super::ClientError;
+use daftka_http::client::{self, Api, MemberAssignment, TopicPartitionOffset};
+#[cfg(test)]
+use daftka_http::json::FetchedRecordJson;
+use daftka_http::json::GroupRecordJson;
 
 /// Most records asked for in one poll.
 const POLL_RECORDS_MAX: u64 = 500;
@@ -194,7 +197,7 @@ impl Member<'_> {
                 self.expired(&e)?;
                 return Ok(Step::Continue);
             }
-            Err(e) if e.retryable() && !api::nothing_done(&e) => {
+            Err(e) if e.retryable() && !client::nothing_done(&e) => {
                 // The node may have moved the positions past records this member never saw: start
                 // again from the group's commits.
                 tracing::warn!(group = self.group, error = %e, "poll outcome unknown; rejoining");
@@ -354,11 +357,11 @@ fn is_code(e: &ClientError, code: &str) -> bool {
 }
 
 /// The next offset to read of every partition in a batch: one past its last record.
-pub fn next_offsets(records: &[PolledRecord]) -> Vec<TopicPartitionOffset> {
+pub fn next_offsets(records: &[GroupRecordJson]) -> Vec<TopicPartitionOffset> {
     let mut next: BTreeMap<(&str, u32), u64> = BTreeMap::new();
     for r in records {
         let n = next.entry((&r.topic, r.partition)).or_default();
-        *n = (*n).max(r.offset + 1);
+        *n = (*n).max(r.record.offset + 1);
     }
     next.into_iter()
         .map(|((topic, partition), offset)| TopicPartitionOffset {
@@ -371,7 +374,7 @@ pub fn next_offsets(records: &[PolledRecord]) -> Vec<TopicPartitionOffset> {
 
 /// The output of one polled batch, a line per record, in the format of `daftka consume`.
 pub fn format_polled(
-    records: &[PolledRecord],
+    records: &[GroupRecordJson],
     print_offsets: bool,
 ) -> Result<Vec<u8>, ClientError> {
     let mut text = Vec::new();
@@ -379,9 +382,9 @@ pub fn format_polled(
         write_record(
             &mut text,
             r.partition,
-            r.offset,
-            r.key.as_deref(),
-            &r.value,
+            r.record.offset,
+            r.record.key.as_deref(),
+            &r.record.value,
             print_offsets,
         )?;
     }
@@ -545,7 +548,7 @@ mod tests {
                     }
                     records.push(json!({"topic": "t", "partition": p, "offset": offset,
                         "key": null, "value": BASE64.encode(&values[offset as usize]),
-                        "headers": [], "timestamp": 0}));
+                        "headers": {}, "timestamp": 0}));
                     if let Some(positions) = self.members.get_mut(id) {
                         positions.insert(p, offset + 1);
                     }
@@ -634,12 +637,16 @@ mod tests {
     #[test]
     fn next_offsets_are_one_past_each_partitions_last_record() {
         // A batch spanning partitions commits each partition's next offset.
-        let record = |partition, offset| PolledRecord {
+        let record = |partition, offset| GroupRecordJson {
             topic: "t".into(),
             partition,
-            offset,
-            key: None,
-            value: String::new(),
+            record: FetchedRecordJson {
+                offset,
+                key: None,
+                value: String::new(),
+                headers: Default::default(),
+                timestamp: None,
+            },
         };
         let batch = [record(1, 4), record(0, 7), record(1, 5), record(0, 8)];
         let offset = |partition, offset| TopicPartitionOffset {

@@ -18,9 +18,10 @@ use base64::Engine as _;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::api::{Api, ProduceRecord, ProduceRequest};
 use super::args::ProduceArgs;
 use super::ClientError;
+use daftka_http::client::Api;
+use daftka_http::json::{Encoding, ProduceBody, ProduceRecordJson};
 
 pub async fn run(
     api: &Api,
@@ -142,22 +143,20 @@ impl<R: AsyncBufRead + Unpin> LineBatcher<R> {
 }
 
 /// The produce request for one batch: every record base64-encoded, with the same key and partition.
-pub fn build_request(
-    lines: &[Vec<u8>],
-    key: Option<&str>,
-    partition: Option<u32>,
-) -> ProduceRequest {
+pub fn build_request(lines: &[Vec<u8>], key: Option<&str>, partition: Option<u32>) -> ProduceBody {
     let key = key.map(|k| BASE64.encode(k.as_bytes()));
-    ProduceRequest {
+    ProduceBody {
         records: lines
             .iter()
-            .map(|line| ProduceRecord {
+            .map(|line| ProduceRecordJson {
                 key: key.clone(),
                 value: BASE64.encode(line),
+                headers: None,
                 partition,
+                timestamp: None,
             })
             .collect(),
-        encoding: "base64",
+        encoding: Encoding::Base64,
     }
 }
 

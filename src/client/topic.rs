@@ -6,9 +6,10 @@
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::api::{Api, TopicDescription};
 use super::args::TopicCommand;
 use super::ClientError;
+use daftka_http::client::Api;
+use daftka_http::json::TopicJson;
 
 pub async fn run(
     api: &Api,
@@ -39,7 +40,7 @@ pub async fn run(
 }
 
 /// One line per topic: name, partition count, replication factor.
-pub fn format_list(topics: &[TopicDescription]) -> String {
+pub fn format_list(topics: &[TopicJson]) -> String {
     topics
         .iter()
         .map(|t| {
@@ -54,37 +55,27 @@ pub fn format_list(topics: &[TopicDescription]) -> String {
 }
 
 /// One line per partition: partition, leader, replicas, log start offset, high watermark.
-pub fn format_describe(topic: &TopicDescription) -> String {
+pub fn format_describe(topic: &TopicJson) -> String {
     let mut partitions: Vec<_> = topic.partitions.iter().collect();
     partitions.sort_by_key(|p| p.partition);
     partitions
         .into_iter()
         .map(|p| {
-            let replicas: Vec<String> = p.replicas.iter().map(node).collect();
-            let replicas = if replicas.is_empty() {
+            let replicas = if p.replicas.is_empty() {
                 "-".to_owned()
             } else {
-                replicas.join(",")
+                p.replicas.join(",")
             };
             format!(
                 "{}\t{}\t{}\t{}\t{}\n",
                 p.partition,
-                node(&p.leader),
+                p.leader.as_deref().unwrap_or("-"),
                 replicas,
                 p.log_start_offset,
                 p.high_watermark
             )
         })
         .collect()
-}
-
-/// A node as the API names it (a number or a string), or `-` when there is none.
-fn node(value: &serde_json::Value) -> String {
-    match value {
-        serde_json::Value::Null => "-".to_owned(),
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -95,12 +86,12 @@ mod tests {
     use crate::client::{ClientCommand, ClientOpts};
     use serde_json::json;
 
-    fn description() -> TopicDescription {
+    fn description() -> TopicJson {
         serde_json::from_value(json!({
             "name": "orders",
             "replication_factor": 3,
             "partitions": [
-                {"partition": 1, "leader": null, "replicas": [2, 3, 1],
+                {"partition": 1, "leader": null, "replicas": ["n2", "n3", "n1"],
                  "log_start_offset": 0, "high_watermark": 0},
                 {"partition": 0, "leader": "n1", "replicas": ["n1", "n2", "n3"],
                  "log_start_offset": 5, "high_watermark": 12}
@@ -111,10 +102,10 @@ mod tests {
 
     #[test]
     fn describe_prints_a_sorted_line_per_partition() {
-        // Partitions come out in order; node ids print bare whether numbers or strings; no leader is `-`.
+        // Partitions come out in order; node names print bare; no leader is `-`.
         assert_eq!(
             format_describe(&description()),
-            "0\tn1\tn1,n2,n3\t5\t12\n1\t-\t2,3,1\t0\t0\n"
+            "0\tn1\tn1,n2,n3\t5\t12\n1\t-\tn2,n3,n1\t0\t0\n"
         );
     }
 
@@ -164,14 +155,14 @@ mod tests {
                 json!({"topics": [
                     {"name": "z", "replication_factor": 1, "partitions": []},
                     {"name": "orders", "replication_factor": 3, "partitions": [
-                        {"partition": 0, "leader": 1, "replicas": [1], "log_start_offset": 0,
+                        {"partition": 0, "leader": "n1", "replicas": ["n1"], "log_start_offset": 0,
                          "high_watermark": 4}]}
                 ]}),
             ),
             ("GET", "/v1/topics/orders") => Reply::json(
                 200,
                 json!({"name": "orders", "replication_factor": 1, "partitions": [
-                    {"partition": 0, "leader": 1, "replicas": [1], "log_start_offset": 0,
+                    {"partition": 0, "leader": "n1", "replicas": ["n1"], "log_start_offset": 0,
                      "high_watermark": 4}]}),
             ),
             ("DELETE", "/v1/topics/orders") => Reply::empty(204),
@@ -207,7 +198,7 @@ mod tests {
             )
             .await
             .expect("describe"),
-            "0\t1\t1\t0\t4\n"
+            "0\tn1\tn1\t0\t4\n"
         );
         assert_eq!(
             topic(

@@ -39,7 +39,6 @@ pub mod admin;
 pub mod cluster;
 pub mod error;
 pub mod groups;
-pub mod json;
 pub mod records;
 pub mod routes;
 pub mod topics;

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use super::drive::{read_stamp, write_stamp, Failure, Fetched, Producer, Reader};
 use super::plan::Ticket;
 use super::{Spread, TopicInfo};
-use crate::client::api::Api;
 use crate::client::ClientError;
+use daftka_http::client::Api;
 
 /// How long one request may take before it counts as a failed attempt.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,7 +55,7 @@ pub async fn prepare_topic(
     super::wait_for_leaders(|| async {
         let t = api.describe_topic(topic).await?;
         let partitions = t.partitions.iter().map(|p| {
-            let led = !p.leader.is_null();
+            let led = p.leader.is_some();
             (p.partition, p.log_start_offset, p.high_watermark, led)
         });
         Ok(TopicInfo::described(t.replication_factor, partitions))

@@ -62,12 +62,13 @@ use super::nodes::{self, NodeProc, Scratch, COOKIE};
 use super::probe;
 use super::report::{self, Nodes, Outcome, Sizes, Step, CONSUME_BATCH};
 use super::stats::CpuSample;
-use crate::client::api::{Api, TopicDescription};
 use crate::client::args::{
     BenchCommon, BenchConsumeArgs, BenchPartitionMode, BenchProduceArgs, BenchSuiteArgs,
     BenchTransport, StartOffset,
 };
 use crate::client::ClientError;
+use daftka_http::client::Api;
+use daftka_http::json::TopicJson;
 
 /// Bytes of every record's value.
 const RECORD_SIZE: u32 = 100;
@@ -308,7 +309,7 @@ async fn run_step(step: Step, s: &Sizes, group: &mut [NodeProc]) -> Result<Value
             let w = Produce::new(http, "t5_rf3", 1, 16, 1, 3).at_rate(1_000.0, s.t5_duration);
             let topic = w.prepare(&group[0].api).await?;
             // Sent where the partition's leader is, as a client that knows it would.
-            let leader = topic.partitions.first().and_then(|p| p.leader.as_str());
+            let leader = topic.partitions.first().and_then(|p| p.leader.as_deref());
             let via = group
                 .iter()
                 .position(|n| Some(n.name.as_str()) == leader)
@@ -397,7 +398,7 @@ impl Produce {
     }
 
     /// Creates the topic and waits until its partitions are led by their preferred replicas.
-    async fn prepare(&self, api: &Api) -> Result<TopicDescription, ClientError> {
+    async fn prepare(&self, api: &Api) -> Result<TopicJson, ClientError> {
         super::http::prepare_topic(
             api,
             self.topic,
@@ -436,12 +437,12 @@ impl Produce {
 
 /// Waits (up to [`SETTLE_TIMEOUT`]) until every partition of `topic` is led by its first
 /// replica, where the node's leader balancing would move it anyway; answers the topic as it is.
-async fn settle_leaders(api: &Api, topic: &str) -> Result<TopicDescription, ClientError> {
+async fn settle_leaders(api: &Api, topic: &str) -> Result<TopicJson, ClientError> {
     let began = Instant::now();
-    let settled = |t: &TopicDescription| {
+    let settled = |t: &TopicJson| {
         t.partitions
             .iter()
-            .all(|p| !p.leader.is_null() && p.replicas.first() == Some(&p.leader))
+            .all(|p| p.leader.is_some() && p.replicas.first() == p.leader.as_ref())
     };
     let found = super::poll_until(began + SETTLE_TIMEOUT, super::POLL_INTERVAL, || async {
         let t = api.describe_topic(topic).await?;
@@ -575,7 +576,7 @@ async fn idle(node: &NodeProc, s: &Sizes) -> Result<Value, ClientError> {
         let mut led = 0;
         for name in &names {
             let t = node.api.describe_topic(name).await?;
-            led += t.partitions.iter().filter(|p| !p.leader.is_null()).count();
+            led += t.partitions.iter().filter(|p| p.leader.is_some()).count();
         }
         Ok::<_, ClientError>(led)
     };

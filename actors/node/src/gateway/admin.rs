@@ -6,22 +6,13 @@
 //! names starting `daftka.<node>.`) can be named.
 
 use daftka_protocol::{Error, ErrorCode};
-use serde::Serialize;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
+use daftka_http::json::{ActorsJson, KilledJson};
+
 use super::routes::json_reply;
 use super::GatewayState;
-
-#[derive(Serialize)]
-struct ActorsJson {
-    actors: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct KilledJson {
-    killed: String,
-}
 
 /// The registered-name prefix of this node's actors, if chaos is on.
 fn prefix(state: &GatewayState) -> Result<String, Error> {

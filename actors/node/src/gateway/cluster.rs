@@ -4,9 +4,9 @@ use daftka_protocol::Error;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::json::{ClusterJson, StatusJson};
 use super::routes::json_reply;
 use super::GatewayState;
+use daftka_http::json::{ClusterJson, StatusJson};
 
 /// `GET /v1/cluster`: the nodes and the metadata leader, as this node sees them.
 pub async fn info(state: &GatewayState) -> Result<Response, Error> {
@@ -16,12 +16,22 @@ pub async fn info(state: &GatewayState) -> Result<Response, Error> {
 
 /// `GET /healthz`: the process serves HTTP. Says nothing about data: see `/readyz`.
 pub fn healthz() -> Result<Response, Error> {
-    Ok(json_reply(StatusCode::OK, &StatusJson { status: "ok" }))
+    Ok(json_reply(
+        StatusCode::OK,
+        &StatusJson {
+            status: "ok".into(),
+        },
+    ))
 }
 
 /// `GET /readyz`: 200 once metadata is loaded and every local replica has recovered, else 503
 /// `unavailable` saying what is missing.
 pub fn readyz(state: &GatewayState) -> Result<Response, Error> {
     state.readiness.check().map_err(Error::unavailable)?;
-    Ok(json_reply(StatusCode::OK, &StatusJson { status: "ok" }))
+    Ok(json_reply(
+        StatusCode::OK,
+        &StatusJson {
+            status: "ok".into(),
+        },
+    ))
 }

@@ -6,7 +6,6 @@
 //! so a consumer can reset without another request.
 
 use daftka_protocol::{Error, ErrorCode};
-use serde::Serialize;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Reply;
@@ -37,34 +36,9 @@ pub fn status(code: ErrorCode) -> StatusCode {
     }
 }
 
-/// The `error` object of an error body.
-#[derive(Debug, Serialize)]
-struct ErrorObject<'a> {
-    code: &'static str,
-    message: &'a str,
-    retryable: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    log_start_offset: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    high_watermark: Option<u64>,
-}
-
-#[derive(Debug, Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorObject<'a>,
-}
-
 /// The JSON error response of `err`, with the status of its code.
 pub fn reply(err: &Error) -> Response {
-    let body = ErrorBody {
-        error: ErrorObject {
-            code: err.code.as_str(),
-            message: &err.message,
-            retryable: err.retryable(),
-            log_start_offset: err.log_start_offset,
-            high_watermark: err.high_watermark,
-        },
-    };
+    let body = daftka_http::json::ErrorJson::from(err);
     warp::reply::with_status(warp::reply::json(&body), status(err.code)).into_response()
 }
 

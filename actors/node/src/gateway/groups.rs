@@ -9,13 +9,13 @@ use daftka_protocol::{
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::json::{
-    CommitBody, CommittedJson, GroupOffsetsJson, GroupsJson, HeartbeatBody, JoinBody, PolledJson,
-    ResetBody, ResetToJson,
-};
 use super::records::FetchParams;
 use super::routes::{json_reply, parse_json};
 use super::GatewayState;
+use daftka_http::json::{
+    CommitBody, CommittedJson, GroupOffsetsJson, GroupsJson, HeartbeatBody, JoinBody, PolledJson,
+    ResetBody, ResetJson, ResetToJson,
+};
 
 /// `POST /v1/groups/{group}/members` -> 201 with the new member's id, generation and assignment.
 pub async fn join(state: &GatewayState, group: &str, body: &[u8]) -> Result<Response, Error> {
@@ -136,11 +136,7 @@ pub async fn reset(state: &GatewayState, group: &str, body: &[u8]) -> Result<Res
             to,
         })
         .await?;
-    #[derive(serde::Serialize)]
-    struct Reset {
-        offsets: Vec<TopicPartitionOffset>,
-    }
-    Ok(json_reply(StatusCode::OK, &Reset { offsets }))
+    Ok(json_reply(StatusCode::OK, &ResetJson { offsets }))
 }
 
 /// `POST /v1/groups/{group}/offsets` -> `{"committed": n}` once durable and replicated. A member

@@ -18,9 +18,9 @@ use daftka_protocol::{Error, FetchOffset, FetchRequest, Header, ProduceRecord, R
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::json::{Encoding, FetchedJson, ProduceBody, ProduceRecordJson, ProducedJson};
 use super::routes::{json_reply, parse_json};
 use super::{GatewayState, HttpLimits};
+use daftka_http::json::{Encoding, FetchedJson, ProduceBody, ProduceRecordJson, ProducedJson};
 
 /// Default `max_records` of a fetch.
 pub const FETCH_MAX_RECORDS_DEFAULT: u32 = 500;

@@ -6,9 +6,9 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Reply;
 
-use super::json::{CreateTopicBody, TopicJson, TopicsJson};
 use super::routes::{json_reply, parse_json};
 use super::GatewayState;
+use daftka_http::json::{CreateTopicBody, TopicJson, TopicsJson};
 
 /// `POST /v1/topics` -> 201 with the topic's description.
 pub async fn create(state: &GatewayState, body: &[u8]) -> Result<Response, Error> {

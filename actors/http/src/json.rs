@@ -1,9 +1,11 @@
 //! The JSON shapes of HTTP API v1 and the encoding of record bytes.
 //!
-//! These types are the HTTP contract: they are kept apart from the protocol types so that a field
-//! added to a protocol type never leaks into responses by accident. Fields may be added, never
-//! renamed. Request bodies deny unknown fields, so a misspelt field is a 400 rather than silently
-//! ignored.
+//! These types are the HTTP contract, written once: the gateway answers with them and decodes
+//! requests into them, and clients (the CLI, the benchmark harness) send and read the same types.
+//! They are kept apart from the protocol types so that a field added to a protocol type never
+//! leaks into responses by accident. Fields may be added, never renamed. Request bodies deny
+//! unknown fields, so a misspelt field is a 400 rather than silently ignored; absent optional
+//! fields are left out of what a client sends.
 //!
 //! Record keys, values and header values are bytes. They travel as JSON strings in one of two
 //! [`Encoding`]s: `utf8` (the default: the string is the bytes) or `base64` (standard alphabet,
@@ -22,7 +24,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// How record bytes are written as JSON strings.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
     /// The string's UTF-8 bytes are the bytes. Bytes that are not valid UTF-8 cannot be
@@ -101,18 +103,20 @@ impl Serialize for HeadersJson {
 // ---- requests ----
 
 /// `POST /v1/topics`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTopicBody {
     pub name: String,
     /// Absent: the node's configured default.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub partitions: Option<u32>,
     /// Absent: the node's configured default.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub replication_factor: Option<u32>,
 }
 
 /// `POST /v1/topics/{topic}/records`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProduceBody {
     pub records: Vec<ProduceRecordJson>,
@@ -122,59 +126,69 @@ pub struct ProduceBody {
 }
 
 /// One record of a produce request; only `value` is required.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProduceRecordJson {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     pub value: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub headers: Option<HeadersJson>,
     /// Explicit partition; else a stable hash of the key; else spread.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub partition: Option<u32>,
     /// Milliseconds since the Unix epoch; absent: the partition leader sets it.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<i64>,
 }
 
 /// `POST /v1/groups/{group}/offsets`. A member sends `member_id` and `generation` (both or
 /// neither).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommitBody {
     pub offsets: Vec<CommitOffsetJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub member_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub generation: Option<u64>,
 }
 
 /// `POST /v1/groups/{group}/members`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JoinBody {
     pub topics: Vec<String>,
     /// Absent: `groups.session_timeout_default`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub session_timeout_ms: Option<u64>,
     /// `range`, `round_robin` or `sticky` (absent: sticky).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub assignor: Option<String>,
 }
 
 /// `POST /v1/groups/{group}/members/{member}/heartbeat` (the body is optional).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatBody {
     /// The partitions the member still reads: revoking partitions left out are released.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub owned: Option<Vec<daftka_protocol::TopicPartitions>>,
 }
 
 /// `POST /v1/groups/{group}/offsets/reset`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResetBody {
     pub topic: String,
     /// Absent: every partition of the topic.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub partition: Option<u32>,
     pub to: ResetToJson,
 }
 
 /// `"earliest"`, `"latest"` or an offset.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum ResetToJson {
     Named(String),
@@ -182,7 +196,7 @@ pub enum ResetToJson {
 }
 
 /// One record a group member polled.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupRecordJson {
     pub topic: String,
     pub partition: u32,
@@ -191,7 +205,7 @@ pub struct GroupRecordJson {
 }
 
 /// The answer of a member's records poll: the records and the member's standing.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PolledJson {
     pub records: Vec<GroupRecordJson>,
     #[serde(flatten)]
@@ -223,13 +237,13 @@ impl PolledJson {
 }
 
 /// `GET /v1/groups`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupsJson {
     pub groups: Vec<daftka_protocol::GroupSummary>,
 }
 
 /// One committed position: the next offset the group will read.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommitOffsetJson {
     pub topic: String,
@@ -239,7 +253,7 @@ pub struct CommitOffsetJson {
 
 // ---- responses ----
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PartitionJson {
     pub partition: u32,
     /// Null while the partition has no known leader.
@@ -250,7 +264,7 @@ pub struct PartitionJson {
 }
 
 /// A topic description: the answer of create and describe, and one item of list.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopicJson {
     pub name: String,
     pub replication_factor: u32,
@@ -278,19 +292,19 @@ impl From<TopicDescription> for TopicJson {
 }
 
 /// `GET /v1/topics`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopicsJson {
     pub topics: Vec<TopicJson>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PositionJson {
     pub partition: u32,
     pub offset: u64,
 }
 
 /// The answer of a produce: each record's position, in request order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProducedJson {
     pub offsets: Vec<PositionJson>,
 }
@@ -310,7 +324,7 @@ impl From<Vec<RecordPosition>> for ProducedJson {
 }
 
 /// One fetched record.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FetchedRecordJson {
     pub offset: u64,
     /// Null when the record has no key.
@@ -322,7 +336,7 @@ pub struct FetchedRecordJson {
 }
 
 /// The answer of a fetch.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FetchedJson {
     pub records: Vec<FetchedRecordJson>,
     pub next_offset: u64,
@@ -378,13 +392,13 @@ pub fn encode_record(r: StoredRecord, encoding: Encoding) -> Result<FetchedRecor
 }
 
 /// The answer of a commit.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommittedJson {
     /// How many offsets were committed.
     pub committed: u32,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupOffsetJson {
     pub topic: String,
     pub partition: u32,
@@ -394,7 +408,7 @@ pub struct GroupOffsetJson {
 }
 
 /// `GET /v1/groups/{group}/offsets`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupOffsetsJson {
     pub group: String,
     pub offsets: Vec<GroupOffsetJson>,
@@ -419,7 +433,7 @@ impl From<GroupOffsets> for GroupOffsetsJson {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeJson {
     pub name: String,
     pub cluster_addr: String,
@@ -429,7 +443,7 @@ pub struct NodeJson {
 }
 
 /// `GET /v1/cluster`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterJson {
     pub nodes: Vec<NodeJson>,
     /// Null while the metadata group has no known leader.
@@ -438,7 +452,7 @@ pub struct ClusterJson {
     pub seeds: Vec<SeedJson>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SeedJson {
     pub seed: String,
     pub connected: bool,
@@ -473,9 +487,61 @@ impl From<ClusterInfo> for ClusterJson {
 }
 
 /// `GET /healthz` and a successful `GET /readyz`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusJson {
-    pub status: &'static str,
+    pub status: String,
+}
+
+/// The answer of a reset: the new committed offsets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResetJson {
+    pub offsets: Vec<daftka_protocol::TopicPartitionOffset>,
+}
+
+/// `GET /v1/admin/actors` (with `debug.chaos = true`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActorsJson {
+    pub actors: Vec<String>,
+}
+
+/// `DELETE /v1/admin/actors/{actor}` (with `debug.chaos = true`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KilledJson {
+    pub killed: String,
+}
+
+/// The body of every error answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorJson {
+    pub error: ErrorObjectJson,
+}
+
+/// `error` in an [`ErrorJson`]: a stable code, a message, whether a retry may succeed, and for
+/// `offset_out_of_range` the readable range.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorObjectJson {
+    pub code: String,
+    pub message: String,
+    #[serde(default)]
+    pub retryable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_start_offset: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high_watermark: Option<u64>,
+}
+
+impl From<&daftka_protocol::Error> for ErrorJson {
+    fn from(e: &daftka_protocol::Error) -> Self {
+        ErrorJson {
+            error: ErrorObjectJson {
+                code: e.code.as_str().to_string(),
+                message: e.message.clone(),
+                retryable: e.retryable(),
+                log_start_offset: e.log_start_offset,
+                high_watermark: e.high_watermark,
+            },
+        }
+    }
 }
 
 #[cfg(test)]
@@ -517,5 +583,70 @@ mod tests {
             serde_json::to_string(&h).expect("ser"),
             r#"{"z":"1","a":"2","z":"3"}"#
         );
+    }
+
+    /// What one side writes the other reads back unchanged: requests as a client sends them
+    /// (absent fields left out) and responses as the gateway answers them.
+    #[test]
+    fn the_contract_round_trips() {
+        fn round_trip<T>(v: T)
+        where
+            T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug,
+        {
+            let text = serde_json::to_string(&v).expect("serializes");
+            let back: T = serde_json::from_str(&text).expect("deserializes");
+            assert_eq!(back, v, "{text}");
+        }
+        round_trip(CreateTopicBody {
+            name: "t".into(),
+            partitions: None,
+            replication_factor: Some(3),
+        });
+        round_trip(ProduceBody {
+            records: vec![ProduceRecordJson {
+                key: Some("k".into()),
+                value: "v".into(),
+                headers: Some(HeadersJson(vec![("h".into(), "1".into())])),
+                partition: None,
+                timestamp: Some(7),
+            }],
+            encoding: Encoding::Base64,
+        });
+        round_trip(ResetBody {
+            topic: "t".into(),
+            partition: Some(1),
+            to: ResetToJson::Offset(5),
+        });
+        round_trip(ResetBody {
+            topic: "t".into(),
+            partition: None,
+            to: ResetToJson::Named("earliest".into()),
+        });
+        round_trip(TopicJson {
+            name: "t".into(),
+            replication_factor: 3,
+            partitions: vec![PartitionJson {
+                partition: 0,
+                leader: None,
+                replicas: vec!["a".into(), "b".into()],
+                log_start_offset: 1,
+                high_watermark: 9,
+            }],
+        });
+        round_trip(FetchedJson {
+            records: vec![FetchedRecordJson {
+                offset: 3,
+                key: None,
+                value: "v".into(),
+                headers: HeadersJson::default(),
+                timestamp: Some(1),
+            }],
+            next_offset: 4,
+            high_watermark: 4,
+            log_start_offset: 0,
+        });
+        round_trip(ErrorJson::from(
+            &daftka_protocol::Error::offset_out_of_range(9, 2, 5),
+        ));
     }
 }

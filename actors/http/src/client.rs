@@ -1,14 +1,16 @@
-//! The node's HTTP API as the client sees it: wire types and one function per route.
-//!
-//! Wire types are lenient where the client only prints a field (leaders and replicas are kept as JSON
-//! values), and strict where it computes with one (offsets are `u64`).
+//! A client of a node's HTTP API: one function per route, over the shared contract ([`crate::json`]),
+//! with retries of failures that are safe to retry.
 
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
-use super::ClientError;
+use crate::json::{
+    ActorsJson, CommitBody, CommitOffsetJson, CreateTopicBody, ErrorJson, FetchedJson, GroupsJson,
+    HeartbeatBody, JoinBody, PolledJson, ProduceBody, ProducedJson, ResetBody, ResetJson,
+    ResetToJson, TopicJson, TopicsJson,
+};
 
 // The group endpoints answer the protocol's own types as JSON: the client reads them as they are.
 pub use daftka_protocol::{
@@ -24,159 +26,59 @@ const RETRY_ATTEMPTS_MAX: u32 = 5;
 /// Wait before the first retry; it doubles with each further attempt.
 const RETRY_BACKOFF_MS_INITIAL: u64 = 100;
 
-/// A topic as `GET /v1/topics/{t}` describes it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct TopicDescription {
-    pub name: String,
-    pub replication_factor: u32,
-    pub partitions: Vec<PartitionDescription>,
+/// Why a request (or a client command) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The node answered with an error (`{"error": {"code", "message", "retryable"}}`).
+    #[error("{code}: {message}")]
+    Api {
+        code: String,
+        message: String,
+        retryable: bool,
+    },
+    /// The node could not be reached, or the connection failed mid-request.
+    #[error("unavailable: cannot reach {url}: {message}")]
+    Transport {
+        url: String,
+        message: String,
+        /// No connection was made, so the request certainly had no effect.
+        connect: bool,
+    },
+    /// The node answered 2xx with a body this client does not understand.
+    #[error("internal: unexpected reply from the node: {0}")]
+    Decode(String),
+    /// Reading stdin or writing stdout failed.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// The command line is wrong in a way clap could not see (for example a malformed `--url`).
+    #[error("usage: {0}")]
+    Usage(String),
 }
 
-/// One partition of a [`TopicDescription`].
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct PartitionDescription {
-    pub partition: u32,
-    /// A node id or name, or null while the partition has no leader.
-    #[serde(default)]
-    pub leader: serde_json::Value,
-    #[serde(default)]
-    pub replicas: Vec<serde_json::Value>,
-    pub log_start_offset: u64,
-    pub high_watermark: u64,
-}
+impl ClientError {
+    /// The process exit code: 2 for usage errors, 1 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::Usage(_) => 2,
+            _ => 1,
+        }
+    }
 
-#[derive(Debug, Deserialize)]
-struct TopicList {
-    topics: Vec<TopicDescription>,
-}
+    /// Whether the same request may succeed if sent again.
+    pub fn retryable(&self) -> bool {
+        match self {
+            ClientError::Api { retryable, .. } => *retryable,
+            ClientError::Transport { .. } => true,
+            _ => false,
+        }
+    }
 
-#[derive(Debug, Serialize)]
-struct CreateTopic<'a> {
-    name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    partitions: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    replication_factor: Option<u32>,
-}
-
-/// The body of `POST /v1/topics/{t}/records`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ProduceRequest {
-    pub records: Vec<ProduceRecord>,
-    /// Always `base64` from this client, so any bytes survive.
-    pub encoding: &'static str,
-}
-
-/// One record of a [`ProduceRequest`]; absent fields are left to the node.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ProduceRecord {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-    pub value: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub partition: Option<u32>,
-}
-
-/// The reply to a produce: one entry per record, in request order.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ProduceResponse {
-    pub offsets: Vec<ProducedOffset>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ProducedOffset {
-    pub partition: u32,
-    pub offset: u64,
-}
-
-/// The reply to `GET /v1/topics/{t}/partitions/{p}/records`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct FetchResponse {
-    pub records: Vec<FetchedRecord>,
-    pub next_offset: u64,
-    pub high_watermark: u64,
-    #[serde(default)]
-    pub log_start_offset: u64,
-}
-
-/// One fetched record; key and value are base64 text (the client always asks for that encoding).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct FetchedRecord {
-    pub offset: u64,
-    #[serde(default)]
-    pub key: Option<String>,
-    pub value: String,
-}
-
-/// The body of `POST /v1/groups/{g}/offsets`: a member's commit, fenced by its generation.
-#[derive(Debug, Serialize)]
-struct MemberCommit<'a> {
-    member_id: &'a str,
-    generation: u64,
-    offsets: &'a [TopicPartitionOffset],
-}
-
-/// The body of `POST /v1/groups/{g}/members`; absent options are left to the node.
-#[derive(Debug, Serialize)]
-struct JoinGroup<'a> {
-    topics: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    session_timeout_ms: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    assignor: Option<&'a str>,
-}
-
-/// The reply to `GET /v1/groups/{g}/members/{m}/records`: records from the group's positions.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct PollResponse {
-    pub records: Vec<PolledRecord>,
-    #[serde(flatten)]
-    pub member: MemberAssignment,
-}
-
-/// One record a member polled; key and value are base64 text (the client always asks for that).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct PolledRecord {
-    pub topic: String,
-    pub partition: u32,
-    pub offset: u64,
-    #[serde(default)]
-    pub key: Option<String>,
-    pub value: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct GroupList {
-    groups: Vec<GroupSummary>,
-}
-
-/// The body of `POST /v1/groups/{g}/offsets/reset`.
-#[derive(Debug, Serialize)]
-struct ResetOffsets<'a> {
-    topic: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    partition: Option<u32>,
-    /// `"earliest"`, `"latest"` or an offset.
-    to: serde_json::Value,
-}
-
-#[derive(Debug, Deserialize)]
-struct ResetAnswer {
-    offsets: Vec<TopicPartitionOffset>,
-}
-
-/// The body of every non-2xx reply.
-#[derive(Debug, Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Debug, Deserialize)]
-struct ErrorDetail {
-    code: String,
-    message: String,
-    #[serde(default)]
-    retryable: bool,
+    /// Prints `error: <self>` to stderr and returns the exit code, for `main`.
+    pub fn report(&self) -> std::process::ExitCode {
+        eprintln!("error: {self}");
+        std::process::ExitCode::from(self.exit_code())
+    }
 }
 
 /// A handle on one node's HTTP API; cheap to clone (the connection pool is shared).
@@ -221,9 +123,9 @@ impl Api {
         name: &str,
         partitions: Option<u32>,
         replication_factor: Option<u32>,
-    ) -> Result<TopicDescription, ClientError> {
-        let body = CreateTopic {
-            name,
+    ) -> Result<TopicJson, ClientError> {
+        let body = CreateTopicBody {
+            name: name.to_owned(),
             partitions,
             replication_factor,
         };
@@ -239,22 +141,18 @@ impl Api {
         .and_then(decode)
     }
 
-    pub async fn list_topics(&self) -> Result<Vec<TopicDescription>, ClientError> {
-        let list: TopicList = self.get(&["v1", "topics"]).await?;
+    pub async fn list_topics(&self) -> Result<Vec<TopicJson>, ClientError> {
+        let list: TopicsJson = self.get(&["v1", "topics"]).await?;
         Ok(list.topics)
     }
 
-    pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription, ClientError> {
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicJson, ClientError> {
         self.get(&["v1", "topics", name]).await
     }
 
     /// The node's registered actors (`GET /v1/admin/actors`; needs `debug.chaos = true`).
     pub async fn list_actors(&self) -> Result<Vec<String>, ClientError> {
-        #[derive(serde::Deserialize)]
-        struct Actors {
-            actors: Vec<String>,
-        }
-        let list: Actors = self
+        let list: ActorsJson = self
             .once(
                 Method::GET,
                 self.url(&["v1", "admin", "actors"]),
@@ -298,8 +196,8 @@ impl Api {
     pub async fn produce(
         &self,
         topic: &str,
-        request: &ProduceRequest,
-    ) -> Result<ProduceResponse, ClientError> {
+        request: &ProduceBody,
+    ) -> Result<ProducedJson, ClientError> {
         let url = self.url(&["v1", "topics", topic, "records"]);
         self.unless_taken(Method::POST, url, &[], Some(request), 0)
             .await
@@ -315,7 +213,7 @@ impl Api {
         offset: &str,
         max_records: u64,
         max_wait_ms: u64,
-    ) -> Result<FetchResponse, ClientError> {
+    ) -> Result<FetchedJson, ClientError> {
         let partition = partition.to_string();
         let url = self.url(&["v1", "topics", topic, "partitions", &partition, "records"]);
         let query = [
@@ -338,10 +236,10 @@ impl Api {
         session_timeout_ms: Option<u64>,
         assignor: Option<&str>,
     ) -> Result<MemberAssignment, ClientError> {
-        let body = JoinGroup {
-            topics,
+        let body = JoinBody {
+            topics: topics.to_vec(),
             session_timeout_ms,
-            assignor,
+            assignor: assignor.map(str::to_owned),
         };
         self.unless_taken(
             Method::POST,
@@ -364,7 +262,7 @@ impl Api {
             Method::POST,
             self.url(&["v1", "groups", group, "members", member, "heartbeat"]),
             &[],
-            Some(&serde_json::json!({})),
+            Some(&HeartbeatBody::default()),
             0,
         )
         .await
@@ -400,7 +298,7 @@ impl Api {
         member: &str,
         max_records: u64,
         max_wait_ms: u64,
-    ) -> Result<PollResponse, ClientError> {
+    ) -> Result<PolledJson, ClientError> {
         let url = self.url(&["v1", "groups", group, "members", member, "records"]);
         let query = [
             ("max_records", max_records.to_string()),
@@ -421,10 +319,17 @@ impl Api {
         generation: u64,
         offsets: &[TopicPartitionOffset],
     ) -> Result<(), ClientError> {
-        let body = MemberCommit {
-            member_id: member,
-            generation,
-            offsets,
+        let body = CommitBody {
+            offsets: offsets
+                .iter()
+                .map(|o| CommitOffsetJson {
+                    topic: o.topic.clone(),
+                    partition: o.partition,
+                    offset: o.offset,
+                })
+                .collect(),
+            member_id: Some(member.to_owned()),
+            generation: Some(generation),
         };
         self.retrying(
             Method::POST,
@@ -439,7 +344,7 @@ impl Api {
 
     /// Every group with members or committed offsets.
     pub async fn list_groups(&self) -> Result<Vec<GroupSummary>, ClientError> {
-        let list: GroupList = self.get(&["v1", "groups"]).await?;
+        let list: GroupsJson = self.get(&["v1", "groups"]).await?;
         Ok(list.groups)
     }
 
@@ -454,14 +359,14 @@ impl Api {
         group: &str,
         topic: &str,
         partition: Option<u32>,
-        to: serde_json::Value,
+        to: ResetToJson,
     ) -> Result<Vec<TopicPartitionOffset>, ClientError> {
-        let body = ResetOffsets {
-            topic,
+        let body = ResetBody {
+            topic: topic.to_owned(),
             partition,
             to,
         };
-        let reset: ResetAnswer = self
+        let reset: ResetJson = self
             .retrying(
                 Method::POST,
                 self.url(&["v1", "groups", group, "offsets", "reset"]),
@@ -580,8 +485,8 @@ pub fn nothing_done(e: &ClientError) -> bool {
 
 /// Turns a non-2xx reply into an error, even when its body is not the documented JSON.
 fn api_error(status: StatusCode, body: &[u8]) -> ClientError {
-    match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(ErrorBody { error }) => ClientError::Api {
+    match serde_json::from_slice::<ErrorJson>(body) {
+        Ok(ErrorJson { error }) => ClientError::Api {
             code: error.code,
             message: error.message,
             retryable: error.retryable,
@@ -662,21 +567,22 @@ mod tests {
 
     #[test]
     fn produce_body_omits_absent_fields() {
-        // Absent key and partition are left out, so the node applies its own defaults.
-        let body = ProduceRequest {
+        // Absent key, headers, partition and timestamp are left out, so the node applies its
+        // own defaults.
+        use crate::json::{Encoding, ProduceRecordJson};
+        let record = |key: Option<&str>, value: &str, partition| ProduceRecordJson {
+            key: key.map(str::to_owned),
+            value: value.into(),
+            headers: None,
+            partition,
+            timestamp: None,
+        };
+        let body = ProduceBody {
             records: vec![
-                ProduceRecord {
-                    key: None,
-                    value: "aGk=".into(),
-                    partition: None,
-                },
-                ProduceRecord {
-                    key: Some("aw==".into()),
-                    value: "".into(),
-                    partition: Some(2),
-                },
+                record(None, "aGk=", None),
+                record(Some("aw=="), "", Some(2)),
             ],
-            encoding: "base64",
+            encoding: Encoding::Base64,
         };
         assert_eq!(
             serde_json::to_value(&body).expect("serializes"),
