@@ -9,7 +9,6 @@
 //! | [`consume`] | fetch loop over partitions, output lines |
 //! | [`member`] | `consume --group`: a group member's join, poll, print, commit and leave loop |
 //! | [`group`] | `group list|describe|reset` and their output |
-//! | [`bench`] | `bench produce|consume|e2e`: load generator, throughput and latency percentiles |
 //!
 //! Output is meant for pipelines, like kcat's: data on stdout, one line per item, tab-separated fields,
 //! no headers (`group describe`, for people, has a summary and two tables with a header each).
@@ -22,15 +21,11 @@
 //! SIGTERM); tests use `run`, which never asks.
 
 mod args;
-mod bench;
 mod consume;
 mod group;
 mod member;
 mod produce;
 mod topic;
-
-#[cfg(test)]
-mod mock;
 
 use std::future::Future;
 
@@ -72,7 +67,7 @@ pub async fn run_until(
         ClientCommand::Consume(args) => consume::run(&api, &args, &mut stdout, stop).await,
         ClientCommand::Group(args) => group::run(&api, args.command, &mut stdout).await,
         ClientCommand::Chaos(args) => chaos(&api, args.command, &mut stdout).await,
-        ClientCommand::Bench(args) => bench::run(&api, &args, &mut stdout, stop).await,
+        ClientCommand::Bench(args) => daftka_bench::run(&api, &args, &mut stdout, stop).await,
     };
     let result = match result {
         Ok(()) => stdout.flush().await.map_err(ClientError::from),

@@ -295,8 +295,8 @@ fn decode(text: &str) -> Result<Vec<u8>, ClientError> {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::client::mock::{MockNode, Reply, Request};
     use crate::client::{ClientCommand, ClientOpts};
+    use daftka_http::mock::{MockNode, Reply, Request};
     use serde_json::json;
     use std::sync::{Arc, Mutex};
 

@@ -163,8 +163,8 @@ pub fn format_offsets(offsets: &[TopicPartitionOffset]) -> String {
 mod tests {
     use super::*;
     use crate::client::args::{GroupArgs, StartOffset};
-    use crate::client::mock::{MockNode, Reply};
     use crate::client::{ClientCommand, ClientOpts};
+    use daftka_http::mock::{MockNode, Reply};
     use serde_json::json;
 
     fn description() -> GroupDescription {

@@ -394,10 +394,10 @@ pub fn format_polled(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::mock::{MockNode, Reply, Request};
     use crate::client::{ClientCommand, ClientOpts};
     use base64::engine::general_purpose::STANDARD as BASE64;
     use base64::Engine as _;
+    use daftka_http::mock::{MockNode, Reply, Request};
     use serde_json::{json, Value};
     use std::collections::VecDeque;
     use std::pin::Pin;

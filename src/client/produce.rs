@@ -163,8 +163,8 @@ pub fn build_request(lines: &[Vec<u8>], key: Option<&str>, partition: Option<u32
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::mock::{MockNode, Reply};
     use crate::client::{ClientCommand, ClientOpts};
+    use daftka_http::mock::{MockNode, Reply};
     use serde_json::json;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
@@ -296,7 +296,7 @@ mod tests {
         }
     }
 
-    fn counting_node() -> impl Fn(&crate::client::mock::Request) -> Reply {
+    fn counting_node() -> impl Fn(&daftka_http::mock::Request) -> Reply {
         let next = Arc::new(AtomicU64::new(0));
         move |req| {
             assert_eq!(

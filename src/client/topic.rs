@@ -82,8 +82,8 @@ pub fn format_describe(topic: &TopicJson) -> String {
 mod tests {
     use super::*;
     use crate::client::args::TopicArgs;
-    use crate::client::mock::{MockNode, Reply};
     use crate::client::{ClientCommand, ClientOpts};
+    use daftka_http::mock::{MockNode, Reply};
     use serde_json::json;
 
     fn description() -> TopicJson {

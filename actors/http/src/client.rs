@@ -1,6 +1,8 @@
 //! A client of a node's HTTP API: one function per route, over the shared contract ([`crate::json`]),
 //! with retries of failures that are safe to retry.
 
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode, Url};
@@ -78,6 +80,57 @@ impl ClientError {
     pub fn report(&self) -> std::process::ExitCode {
         eprintln!("error: {self}");
         std::process::ExitCode::from(self.exit_code())
+    }
+}
+
+/// Where a consumer starts reading a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOffset {
+    /// The partition's log start offset.
+    Earliest,
+    /// The partition's high watermark: only records produced from now on.
+    Latest,
+    /// This exact offset.
+    At(u64),
+}
+
+impl StartOffset {
+    /// The value of the fetch request's `offset` query parameter.
+    pub fn as_query(&self) -> String {
+        self.to_string()
+    }
+
+    /// The `to` of a group offsets reset: `"earliest"`, `"latest"` or the offset as a number.
+    pub fn as_json(&self) -> crate::json::ResetToJson {
+        match self {
+            StartOffset::At(offset) => crate::json::ResetToJson::Offset(*offset),
+            named => crate::json::ResetToJson::Named(named.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for StartOffset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartOffset::Earliest => f.write_str("earliest"),
+            StartOffset::Latest => f.write_str("latest"),
+            StartOffset::At(offset) => write!(f, "{offset}"),
+        }
+    }
+}
+
+impl FromStr for StartOffset {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "earliest" => Ok(StartOffset::Earliest),
+            "latest" => Ok(StartOffset::Latest),
+            _ => s
+                .parse::<u64>()
+                .map(StartOffset::At)
+                .map_err(|_| format!("{s:?} is not `earliest`, `latest` or a non-negative offset")),
+        }
     }
 }
 

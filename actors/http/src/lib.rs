@@ -9,3 +9,5 @@
 #[cfg(feature = "client")]
 pub mod client;
 pub mod json;
+#[cfg(feature = "mock")]
+pub mod mock;

@@ -7,27 +7,26 @@ use clap::Parser;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::client::args::{ClientCommand, ClientOpts};
-use crate::client::mock::{MockNode, Reply, Request};
+use daftka_http::mock::{MockNode, Reply, Request};
 
+/// `daftka bench ...` as the binary parses it.
 #[derive(clap::Parser, Debug)]
 struct Cli {
     #[command(flatten)]
-    opts: ClientOpts,
-    #[command(subcommand)]
-    command: ClientCommand,
+    args: BenchArgs,
 }
 
-/// Runs `daftka --url URL bench ARGS... -q --json FILE` and answers its stdout and JSON summary.
+/// Runs `bench ARGS... -q --json FILE` against `url` and answers its stdout and JSON summary.
 async fn bench(url: &str, args: &[&str]) -> Result<(String, Value), ClientError> {
     let dir = tempfile::tempdir().expect("temp dir");
     let json_path = dir.path().join("summary.json");
-    let mut argv = vec!["daftka", "--url", url, "bench"];
+    let mut argv = vec!["bench"];
     argv.extend_from_slice(args);
     argv.extend_from_slice(&["-q", "--json", json_path.to_str().expect("utf8 path")]);
     let cli = Cli::try_parse_from(argv).expect("arguments parse");
     let mut out = Vec::new();
-    crate::client::run(cli.opts, cli.command, &b""[..], &mut out).await?;
+    let api = Api::new(url)?;
+    run(&api, &cli.args, &mut out, std::future::pending()).await?;
     let summary = serde_json::from_slice(&std::fs::read(&json_path).expect("summary written"))
         .expect("summary is JSON");
     Ok((String::from_utf8(out).expect("utf8"), summary))

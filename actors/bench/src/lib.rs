@@ -1,3 +1,5 @@
+//! # daftka-bench
+//!
 //! `daftka bench produce|consume|e2e`: a load generator that reports throughput and latency
 //! percentiles, over the HTTP API (`--transport http`, at `--url`) or the native client
 //! (`--transport native --seed HOST:PORT --cookie C`). `daftka bench suite` runs the standard rows
@@ -50,6 +52,7 @@
 //! `replication_factor`. Percentiles are nearest-rank over a log-linear histogram, at most 1.6 %
 //! above the exact value and never above the max.
 
+pub mod args;
 mod drive;
 mod http;
 mod native;
@@ -65,12 +68,12 @@ use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::args::{
+use crate::args::{
     BenchArgs, BenchCommon, BenchConsumeArgs, BenchPartitionMode, BenchProduceArgs, BenchTransport,
-    BenchWorkload, StartOffset,
+    BenchWorkload,
 };
-use super::ClientError;
 use daftka_http::client::Api;
+use daftka_http::client::{ClientError, StartOffset};
 use drive::{Outcome, Workers, STAMP_LEN};
 use plan::{Limit, Plan};
 use stats::{CpuSample, Summary};

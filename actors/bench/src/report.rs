@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::client::args::{BenchSuiteArgs, SuiteRow};
+use crate::args::{BenchSuiteArgs, SuiteRow};
 
 /// One measurement of the suite; a row has one or two (T4: native and HTTP, T5: RF 1 and RF 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

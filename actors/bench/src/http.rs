@@ -13,8 +13,8 @@ use serde::Deserialize;
 use super::drive::{read_stamp, write_stamp, Failure, Fetched, Producer, Reader};
 use super::plan::Ticket;
 use super::{Spread, TopicInfo};
-use crate::client::ClientError;
 use daftka_http::client::Api;
+use daftka_http::client::ClientError;
 
 /// How long one request may take before it counts as a failed attempt.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use super::super::ClientError;
 use super::plan::{latency_origin, progress, Plan, Shared, Ticket};
 use super::stats::Histogram;
+use daftka_http::client::ClientError;
 
 /// How long one request is retried through retryable failures before the run gives up.
 const RETRY_FOR: Duration = Duration::from_secs(30);

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::super::ClientError;
+use daftka_http::client::ClientError;
 
 /// Values below `2^SUB_BITS` microseconds get a slot each; above, each power-of-two range is cut in
 /// `2^(SUB_BITS - 1)` equal slots, so a slot's width is under 1/64 of its values (1.6 %).

@@ -12,8 +12,8 @@ use daftka_protocol::{
 use super::drive::{read_stamp, write_stamp, Failure, Fetched, Producer, Reader};
 use super::plan::Ticket;
 use super::{Spread, TopicInfo};
-use crate::client::args::BenchCommon;
-use crate::client::ClientError;
+use crate::args::BenchCommon;
+use daftka_http::client::ClientError;
 
 /// How long connecting and finding a Router may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);

@@ -62,12 +62,11 @@ use super::nodes::{self, NodeProc, Scratch, COOKIE};
 use super::probe;
 use super::report::{self, Nodes, Outcome, Sizes, Step, CONSUME_BATCH};
 use super::stats::CpuSample;
-use crate::client::args::{
+use crate::args::{
     BenchCommon, BenchConsumeArgs, BenchPartitionMode, BenchProduceArgs, BenchSuiteArgs,
-    BenchTransport, StartOffset,
+    BenchTransport,
 };
-use crate::client::ClientError;
-use daftka_http::client::Api;
+use daftka_http::client::{Api, ClientError, StartOffset};
 use daftka_http::json::TopicJson;
 
 /// Bytes of every record's value.

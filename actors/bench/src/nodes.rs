@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::super::ClientError;
 use daftka_http::client::Api;
+use daftka_http::client::ClientError;
 
 /// How long a fresh node may take to answer `/readyz` with 200.
 pub const START_TIMEOUT: Duration = Duration::from_secs(120);
