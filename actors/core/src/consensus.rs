@@ -782,21 +782,11 @@ impl<M: StateMachine, S: LogStore, P> Driver<M, S, P> {
                     Some(self.machine.apply_entry(index, entry.get_data(), batch))
                 }
                 EntryType::EntryConfChange => {
-                    let mut cc = ConfChange::default();
-                    protobuf::Message::merge_from_bytes(&mut cc, entry.get_data())
-                        .map_err(raft::Error::CodecError)?;
-                    let cs = self.raw.apply_conf_change(&cc)?;
-                    self.after_conf_change(&cs);
-                    batch.set_conf_state(self.group, &cs);
+                    self.apply_conf_change::<ConfChange>(entry.get_data(), batch)?;
                     None
                 }
                 EntryType::EntryConfChangeV2 => {
-                    let mut cc = ConfChangeV2::default();
-                    protobuf::Message::merge_from_bytes(&mut cc, entry.get_data())
-                        .map_err(raft::Error::CodecError)?;
-                    let cs = self.raw.apply_conf_change(&cc)?;
-                    self.after_conf_change(&cs);
-                    batch.set_conf_state(self.group, &cs);
+                    self.apply_conf_change::<ConfChangeV2>(entry.get_data(), batch)?;
                     None
                 }
             };
@@ -810,6 +800,24 @@ impl<M: StateMachine, S: LogStore, P> Driver<M, S, P> {
         }
         self.machine.finish_round(applied.last_index, batch);
         Ok(applied)
+    }
+
+    /// Applies the configuration change encoded in `data` (a `ConfChange` or a `ConfChangeV2`),
+    /// recording the new configuration in `batch`.
+    fn apply_conf_change<C>(
+        &mut self,
+        data: &[u8],
+        batch: &mut M::Batch,
+    ) -> Result<(), ConsensusError>
+    where
+        C: raft_proto::ConfChangeI + protobuf::Message,
+    {
+        let mut cc = C::new();
+        cc.merge_from_bytes(data).map_err(raft::Error::CodecError)?;
+        let cs = self.raw.apply_conf_change(&cc)?;
+        self.after_conf_change(&cs);
+        batch.set_conf_state(self.group, &cs);
+        Ok(())
     }
 
     /// A leader that the configuration `cs` no longer has as a voter steps down: raft-rs leaves
@@ -875,6 +883,16 @@ fn send<M: StateMachine, P>(effects: &mut Vec<Effect<M, P>>, messages: Vec<Messa
         effects.push(Effect::Send(messages));
     }
     snapshots
+}
+
+/// Whether the configuration `cs` has `id` in it (a voter, outgoing voter or learner): a snapshot
+/// taken under it can be sent to `id`.
+pub fn conf_includes(cs: &ConfState, id: u64) -> bool {
+    cs.voters
+        .iter()
+        .chain(&cs.learners)
+        .chain(&cs.voters_outgoing)
+        .any(|v| *v == id)
 }
 
 /// A snapshot of `data` at `index` and `term`, with the configuration `cs`.

@@ -405,13 +405,7 @@ impl raft::Storage for RaftLogStorage {
     /// `request_index`; otherwise the owner is asked for a fresh one and raft retries later.
     fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         if let Some(s) = self.stored_snapshot()? {
-            let cs = s.conf_state();
-            let includes = cs
-                .voters
-                .iter()
-                .chain(&cs.learners)
-                .chain(&cs.voters_outgoing)
-                .any(|id| *id == to);
+            let includes = daftka_core::consensus::conf_includes(&s.conf_state(), to);
             if includes && s.index >= request_index && s.index > 0 {
                 return Ok(s.to_pb());
             }

@@ -20,7 +20,9 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use daftka_core::config::RaftConfig;
-use daftka_core::consensus::{Driver, Effect, GroupConfig, LogBatch, LogStore, StateMachine};
+use daftka_core::consensus::{
+    conf_includes, Driver, Effect, GroupConfig, LogBatch, LogStore, StateMachine,
+};
 use daftka_types::{Error, ErrorCode, GroupId};
 use raft::eraftpb::{ConfChange, ConfChangeType, ConfState, Entry, HardState, Message, Snapshot};
 use raft::{GetEntriesContext, RaftState};
@@ -316,13 +318,7 @@ impl raft::Storage for SimLog {
     fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         let d = self.disk.borrow();
         if let Some(s) = &d.view.snapshot {
-            let cs = s.get_metadata().get_conf_state();
-            let includes = cs
-                .voters
-                .iter()
-                .chain(&cs.learners)
-                .chain(&cs.voters_outgoing)
-                .any(|id| *id == to);
+            let includes = conf_includes(s.get_metadata().get_conf_state(), to);
             let index = s.get_metadata().index;
             if includes && index >= request_index && index > 0 {
                 return Ok(s.clone());
