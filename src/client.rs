@@ -111,6 +111,7 @@ mod tests {
             code: "unknown_topic".into(),
             message: r#"topic "x" does not exist"#.into(),
             retryable: false,
+            log_start_offset: None,
         };
         assert_eq!(
             format!("error: {e}"),

@@ -249,41 +249,36 @@ pub fn format_records(
 ) -> Result<Vec<u8>, ClientError> {
     let mut text = Vec::new();
     for record in records {
+        let key = record.key.as_deref().map(decode).transpose()?;
         write_record(
             &mut text,
             partition,
             record.offset,
-            record.key.as_deref(),
-            &record.value,
+            key.as_deref(),
+            &decode(&record.value)?,
             print_offsets,
-        )?;
+        );
     }
     Ok(text)
 }
 
 /// Appends one record's output line: its value, or with `print_offsets`
-/// `partition<TAB>offset<TAB>key<TAB>value`. Key and value are base64 text, written decoded.
+/// `partition<TAB>offset<TAB>key<TAB>value` (an absent key as nothing).
 pub fn write_record(
     text: &mut Vec<u8>,
     partition: u32,
     offset: u64,
-    key: Option<&str>,
-    value: &str,
+    key: Option<&[u8]>,
+    value: &[u8],
     print_offsets: bool,
-) -> Result<(), ClientError> {
-    let value = decode(value)?;
+) {
     if print_offsets {
-        let key = match key {
-            Some(key) => decode(key)?,
-            None => Vec::new(),
-        };
         text.extend_from_slice(format!("{partition}\t{offset}\t").as_bytes());
-        text.extend_from_slice(&key);
+        text.extend_from_slice(key.unwrap_or_default());
         text.push(b'\t');
     }
-    text.extend_from_slice(&value);
+    text.extend_from_slice(value);
     text.push(b'\n');
-    Ok(())
 }
 
 fn decode(text: &str) -> Result<Vec<u8>, ClientError> {

@@ -108,6 +108,7 @@ async fn after_failure(
                     code: "unavailable".into(),
                     message: format!("still failing after {RETRY_FOR:?} of retries: {message}"),
                     retryable: true,
+                    log_start_offset: None,
                 });
             }
             tokio::time::sleep(RETRY_PAUSE).await;

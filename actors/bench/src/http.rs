@@ -179,6 +179,7 @@ fn api_failure(status: StatusCode, body: &[u8]) -> Failure {
             code,
             message,
             retryable,
+            log_start_offset: None,
         })
     }
 }

@@ -20,21 +20,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// `max_bytes` of every fetch.
 const FETCH_MAX_BYTES: u32 = 64 * 1024 * 1024;
 
-/// A protocol error as the CLI reports it.
-fn client_error(e: daftka_protocol::Error) -> ClientError {
-    ClientError::Api {
-        code: e.code.as_str().to_owned(),
-        message: e.message,
-        retryable: e.code.retryable(),
-    }
-}
-
 /// Retryable codes (`unavailable`, `not_leader`, `timeout`) are tried again; others end the run.
 fn failure(e: daftka_protocol::Error) -> Failure {
     if e.code.retryable() {
         Failure::Retry(e.to_string())
     } else {
-        Failure::Fatal(client_error(e))
+        Failure::Fatal(ClientError::from(e))
     }
 }
 
@@ -49,7 +40,7 @@ pub async fn connect(common: &BenchCommon) -> Result<Remote, ClientError> {
     opts.cluster = common.cluster.clone();
     opts.name = daftka_protocol::remote::unique_name("daftka-bench");
     opts.timeout = CONNECT_TIMEOUT;
-    remote_connect(opts).await.map_err(client_error)
+    remote_connect(opts).await.map_err(ClientError::from)
 }
 
 /// Creates the topic (if `create` and it does not exist) and waits until every partition has a
@@ -68,11 +59,14 @@ pub async fn prepare_topic(
         match client.create_topic(spec).await {
             Ok(_) => {}
             Err(e) if e.code == ErrorCode::TopicExists => {}
-            Err(e) => return Err(client_error(e)),
+            Err(e) => return Err(ClientError::from(e)),
         }
     }
     super::wait_for_leaders(|| async {
-        let t = client.describe_topic(topic).await.map_err(client_error)?;
+        let t = client
+            .describe_topic(topic)
+            .await
+            .map_err(ClientError::from)?;
         let partitions = t.partitions.iter().map(|p| {
             let led = p.leader.is_some();
             (p.partition, p.log_start_offset, p.high_watermark, led)

@@ -232,6 +232,7 @@ impl NodeProc {
             code: "unavailable".into(),
             message: format!("node {}: {message}", self.name),
             retryable: false,
+            log_start_offset: None,
         }
     }
 

@@ -166,6 +166,7 @@ pub async fn run(
                 failed.join(", ")
             ),
             retryable: false,
+            log_start_offset: None,
         });
     }
     Ok(())
@@ -592,6 +593,7 @@ async fn idle(node: &NodeProc, s: &Sizes) -> Result<Value, ClientError> {
                 s.t6_partitions
             ),
             retryable: false,
+            log_start_offset: None,
         });
     }
     let setup = began.elapsed().as_secs_f64();
@@ -599,6 +601,7 @@ async fn idle(node: &NodeProc, s: &Sizes) -> Result<Value, ClientError> {
         code: "unavailable".into(),
         message: format!("node {} is not running", node.name),
         retryable: false,
+        log_start_offset: None,
     })?;
     let sample = CpuSample::take(pid)?;
     tokio::time::sleep(s.t6_idle).await;
@@ -606,6 +609,7 @@ async fn idle(node: &NodeProc, s: &Sizes) -> Result<Value, ClientError> {
         code: "unavailable".into(),
         message: format!("node {} exited while idle", node.name),
         retryable: false,
+        log_start_offset: None,
     })?;
     Ok(json!({
         "partitions": s.t6_partitions,

@@ -8,9 +8,14 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
+use daftka_protocol::consumer::GroupTransport;
+use daftka_protocol::{
+    ErrorCode, FetchOffset, FetchRequest, FetchResponse, GroupCommit, Heartbeat, JoinGroup,
+};
+
 use crate::json::{
-    ActorsJson, CommitBody, CommitOffsetJson, CreateTopicBody, ErrorJson, FetchedJson, GroupsJson,
-    HeartbeatBody, JoinBody, PolledJson, ProduceBody, ProducedJson, ResetBody, ResetJson,
+    ActorsJson, CommitBody, CommitOffsetJson, CreateTopicBody, Encoding, ErrorJson, FetchedJson,
+    GroupsJson, HeartbeatBody, JoinBody, ProduceBody, ProducedJson, ResetBody, ResetJson,
     ResetToJson, TopicJson, TopicsJson,
 };
 
@@ -38,6 +43,8 @@ pub enum ClientError {
         code: String,
         message: String,
         retryable: bool,
+        /// With `offset_out_of_range`: the partition's first readable offset.
+        log_start_offset: Option<u64>,
     },
     /// The node could not be reached, or the connection failed mid-request.
     #[error("unavailable: cannot reach {url}: {message}")]
@@ -267,14 +274,52 @@ impl Api {
         max_records: u64,
         max_wait_ms: u64,
     ) -> Result<FetchedJson, ClientError> {
-        let partition = partition.to_string();
-        let url = self.url(&["v1", "topics", topic, "partitions", &partition, "records"]);
         let query = [
             ("offset", offset.to_owned()),
             ("max_records", max_records.to_string()),
-            ("max_wait_ms", max_wait_ms.to_string()),
-            ("encoding", "base64".to_owned()),
         ];
+        self.fetch_query(topic, partition, &query, max_wait_ms)
+            .await
+    }
+
+    /// Reads records as a native [`FetchRequest`] asks (a byte limit too), decoded into the
+    /// native answer.
+    pub async fn fetch_records(
+        &self,
+        request: &FetchRequest,
+    ) -> Result<FetchResponse, ClientError> {
+        let offset = match request.offset {
+            FetchOffset::Earliest => StartOffset::Earliest,
+            FetchOffset::Latest => StartOffset::Latest,
+            FetchOffset::At(o) => StartOffset::At(o),
+        };
+        let query = [
+            ("offset", offset.as_query()),
+            ("max_records", request.max_records.to_string()),
+            ("max_bytes", request.max_bytes.to_string()),
+        ];
+        let wait_ms = u64::from(request.max_wait_ms);
+        let fetched = self
+            .fetch_query(&request.topic, request.partition, &query, wait_ms)
+            .await?;
+        fetched
+            .decode(Encoding::Base64)
+            .map_err(ClientError::Decode)
+    }
+
+    /// A fetch of one partition with `query` (and the wait, in base64), retried like every read.
+    async fn fetch_query(
+        &self,
+        topic: &str,
+        partition: u32,
+        query: &[(&str, String)],
+        max_wait_ms: u64,
+    ) -> Result<FetchedJson, ClientError> {
+        let partition = partition.to_string();
+        let url = self.url(&["v1", "topics", topic, "partitions", &partition, "records"]);
+        let mut query = query.to_vec();
+        query.push(("max_wait_ms", max_wait_ms.to_string()));
+        query.push(("encoding", "base64".to_owned()));
         self.retrying(Method::GET, url, &query, None::<&()>, max_wait_ms)
             .await
             .and_then(decode)
@@ -305,17 +350,19 @@ impl Api {
         .and_then(decode)
     }
 
-    /// Keeps a member alive without releasing anything it is asked to give back.
+    /// Keeps a member alive. With `owned`, the revoking partitions it leaves out are released;
+    /// without, nothing is.
     pub async fn heartbeat(
         &self,
         group: &str,
         member: &str,
+        owned: Option<Vec<TopicPartitions>>,
     ) -> Result<MemberAssignment, ClientError> {
         self.retrying(
             Method::POST,
             self.url(&["v1", "groups", group, "members", member, "heartbeat"]),
             &[],
-            Some(&HeartbeatBody::default()),
+            Some(&HeartbeatBody { owned }),
             0,
         )
         .await
@@ -339,28 +386,6 @@ impl Api {
             Err(ClientError::Api { code, .. }) if code == "unknown_member" => Ok(()),
             Err(e) => Err(e),
         }
-    }
-
-    /// Reads up to `max_records` records of the member's partitions from the group's positions,
-    /// waiting up to `max_wait_ms` for the first; the poll also heartbeats and releases what the
-    /// member was asked to give back. The node moves the member's positions past what it answers,
-    /// so this is retried only when certainly not taken.
-    pub async fn poll_group(
-        &self,
-        group: &str,
-        member: &str,
-        max_records: u64,
-        max_wait_ms: u64,
-    ) -> Result<PolledJson, ClientError> {
-        let url = self.url(&["v1", "groups", group, "members", member, "records"]);
-        let query = [
-            ("max_records", max_records.to_string()),
-            ("max_wait_ms", max_wait_ms.to_string()),
-            ("encoding", "base64".to_owned()),
-        ];
-        self.unless_taken(Method::GET, url, &query, None::<&()>, max_wait_ms)
-            .await
-            .and_then(decode)
     }
 
     /// Commits a member's offsets (the next offset to read of each partition); retrying is safe,
@@ -527,6 +552,84 @@ impl Api {
     }
 }
 
+impl From<ClientError> for daftka_protocol::Error {
+    /// The protocol error a failed request stands for: the node's own code when it answered one;
+    /// `unavailable` when no connection was made (nothing happened), `timeout` when the
+    /// connection failed mid-request (the outcome is unknown).
+    fn from(e: ClientError) -> Self {
+        let message = e.to_string();
+        let code = match &e {
+            ClientError::Api {
+                code,
+                log_start_offset,
+                message,
+                ..
+            } => {
+                let Some(known) = ErrorCode::from_name(code) else {
+                    return daftka_protocol::Error::internal(format!("{code}: {message}"));
+                };
+                let mut error = daftka_protocol::Error::new(known, message.clone());
+                error.log_start_offset = *log_start_offset;
+                return error;
+            }
+            ClientError::Transport { connect: true, .. } => ErrorCode::Unavailable,
+            ClientError::Transport { connect: false, .. } => ErrorCode::Timeout,
+            ClientError::Usage(_) => ErrorCode::InvalidRequest,
+            ClientError::Decode(_) | ClientError::Io(_) => ErrorCode::Internal,
+        };
+        daftka_protocol::Error::new(code, message)
+    }
+}
+
+impl From<daftka_protocol::Error> for ClientError {
+    fn from(e: daftka_protocol::Error) -> Self {
+        ClientError::Api {
+            code: e.code.as_str().to_owned(),
+            retryable: e.retryable(),
+            message: e.message,
+            log_start_offset: e.log_start_offset,
+        }
+    }
+}
+
+/// The HTTP API as a consumer's transport: [`daftka_protocol::Consumer`] over HTTP is the same
+/// group member as over the native client (`daftka consume --group` is one).
+impl GroupTransport for Api {
+    async fn join_group(&self, r: JoinGroup) -> Result<MemberAssignment, daftka_protocol::Error> {
+        let joined = Api::join_group(
+            self,
+            &r.group,
+            &r.topics,
+            r.session_timeout_ms,
+            r.assignor.as_deref(),
+        );
+        Ok(joined.await?)
+    }
+
+    async fn heartbeat(&self, r: Heartbeat) -> Result<MemberAssignment, daftka_protocol::Error> {
+        Ok(Api::heartbeat(self, &r.group, &r.member_id, r.owned).await?)
+    }
+
+    async fn fetch(&self, r: FetchRequest) -> Result<FetchResponse, daftka_protocol::Error> {
+        Ok(self.fetch_records(&r).await?)
+    }
+
+    async fn commit_group(&self, r: GroupCommit) -> Result<(), daftka_protocol::Error> {
+        let Some((member, generation)) = &r.member else {
+            return Err(daftka_protocol::Error::invalid(
+                "a consumer commits as a member",
+            ));
+        };
+        Ok(self
+            .commit_as_member(&r.group, member, *generation, &r.offsets)
+            .await?)
+    }
+
+    async fn leave_group(&self, group: &str, member: &str) -> Result<(), daftka_protocol::Error> {
+        Ok(Api::leave_group(self, group, member).await?)
+    }
+}
+
 /// Whether a failed request certainly had no effect, so that even a non-idempotent one may be retried.
 pub fn nothing_done(e: &ClientError) -> bool {
     match e {
@@ -543,11 +646,13 @@ fn api_error(status: StatusCode, body: &[u8]) -> ClientError {
             code: error.code,
             message: error.message,
             retryable: error.retryable,
+            log_start_offset: error.log_start_offset,
         },
         Err(_) => ClientError::Api {
             code: format!("http_{}", status.as_u16()),
             message: String::from_utf8_lossy(body).trim().to_owned(),
             retryable: status == StatusCode::SERVICE_UNAVAILABLE,
+            log_start_offset: None,
         },
     }
 }

@@ -1,8 +1,11 @@
-//! [`Consumer`]: a consumer-group member over the native [`Client`].
+//! [`Consumer`]: a consumer-group member, over any [`GroupTransport`]: the native [`Client`]
+//! here, the HTTP API's client in `daftka-http` (which `daftka consume --group` uses). The member's
+//! logic (positions, acknowledgements, rebalances, rejoining) is written once, here.
 //!
 //! It joins a group, heartbeats in a background task, reads its assigned partitions with fetches
 //! (positions are kept here, starting at the group's committed offsets), and hands the records out
-//! one by one ([`Consumer::next_record`], or as an async `Stream` with [`Consumer::stream`]).
+//! one by one ([`Consumer::next_record`], or as an async `Stream` with [`Consumer::stream`]) or in
+//! batches ([`Consumer::poll`]).
 //! The application acknowledges what it has processed with [`Consumer::ack`]; [`Consumer::commit`]
 //! commits the acknowledged offsets of the partitions it owns, fenced by the member's generation.
 //!
@@ -12,7 +15,12 @@
 //! tells the group it released them; their next owner starts from that commit. Records delivered
 //! but not acknowledged before a rebalance, a crash or a missed session are delivered again to
 //! the next owner: delivery is at least once. A member the group dropped (its session expired)
-//! joins again by itself with a new member id.
+//! joins again by itself with a new member id; after [`ConsumerConfig::rejoins_max`] such rejoins
+//! without a heartbeat answered in between, the consumer fails with `unknown_member` (its session
+//! is too short for its network).
+//!
+//! A fetch whose answer is lost moves nothing: positions are kept here and only move with an
+//! answer, so any read may be retried or dropped (a `poll` future may be cancelled).
 //!
 //! # Example
 //! ```no_run
@@ -31,6 +39,7 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -46,6 +55,68 @@ use crate::record::Record;
 /// How often a member heartbeats while it waits for partitions or must release some.
 pub const REBALANCE_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The calls a [`Consumer`] makes, over some transport. Answers and errors are the protocol's:
+/// a transport maps its own failures onto the codes (`timeout` when the outcome is unknown,
+/// `unavailable` when the request certainly had no effect).
+pub trait GroupTransport: Send + Sync + 'static {
+    /// Joins as a new member. Must not be retried after a lost answer (it could add a member).
+    fn join_group(
+        &self,
+        request: JoinGroup,
+    ) -> impl Future<Output = Result<MemberAssignment, Error>> + Send;
+    /// Keeps the member alive; `owned` releases the revoking partitions it leaves out.
+    fn heartbeat(
+        &self,
+        request: Heartbeat,
+    ) -> impl Future<Output = Result<MemberAssignment, Error>> + Send;
+    /// Reads one partition.
+    fn fetch(
+        &self,
+        request: FetchRequest,
+    ) -> impl Future<Output = Result<FetchResponse, Error>> + Send;
+    /// Commits offsets as the member.
+    fn commit_group(&self, request: GroupCommit) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Leaves the group; a member the group no longer knows is gone as asked.
+    fn leave_group(
+        &self,
+        group: &str,
+        member_id: &str,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+impl GroupTransport for Client {
+    fn join_group(
+        &self,
+        request: JoinGroup,
+    ) -> impl Future<Output = Result<MemberAssignment, Error>> + Send {
+        Client::join_group(self, request)
+    }
+    fn heartbeat(
+        &self,
+        request: Heartbeat,
+    ) -> impl Future<Output = Result<MemberAssignment, Error>> + Send {
+        Client::heartbeat(self, request)
+    }
+    fn fetch(
+        &self,
+        request: FetchRequest,
+    ) -> impl Future<Output = Result<FetchResponse, Error>> + Send {
+        Client::fetch(self, request)
+    }
+    fn commit_group(&self, request: GroupCommit) -> impl Future<Output = Result<(), Error>> + Send {
+        Client::commit_group(self, request)
+    }
+    async fn leave_group(&self, group: &str, member_id: &str) -> Result<(), Error> {
+        match Client::leave_group(self, group, member_id).await {
+            Err(e) if e.code == ErrorCode::UnknownMember => Ok(()),
+            other => other,
+        }
+    }
+}
+
+/// Default of [`ConsumerConfig::rejoins_max`].
+pub const REJOINS_MAX_DEFAULT: u32 = 5;
+
 /// How a [`Consumer`] joins and reads.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -59,8 +130,12 @@ pub struct ConsumerConfig {
     pub fetch_records_max: u32,
     /// About the most bytes one fetch of one partition returns.
     pub fetch_bytes_max: u32,
-    /// How long a fetch waits for new records when every partition is caught up.
+    /// How long a fetch waits for new records when every partition is caught up (in
+    /// [`Consumer::next_record`]; [`Consumer::poll`] is given its wait).
     pub fetch_wait: Duration,
+    /// Rejoins after the group dropped the member, with no heartbeat answered in between, before
+    /// the consumer fails with `unknown_member`.
+    pub rejoins_max: u32,
 }
 
 impl ConsumerConfig {
@@ -74,6 +149,7 @@ impl ConsumerConfig {
             fetch_records_max: 500,
             fetch_bytes_max: 1 << 20,
             fetch_wait: Duration::from_millis(500),
+            rejoins_max: REJOINS_MAX_DEFAULT,
         }
     }
 }
@@ -112,17 +188,19 @@ struct State {
     rebalancing: bool,
     /// Set when the consumer was closed or its heartbeat task met an error it cannot get past.
     failed: Option<Error>,
+    /// Rejoins since the last answered heartbeat.
+    rejoins: u32,
 }
 
-struct Shared {
-    client: Client,
+struct Shared<T> {
+    transport: T,
     config: ConsumerConfig,
     state: Mutex<State>,
     /// Woken when the assignment changes.
     changed: Notify,
 }
 
-impl Shared {
+impl<T> Shared<T> {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves consistent data (no invariant spans two fields
         // that a panic could split): carry on with it.
@@ -132,22 +210,23 @@ impl Shared {
 
 /// A member of a consumer group. Dropping it stops its heartbeats (the group removes it after
 /// its session timeout); [`Consumer::close`] commits and leaves at once.
-pub struct Consumer {
-    shared: Arc<Shared>,
+pub struct Consumer<T: GroupTransport = Client> {
+    shared: Arc<Shared<T>>,
     heartbeats: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for Consumer {
+impl<T: GroupTransport> Drop for Consumer<T> {
     fn drop(&mut self) {
         self.heartbeats.abort();
     }
 }
 
-impl Consumer {
-    /// Joins `config.group` through `client` and starts heartbeating.
-    pub async fn join(client: Client, config: ConsumerConfig) -> Result<Consumer, Error> {
+impl<T: GroupTransport> Consumer<T> {
+    /// Joins `config.group` through `transport` (a [`Client`], or another transport) and starts
+    /// heartbeating.
+    pub async fn join(transport: T, config: ConsumerConfig) -> Result<Consumer<T>, Error> {
         let shared = Arc::new(Shared {
-            client,
+            transport,
             config,
             state: Mutex::new(State::default()),
             changed: Notify::new(),
@@ -173,6 +252,12 @@ impl Consumer {
         self.shared.lock().owned.keys().cloned().collect()
     }
 
+    /// Whether the group is still rebalancing this member: it waits for partitions other members
+    /// are giving up, or has partitions to give up itself.
+    pub fn rebalancing(&self) -> bool {
+        self.shared.lock().rebalancing
+    }
+
     /// The records as an async stream; it ends only with the consumer (errors are items).
     pub fn stream(&self) -> impl Stream<Item = Result<ConsumerRecord, Error>> + '_ {
         // `next_record` retries what may be retried: an error ends the stream after it.
@@ -190,46 +275,65 @@ impl Consumer {
     /// Retryable errors (a leader election) are retried here; others are returned.
     pub async fn next_record(&self) -> Result<ConsumerRecord, Error> {
         loop {
-            let idle = {
-                let mut s = self.shared.lock();
-                if let Some(e) = &s.failed {
-                    return Err(e.clone());
-                }
-                while let Some(r) = s.buffer.pop_front() {
-                    let tp = (r.topic.clone(), r.partition);
-                    // Only partitions still owned, from the position (a seek may have moved it).
-                    if let Some(o) = s.owned.get_mut(&tp) {
-                        if o.position.is_none_or(|p| p == r.offset) {
-                            o.position = Some(r.offset + 1);
-                            return Ok(r);
-                        }
+            match self.poll(1, self.shared.config.fetch_wait).await {
+                Ok(mut batch) => {
+                    if let Some(record) = batch.pop() {
+                        return Ok(record);
                     }
                 }
-                s.owned.is_empty()
-            };
-            if idle {
-                // Nothing assigned yet: wait for the heartbeats to bring partitions.
-                let changed = self.shared.changed.notified();
-                let _ = tokio::time::timeout(self.shared.config.fetch_wait, changed).await;
-                continue;
-            }
-            if let Err(e) = self.fill().await {
-                // A deleted topic leaves the assignment at the next heartbeat: not an end.
-                let passing = matches!(
-                    e.code,
-                    ErrorCode::UnknownTopic | ErrorCode::UnknownPartition
-                );
-                if !e.retryable() && !passing {
-                    return Err(e);
+                Err(e) => {
+                    // A deleted topic leaves the assignment at the next heartbeat: not an end.
+                    let passing = matches!(
+                        e.code,
+                        ErrorCode::UnknownTopic | ErrorCode::UnknownPartition
+                    );
+                    let failed = self.shared.lock().failed.is_some();
+                    if failed || (!e.retryable() && !passing) {
+                        return Err(e);
+                    }
+                    pause_after_error(self.shared.config.fetch_wait).await;
                 }
-                pause_after_error(self.shared.config.fetch_wait).await;
             }
         }
     }
 
+    /// Up to `max` records of the member's partitions, in each partition's order: the buffered
+    /// ones at once; else the owned partitions are fetched, waiting up to `wait` for a first
+    /// record when all are caught up (a member that owns nothing waits up to `wait` for an
+    /// assignment). Empty when nothing came: with a zero `wait`, every owned partition was read
+    /// up to its high watermark. Errors are returned as they come (a caller retries what
+    /// [`Error::retryable`] allows); cancelling the future loses nothing.
+    pub async fn poll(&self, max: usize, wait: Duration) -> Result<Vec<ConsumerRecord>, Error> {
+        let idle = {
+            let mut s = self.shared.lock();
+            if let Some(e) = &s.failed {
+                return Err(e.clone());
+            }
+            let batch = take_buffered(&mut s, max);
+            if !batch.is_empty() {
+                return Ok(batch);
+            }
+            s.owned.is_empty()
+        };
+        if idle {
+            // Nothing assigned yet: wait for the heartbeats to bring partitions, then look at
+            // them without waiting.
+            let changed = self.shared.changed.notified();
+            let _ = tokio::time::timeout(wait, changed).await;
+            if !self.shared.lock().owned.is_empty() {
+                self.fill(Duration::ZERO).await?;
+            }
+        } else {
+            self.fill(wait).await?;
+        }
+        let mut s = self.shared.lock();
+        Ok(take_buffered(&mut s, max))
+    }
+
     /// Fetches the owned partitions into the buffer: all at once without waiting, then, if all
-    /// were caught up, a long poll that ends with the first partition that has records.
-    async fn fill(&self) -> Result<(), Error> {
+    /// were caught up and `wait` is not zero, a long poll that ends with the first partition that
+    /// has records, or after `wait`.
+    async fn fill(&self, wait: Duration) -> Result<(), Error> {
         let plan: Vec<(TopicPartition, FetchOffset)> = {
             let s = self.shared.lock();
             s.owned
@@ -248,10 +352,10 @@ impl Consumer {
         for (tp, at, r) in futures::future::join_all(now).await {
             got += self.store(tp, at, r?);
         }
-        if got > 0 {
+        if got > 0 || wait.is_zero() {
             return Ok(());
         }
-        let wait = u32::try_from(self.shared.config.fetch_wait.as_millis()).unwrap_or(u32::MAX);
+        let wait = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX);
         let mut polls: FuturesUnordered<_> = plan
             .iter()
             .map(|(tp, at)| self.fetch(tp.clone(), *at, wait))
@@ -289,8 +393,8 @@ impl Consumer {
             max_bytes: cfg.fetch_bytes_max,
             max_wait_ms: wait_ms,
         };
-        let client = &self.shared.client;
-        let r = match client.fetch(request(at)).await {
+        let transport = &self.shared.transport;
+        let r = match transport.fetch(request(at)).await {
             // Retention removed the position's records: go on from the oldest there is.
             Err(e) if e.code == ErrorCode::OffsetOutOfRange => {
                 let start = e.log_start_offset.unwrap_or(0);
@@ -298,7 +402,7 @@ impl Consumer {
                     FetchOffset::At(o) if o < start => FetchOffset::Earliest,
                     _ => FetchOffset::Latest,
                 };
-                client.fetch(request(moved)).await
+                transport.fetch(request(moved)).await
             }
             other => other,
         };
@@ -373,18 +477,56 @@ impl Consumer {
         Ok(())
     }
 
-    /// Commits the acknowledged offsets and leaves the group, so its partitions move at once.
+    /// Commits the acknowledged offsets and leaves the group, so its partitions move at once. A
+    /// commit the group fences off ([`is_fenced`]) is not an error here: those records go to the
+    /// partitions' next owners, as they would after any rebalance.
     pub async fn close(self) -> Result<(), Error> {
         self.heartbeats.abort();
-        let committed = commit_acked(&self.shared).await;
+        let committed = match commit_acked(&self.shared).await {
+            Err(e) if is_fenced(&e) => Ok(()),
+            other => other,
+        };
         let member = self.shared.lock().member_id.clone();
         let left = self
             .shared
-            .client
+            .transport
             .leave_group(&self.shared.config.group, &member)
             .await;
         committed.and(left)
     }
+}
+
+/// Whether a commit was refused because what it names is no longer this member's to commit: the
+/// partition moved (`not_assigned`), the generation is gone (`stale_generation`), the group is
+/// already further (`offset_backwards`) or the member expired (`unknown_member`). The records go
+/// to the partition's next owner again (at least once); retrying the commit cannot help.
+pub fn is_fenced(e: &Error) -> bool {
+    matches!(
+        e.code,
+        ErrorCode::NotAssigned
+            | ErrorCode::StaleGeneration
+            | ErrorCode::OffsetBackwards
+            | ErrorCode::UnknownMember
+    )
+}
+
+/// Takes up to `max` buffered records, skipping those of partitions no longer owned and those
+/// before a partition's position (a seek may have moved it), and moves the positions past them.
+fn take_buffered(s: &mut State, max: usize) -> Vec<ConsumerRecord> {
+    let mut batch = Vec::new();
+    while batch.len() < max {
+        let Some(r) = s.buffer.pop_front() else {
+            break;
+        };
+        let tp = (r.topic.clone(), r.partition);
+        if let Some(o) = s.owned.get_mut(&tp) {
+            if o.position.is_none_or(|p| p == r.offset) {
+                o.position = Some(r.offset + 1);
+                batch.push(r);
+            }
+        }
+    }
+    batch
 }
 
 /// Waits up to `d` after a retryable error, before trying again.
@@ -392,10 +534,10 @@ async fn pause_after_error(d: Duration) {
     tokio::time::sleep(d.min(Duration::from_millis(200))).await;
 }
 
-async fn join(shared: &Shared) -> Result<MemberAssignment, Error> {
+async fn join<T: GroupTransport>(shared: &Shared<T>) -> Result<MemberAssignment, Error> {
     let cfg = &shared.config;
     shared
-        .client
+        .transport
         .join_group(JoinGroup {
             group: cfg.group.clone(),
             topics: cfg.topics.clone(),
@@ -424,7 +566,7 @@ fn acked<'a>(
 }
 
 /// Commits the acknowledged offsets of every owned partition.
-async fn commit_acked(shared: &Shared) -> Result<(), Error> {
+async fn commit_acked<T: GroupTransport>(shared: &Shared<T>) -> Result<(), Error> {
     let (member, offsets) = {
         let s = shared.lock();
         ((s.member_id.clone(), s.generation), acked(s.owned.iter()))
@@ -439,8 +581,8 @@ async fn commit_acked(shared: &Shared) -> Result<(), Error> {
     Ok(())
 }
 
-async fn commit_as(
-    shared: &Shared,
+async fn commit_as<T: GroupTransport>(
+    shared: &Shared<T>,
     member: (String, u64),
     offsets: Vec<TopicPartitionOffset>,
 ) -> Result<(), Error> {
@@ -448,7 +590,7 @@ async fn commit_as(
         return Ok(());
     }
     shared
-        .client
+        .transport
         .commit_group(GroupCommit {
             group: shared.config.group.clone(),
             member: Some(member),
@@ -460,7 +602,7 @@ async fn commit_as(
 /// Takes up the group's answer: stops delivering revoked partitions, commits what was
 /// acknowledged on them, then releases them; adds new partitions at the group's commits.
 /// Answers whether partitions were released (the group must hear of it).
-async fn apply(shared: &Shared, view: MemberAssignment) -> bool {
+async fn apply<T: GroupTransport>(shared: &Shared<T>, view: MemberAssignment) -> bool {
     let assigned: BTreeSet<TopicPartition> = TopicPartitions::pairs(&view.assignment).collect();
     let committed: BTreeMap<TopicPartition, Offset> = view
         .committed
@@ -506,7 +648,7 @@ async fn apply(shared: &Shared, view: MemberAssignment) -> bool {
 
 /// Heartbeats every third of the session timeout (faster while rebalancing), releasing what the
 /// member gave up, and joins again if the group dropped the member.
-async fn heartbeat_loop(shared: Arc<Shared>) {
+async fn heartbeat_loop<T: GroupTransport>(shared: Arc<Shared<T>>) {
     let session = shared
         .config
         .session_timeout
@@ -526,7 +668,7 @@ async fn heartbeat_loop(shared: Arc<Shared>) {
         tokio::time::sleep(pause).await;
         let owned = TopicPartitions::group(&owned);
         let beat = shared
-            .client
+            .transport
             .heartbeat(Heartbeat {
                 group: shared.config.group.clone(),
                 member_id,
@@ -535,6 +677,7 @@ async fn heartbeat_loop(shared: Arc<Shared>) {
             .await;
         match beat {
             Ok(view) => {
+                shared.lock().rejoins = 0;
                 if apply(&shared, view).await {
                     // Tell the group at once that the revoked partitions are free.
                     shared.lock().rebalancing = true;
@@ -542,10 +685,22 @@ async fn heartbeat_loop(shared: Arc<Shared>) {
             }
             Err(e) if e.code == ErrorCode::UnknownMember => {
                 // The session expired: everything owned is gone; join again.
-                {
+                let rejoins = {
                     let mut s = shared.lock();
                     s.owned.clear();
                     s.buffer.clear();
+                    s.rejoins += 1;
+                    s.rejoins
+                };
+                if rejoins > shared.config.rejoins_max {
+                    let message = format!(
+                        "the member of group {:?} was dropped {rejoins} times in a row without a \
+                         heartbeat answered in between: is the session timeout too short?",
+                        shared.config.group
+                    );
+                    shared.lock().failed = Some(Error::new(ErrorCode::UnknownMember, message));
+                    shared.changed.notify_waiters();
+                    return;
                 }
                 match join(&shared).await {
                     Ok(view) => {

@@ -70,6 +70,33 @@ impl ErrorCode {
         }
     }
 
+    /// Every code, in the order they were added.
+    pub const ALL: [ErrorCode; 18] = [
+        ErrorCode::InvalidRequest,
+        ErrorCode::UnknownTopic,
+        ErrorCode::UnknownPartition,
+        ErrorCode::TopicExists,
+        ErrorCode::OffsetOutOfRange,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::Unavailable,
+        ErrorCode::Timeout,
+        ErrorCode::NotLeader,
+        ErrorCode::Internal,
+        ErrorCode::NotFound,
+        ErrorCode::StaleGeneration,
+        ErrorCode::NotAssigned,
+        ErrorCode::UnknownMember,
+        ErrorCode::UnknownGroup,
+        ErrorCode::GroupActive,
+        ErrorCode::OffsetBackwards,
+        ErrorCode::AssignorMismatch,
+    ];
+
+    /// The code whose [`as_str`](Self::as_str) name is `name` (a JSON error body's `code`).
+    pub fn from_name(name: &str) -> Option<ErrorCode> {
+        Self::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
     /// Whether a client may retry the same request and expect it to succeed later.
     pub fn retryable(self) -> bool {
         matches!(
@@ -147,5 +174,41 @@ impl Error {
     /// Whether a client may retry.
     pub fn retryable(&self) -> bool {
         self.code.retryable()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_found_by_its_name() {
+        // HTTP clients turn a body's `code` back into the code: every name must lead back to it.
+        for code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::from_name(code.as_str()), Some(code));
+        }
+        assert_eq!(ErrorCode::from_name("no_such_code"), None);
+        // Exhaustive on purpose: a new code must be added to ALL (and here) to compile.
+        let listed = |c: ErrorCode| match c {
+            ErrorCode::InvalidRequest
+            | ErrorCode::UnknownTopic
+            | ErrorCode::UnknownPartition
+            | ErrorCode::TopicExists
+            | ErrorCode::OffsetOutOfRange
+            | ErrorCode::PayloadTooLarge
+            | ErrorCode::Unavailable
+            | ErrorCode::Timeout
+            | ErrorCode::NotLeader
+            | ErrorCode::Internal
+            | ErrorCode::NotFound
+            | ErrorCode::StaleGeneration
+            | ErrorCode::NotAssigned
+            | ErrorCode::UnknownMember
+            | ErrorCode::UnknownGroup
+            | ErrorCode::GroupActive
+            | ErrorCode::OffsetBackwards
+            | ErrorCode::AssignorMismatch => ErrorCode::ALL.contains(&c),
+        };
+        assert!(ErrorCode::ALL.into_iter().all(listed));
     }
 }
