@@ -41,6 +41,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub router: RouterConfig,
     pub groups: GroupsConfig,
+    pub rebalance: RebalanceConfig,
     pub supervision: SupervisionConfig,
     pub log: LogConfig,
     pub debug: DebugConfig,
@@ -144,7 +145,7 @@ impl Default for ClusterConfig {
 pub struct TopicsConfig {
     /// Partitions of a topic created without a count.
     pub default_partitions: u32,
-    /// Replication factor of a topic created without one, capped by the live nodes.
+    /// Replication factor of a topic created without one, capped by the registered nodes.
     pub default_replication_factor: u32,
     /// The most partitions one topic may have.
     pub partitions_max: u32,
@@ -179,6 +180,30 @@ pub struct GroupsConfig {
     /// How often each node updates the consumer-lag metrics of the partitions it leads.
     #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub lag_metrics_interval: Duration,
+}
+
+/// The Rebalancer: replica moves that keep every partition at its replication factor.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RebalanceConfig {
+    /// The most replica moves in flight in the whole cluster.
+    pub max_parallel_moves: u32,
+    /// A move's new replica counts as caught up (and may become a voter) when it is at most this
+    /// many log entries behind the leader.
+    pub catch_up_entries: u64,
+    /// How often the metadata leader looks for partitions below their replication factor.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub check_interval: Duration,
+}
+
+impl Default for RebalanceConfig {
+    fn default() -> Self {
+        RebalanceConfig {
+            max_parallel_moves: 2,
+            catch_up_entries: 64,
+            check_interval: Duration::from_secs(1),
+        }
+    }
 }
 
 impl Default for GroupsConfig {
@@ -751,6 +776,13 @@ impl Config {
                 "groups.expiry_check_interval",
                 "groups.expiry_check_interval and groups.lag_metrics_interval must be positive",
             );
+        }
+        let r = &self.rebalance;
+        if r.max_parallel_moves == 0 {
+            return bad("rebalance.max_parallel_moves", "must be at least 1");
+        }
+        if r.check_interval.is_zero() {
+            return bad("rebalance.check_interval", "must be positive");
         }
         if self.supervision.backoff_base > self.supervision.backoff_max {
             return bad(

@@ -474,6 +474,81 @@ impl<M: StateMachine, S: LogStore, P> Driver<M, S, P> {
         caught_up
     }
 
+    /// The next step of moving this group to the voters `target` ([`crate::reconfig`]): `Wait`
+    /// unless this replica leads. A learner counts as caught up `catch_up_lag` entries behind.
+    pub fn move_step(&self, target: &[u64], catch_up_lag: u64) -> crate::reconfig::Step {
+        if !self.is_leader() {
+            return crate::reconfig::Step::Wait;
+        }
+        let conf = self.conf_state();
+        let view = crate::reconfig::LeaderView {
+            id: self.raw.raft.id,
+            conf: &conf,
+            conf_change_pending: self.conf_change_pending(),
+            last_index: self.raw.raft.raft_log.last_index(),
+            catch_up_lag,
+        };
+        let prs = self.raw.raft.prs();
+        crate::reconfig::next_step(&view, target, |id| {
+            prs.get(id).map(|p| crate::reconfig::Follower {
+                matched: p.matched,
+                snapshotting: p.state == raft::ProgressState::Snapshot,
+            })
+        })
+    }
+
+    /// Carries out a move's `step`: proposes its configuration change, or starts its leader
+    /// transfer. `Done` and `Wait` do nothing here.
+    pub fn take_step(&mut self, step: &crate::reconfig::Step) -> Result<(), Error> {
+        use crate::reconfig::Step;
+        use raft::eraftpb::{ConfChangeSingle, ConfChangeTransition, ConfChangeType};
+        let single = |change_type, node_id| ConfChangeSingle {
+            change_type,
+            node_id,
+            ..ConfChangeSingle::default()
+        };
+        let changes: Vec<ConfChangeSingle> = match step {
+            Step::Done | Step::Wait => return Ok(()),
+            Step::TransferLeader(id) => {
+                self.raw.transfer_leader(*id);
+                return Ok(());
+            }
+            Step::AddLearners(ids) => ids
+                .iter()
+                .map(|id| single(ConfChangeType::AddLearnerNode, *id))
+                .collect(),
+            Step::RemoveLearners(ids) => ids
+                .iter()
+                .map(|id| single(ConfChangeType::RemoveNode, *id))
+                .collect(),
+            Step::EnterJoint { promote, demote } => promote
+                .iter()
+                .map(|id| single(ConfChangeType::AddNode, *id))
+                .chain(
+                    demote
+                        .iter()
+                        .map(|id| single(ConfChangeType::RemoveNode, *id)),
+                )
+                .collect(),
+            // An empty change leaves the joint configuration.
+            Step::LeaveJoint => Vec::new(),
+        };
+        if !self.is_leader() {
+            return Err(Error::not_leader("configuration changes go to the leader"));
+        }
+        let mut cc = ConfChangeV2 {
+            changes: changes.into(),
+            ..ConfChangeV2::default()
+        };
+        if matches!(step, Step::EnterJoint { .. }) {
+            // Left by this code (after a leader that is not a new voter handed over), not by raft.
+            cc.set_transition(ConfChangeTransition::Explicit);
+        }
+        self.raw
+            .propose_conf_change(Vec::new(), cc)
+            .map_err(|e| Error::unavailable(format!("configuration change refused: {e}")))
+    }
+
     /// Whether a configuration change is proposed and not yet applied.
     pub fn conf_change_pending(&self) -> bool {
         self.raw.raft.has_pending_conf()
@@ -893,6 +968,32 @@ pub fn conf_includes(cs: &ConfState, id: u64) -> bool {
         .chain(&cs.learners)
         .chain(&cs.voters_outgoing)
         .any(|v| *v == id)
+}
+
+/// The snapshot a store answers raft's request for one to send to the peer `to`: the stored one,
+/// if it is at least at `request_index` (`None`: the store asks its owner for a fresh one).
+///
+/// A peer that joined the group after the snapshot's index (a move's new replica) is not in its
+/// configuration, and raft refuses a snapshot that leaves it out: it gets the stored snapshot
+/// with itself added as a learner, and then every entry after it from the log, its own joining
+/// included. So a new replica receives every record the log still holds, not only the position
+/// of a fresh snapshot (a partition's snapshot carries no records).
+pub fn snapshot_for_peer(
+    stored: Option<&Snapshot>,
+    request_index: u64,
+    to: u64,
+) -> Option<Snapshot> {
+    let s = stored?;
+    let index = s.get_metadata().index;
+    if index < request_index || index == 0 {
+        return None;
+    }
+    let mut s = s.clone();
+    let conf = s.mut_metadata().mut_conf_state();
+    if !conf_includes(conf, to) {
+        conf.mut_learners().push(to);
+    }
+    Some(s)
 }
 
 /// A snapshot of `data` at `index` and `term`, with the configuration `cs`.

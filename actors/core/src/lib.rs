@@ -20,4 +20,5 @@ pub mod groups;
 pub mod limits;
 pub mod metadata;
 pub mod partition;
+pub mod reconfig;
 pub mod supervision;

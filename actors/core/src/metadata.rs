@@ -13,7 +13,7 @@
 //! - Consumer groups follow the rules of [`crate::groups`]: a partition is owned by at most one
 //!   member, and a committed offset moves back only through a reset.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use daftka_types::{ids::validate_name, Error, ErrorCode, GroupId, PartitionId};
 use serde::{Deserialize, Serialize};
@@ -78,6 +78,22 @@ pub enum MetadataCommand {
         command: GroupCommand,
         now_ms: u64,
     },
+    /// Starts moving a partition's replicas from `from` (its replicas now) to `to`: the group's
+    /// leader carries it out as Raft membership changes (see [`crate::reconfig`]).
+    StartMove {
+        group: GroupId,
+        from: Vec<String>,
+        to: Vec<String>,
+        now_ms: u64,
+    },
+    /// The group's leader reports that its configuration is the move's `to`.
+    FinishMove {
+        group: GroupId,
+        to: Vec<String>,
+    },
+    /// Changes nothing: a proposer that waits for it to apply locally sees every change committed
+    /// before it (a topic's default replication factor counts every registered node).
+    Barrier,
 }
 
 /// What applying a command changed, for the proposer's reply and for watchers.
@@ -95,6 +111,25 @@ pub enum MetadataEvent {
     Member(MemberView),
     /// Members that left or expired (possibly none, when an expiry found them alive again).
     MembersRemoved(Vec<String>),
+    MoveStarted {
+        group: GroupId,
+        from: Vec<String>,
+        to: Vec<String>,
+    },
+    MoveFinished {
+        group: GroupId,
+        replicas: Vec<String>,
+    },
+    Barrier,
+}
+
+/// A replica move in flight: the partition's group goes from the voters `from` to `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Move {
+    pub from: Vec<String>,
+    pub to: Vec<String>,
+    /// When it started (the proposer's clock, ms since the Unix epoch).
+    pub started_ms: u64,
 }
 
 /// A command's outcome with the log index it was applied at (a node that applies up to that index
@@ -118,6 +153,12 @@ pub struct MetadataState {
     pub groups: BTreeMap<String, GroupState>,
     /// The largest proposer time seen (ms since the Unix epoch): the groups' clock.
     pub clock_ms: u64,
+    /// Replica moves in flight, by partition group.
+    pub moves: BTreeMap<GroupId, Move>,
+    /// Partition groups whose voters changed since they were created: a replica of one that has
+    /// no stored state starts unconfigured and waits for the leader, instead of bootstrapping a
+    /// configuration the group no longer has.
+    pub reconfigured: BTreeSet<GroupId>,
 }
 
 impl Default for MetadataState {
@@ -129,6 +170,8 @@ impl Default for MetadataState {
             next_group_id: 1,
             groups: BTreeMap::new(),
             clock_ms: 0,
+            moves: BTreeMap::new(),
+            reconfigured: BTreeSet::new(),
         }
     }
 }
@@ -224,6 +267,10 @@ impl MetadataState {
                     .topics
                     .remove(&name)
                     .ok_or_else(|| Error::unknown_topic(&name))?;
+                for p in &topic.partitions {
+                    self.moves.remove(&p.group);
+                    self.reconfigured.remove(&p.group);
+                }
                 for offsets in self.group_offsets.values_mut() {
                     offsets.retain(|(t, _), _| t != &name);
                 }
@@ -243,7 +290,11 @@ impl MetadataState {
                     .ok_or_else(|| {
                         Error::new(ErrorCode::UnknownPartition, format!("no partition {group}"))
                     })?;
-                if !p.replicas.contains(&leader) {
+                let joining = self
+                    .moves
+                    .get(&group)
+                    .is_some_and(|m| m.to.contains(&leader));
+                if !p.replicas.contains(&leader) && !joining {
                     return Err(Error::invalid(format!(
                         "{leader:?} holds no replica of {group}"
                     )));
@@ -256,7 +307,89 @@ impl MetadataState {
                 command,
                 now_ms,
             } => self.apply_group(group, command, now_ms),
+            MetadataCommand::StartMove {
+                group,
+                from,
+                to,
+                now_ms,
+            } => {
+                let (topic, p) = self.partition_by_group(group)?;
+                let rf = self.topics[&topic].replication_factor;
+                if self.moves.contains_key(&group) {
+                    return Err(Error::invalid(format!("{group} is already moving")));
+                }
+                if p.replicas != from {
+                    return Err(Error::invalid(format!(
+                        "{group} has replicas {:?}, not {from:?}",
+                        p.replicas
+                    )));
+                }
+                check_replicas(&to, rf, &self.nodes)?;
+                if to == from {
+                    return Err(Error::invalid(format!(
+                        "{group} already has replicas {to:?}"
+                    )));
+                }
+                self.moves.insert(
+                    group,
+                    Move {
+                        from: from.clone(),
+                        to: to.clone(),
+                        started_ms: now_ms,
+                    },
+                );
+                Ok(MetadataEvent::MoveStarted { group, from, to })
+            }
+            MetadataCommand::Barrier => Ok(MetadataEvent::Barrier),
+            MetadataCommand::FinishMove { group, to } => {
+                match self.moves.get(&group) {
+                    Some(m) if m.to == to => {}
+                    _ => return Err(Error::invalid(format!("{group} is not moving to {to:?}"))),
+                }
+                self.moves.remove(&group);
+                self.reconfigured.insert(group);
+                let p = self.partition_by_group_mut(group)?;
+                p.replicas = to.clone();
+                if p.leader.as_ref().is_some_and(|l| !to.contains(l)) {
+                    p.leader = None;
+                }
+                Ok(MetadataEvent::MoveFinished {
+                    group,
+                    replicas: to,
+                })
+            }
         }
+    }
+
+    /// The topic name and partition of the Raft group `group`.
+    pub fn partition_by_group(&self, group: GroupId) -> Result<(String, &PartitionMeta), Error> {
+        self.topics
+            .values()
+            .find_map(|t| {
+                t.partitions
+                    .iter()
+                    .find(|p| p.group == group)
+                    .map(|p| (t.name.clone(), p))
+            })
+            .ok_or_else(|| Error::new(ErrorCode::UnknownPartition, format!("no partition {group}")))
+    }
+
+    fn partition_by_group_mut(&mut self, group: GroupId) -> Result<&mut PartitionMeta, Error> {
+        self.topics
+            .values_mut()
+            .flat_map(|t| t.partitions.iter_mut())
+            .find(|p| p.group == group)
+            .ok_or_else(|| Error::new(ErrorCode::UnknownPartition, format!("no partition {group}")))
+    }
+
+    /// The nodes that should hold a replica of `p` now: its replicas, and while it moves, the
+    /// move's destinations too.
+    pub fn hosts(&self, p: &PartitionMeta) -> Vec<String> {
+        let mut hosts = p.replicas.clone();
+        if let Some(m) = self.moves.get(&p.group) {
+            hosts.extend(m.to.iter().filter(|n| !p.replicas.contains(n)).cloned());
+        }
+        hosts
     }
 
     /// The partition `partition` of `topic`, or the matching not-found error.
@@ -270,7 +403,8 @@ impl MetadataState {
             .ok_or_else(|| Error::unknown_partition(topic, partition))
     }
 
-    /// Every partition replica placed on `node`: (topic, partition meta).
+    /// Every partition replica placed on `node`, a move's destinations included: (topic,
+    /// partition meta).
     pub fn replicas_on<'a>(
         &'a self,
         node: &'a str,
@@ -278,7 +412,13 @@ impl MetadataState {
         self.topics.values().flat_map(move |t| {
             t.partitions
                 .iter()
-                .filter(move |p| p.replicas.iter().any(|r| r == node))
+                .filter(move |p| {
+                    p.replicas.iter().any(|r| r == node)
+                        || self
+                            .moves
+                            .get(&p.group)
+                            .is_some_and(|m| m.to.iter().any(|r| r == node))
+                })
                 .map(move |p| (t, p))
         })
     }
@@ -289,9 +429,15 @@ fn check_replicas(
     replication_factor: u32,
     nodes: &BTreeMap<String, NodeMeta>,
 ) -> Result<(), Error> {
-    if replication_factor == 0 || replicas.len() != replication_factor as usize {
+    // Fewer replicas than the factor is an under-replicated partition (not enough nodes were
+    // alive): the Rebalancer tops it up later.
+    if replication_factor == 0
+        || replicas.is_empty()
+        || replicas.len() > replication_factor as usize
+    {
         return Err(Error::invalid(format!(
-            "replication factor {replication_factor} needs as many replicas, placement has {}",
+            "replication factor {replication_factor} needs 1 to {replication_factor} replicas, \
+             placement has {}",
             replicas.len()
         )));
     }
@@ -336,6 +482,17 @@ pub fn place_replicas(
         .collect())
 }
 
+/// The metadata as snapshots before replica moves stored it (no `moves`, no `reconfigured`).
+#[derive(Deserialize)]
+struct MetadataStateV2 {
+    nodes: BTreeMap<String, NodeMeta>,
+    topics: BTreeMap<String, TopicMeta>,
+    group_offsets: BTreeMap<String, BTreeMap<(String, PartitionId), u64>>,
+    next_group_id: u64,
+    groups: BTreeMap<String, GroupState>,
+    clock_ms: u64,
+}
+
 /// The metadata as snapshots before consumer groups stored it (no `groups`, no `clock_ms`).
 #[derive(Deserialize)]
 struct MetadataStateV1 {
@@ -352,11 +509,23 @@ impl MetadataState {
             .map_err(|e| Error::internal(format!("encode the metadata snapshot: {e}")))
     }
 
-    /// Decodes a snapshot, of this version or of the one before consumer groups (which had no
-    /// group members and no group clock). The whole input must be one state.
+    /// Decodes a snapshot, of this version, of the one before replica moves (none in flight,
+    /// none done) or of the one before consumer groups (which had no group members and no group
+    /// clock). The whole input must be one state.
     pub fn decode_snapshot(data: &[u8]) -> Result<MetadataState, Error> {
         if let Ok((state, [])) = postcard::take_from_bytes::<MetadataState>(data) {
             return Ok(state);
+        }
+        if let Ok((old, [])) = postcard::take_from_bytes::<MetadataStateV2>(data) {
+            return Ok(MetadataState {
+                nodes: old.nodes,
+                topics: old.topics,
+                group_offsets: old.group_offsets,
+                next_group_id: old.next_group_id,
+                groups: old.groups,
+                clock_ms: old.clock_ms,
+                ..MetadataState::default()
+            });
         }
         match postcard::take_from_bytes::<MetadataStateV1>(data) {
             Ok((old, [])) => Ok(MetadataState {
@@ -364,8 +533,7 @@ impl MetadataState {
                 topics: old.topics,
                 group_offsets: old.group_offsets,
                 next_group_id: old.next_group_id,
-                groups: BTreeMap::new(),
-                clock_ms: 0,
+                ..MetadataState::default()
             }),
             Ok(_) => Err(Error::internal(
                 "decode the metadata snapshot: trailing bytes",
@@ -551,7 +719,119 @@ mod tests {
             LIMITS,
         )?;
         assert_eq!(MetadataState::decode_snapshot(&s.encode_snapshot()?)?, s);
+        // The version before replica moves: groups and clock kept, no moves.
+        #[derive(Serialize)]
+        struct V2<'a> {
+            nodes: &'a BTreeMap<String, NodeMeta>,
+            topics: &'a BTreeMap<String, TopicMeta>,
+            group_offsets: &'a BTreeMap<String, BTreeMap<(String, PartitionId), u64>>,
+            next_group_id: u64,
+            groups: &'a BTreeMap<String, GroupState>,
+            clock_ms: u64,
+        }
+        let v2 = postcard::to_allocvec(&V2 {
+            nodes: &s.nodes,
+            topics: &s.topics,
+            group_offsets: &s.group_offsets,
+            next_group_id: s.next_group_id,
+            groups: &s.groups,
+            clock_ms: s.clock_ms,
+        })
+        .map_err(|e| Error::internal(e.to_string()))?;
+        assert_eq!(MetadataState::decode_snapshot(&v2)?, s);
+        s.apply(node("b", 2), LIMITS)?;
+        let group = s.topics["t"].partitions[0].group;
+        s.apply(start_move(group, &["a"], &["b"]), LIMITS)?;
+        assert_eq!(MetadataState::decode_snapshot(&s.encode_snapshot()?)?, s);
         assert!(MetadataState::decode_snapshot(&[0xff, 0x01]).is_err());
+        Ok(())
+    }
+
+    fn start_move(group: GroupId, from: &[&str], to: &[&str]) -> MetadataCommand {
+        MetadataCommand::StartMove {
+            group,
+            from: from.iter().map(|s| s.to_string()).collect(),
+            to: to.iter().map(|s| s.to_string()).collect(),
+            now_ms: 5,
+        }
+    }
+
+    /// A move is checked against the partition's replicas and factor, hosts both sides while in
+    /// flight, and when finished leaves the new replicas (and the group marked reconfigured).
+    #[test]
+    fn moves_start_host_both_sides_and_finish() -> Result<(), Error> {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut s = MetadataState::default();
+        for (n, id) in [("a", 1), ("b", 2), ("c", 3)] {
+            s.apply(node(n, id), LIMITS)?;
+        }
+        // Factor 2, created with one replica: under-replicated, allowed.
+        s.apply(
+            MetadataCommand::CreateTopic {
+                name: "t".into(),
+                replication_factor: 2,
+                placement: vec![names(&["a"])],
+            },
+            LIMITS,
+        )?;
+        let group = s.topics["t"].partitions[0].group;
+        // Wrong `from`, more replicas than the factor, unknown or repeated nodes: refused.
+        assert!(s
+            .apply(start_move(group, &["b"], &["a", "b"]), LIMITS)
+            .is_err());
+        assert!(s
+            .apply(start_move(group, &["a"], &["a", "b", "c"]), LIMITS)
+            .is_err());
+        assert!(s
+            .apply(start_move(group, &["a"], &["a", "x"]), LIMITS)
+            .is_err());
+        assert!(s
+            .apply(start_move(group, &["a"], &["b", "b"]), LIMITS)
+            .is_err());
+        assert!(s.apply(start_move(group, &["a"], &["a"]), LIMITS).is_err());
+        s.apply(start_move(group, &["a"], &["b", "c"]), LIMITS)?;
+        assert!(
+            s.apply(start_move(group, &["a"], &["a", "c"]), LIMITS)
+                .is_err(),
+            "one move at a time"
+        );
+        let p = s.topics["t"].partitions[0].clone();
+        assert_eq!(s.hosts(&p), names(&["a", "b", "c"]));
+        assert_eq!(s.replicas_on("c").count(), 1);
+        // A destination may report leadership while the move is in flight.
+        s.apply(
+            MetadataCommand::SetLeader {
+                group,
+                leader: "a".into(),
+            },
+            LIMITS,
+        )?;
+        assert!(s
+            .apply(
+                MetadataCommand::FinishMove {
+                    group,
+                    to: names(&["a", "c"])
+                },
+                LIMITS
+            )
+            .is_err());
+        s.apply(
+            MetadataCommand::FinishMove {
+                group,
+                to: names(&["b", "c"]),
+            },
+            LIMITS,
+        )?;
+        let p = &s.topics["t"].partitions[0];
+        assert_eq!(
+            (p.replicas.clone(), p.leader.clone()),
+            (names(&["b", "c"]), None)
+        );
+        assert!(s.moves.is_empty() && s.reconfigured.contains(&group));
+        assert_eq!(s.replicas_on("a").count(), 0);
+        // Deleting the topic forgets the group.
+        s.apply(MetadataCommand::DeleteTopic { name: "t".into() }, LIMITS)?;
+        assert!(s.reconfigured.is_empty());
         Ok(())
     }
 

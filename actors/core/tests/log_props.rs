@@ -219,6 +219,22 @@ fn command() -> impl Strategy<Value = MetadataCommand> {
             .prop_map(|(g, leader)| MetadataCommand::SetLeader { group: GroupId(g), leader }),
         4 => (name(), group_command(), 0u64..5000)
             .prop_map(|(group, command, now_ms)| MetadataCommand::Group { group, command, now_ms }),
+        3 => (0u64..16, replica_set(), replica_set(), 0u64..5000).prop_map(|(g, from, to, now_ms)| {
+            MetadataCommand::StartMove { group: GroupId(g), from, to, now_ms }
+        }),
+        2 => (0u64..16, replica_set())
+            .prop_map(|(g, to)| MetadataCommand::FinishMove { group: GroupId(g), to }),
+        1 => Just(MetadataCommand::Barrier),
+    ]
+}
+
+/// A list of node names as placement would write it (mostly distinct registered nodes).
+fn replica_set() -> impl Strategy<Value = Vec<String>> {
+    prop_oneof![
+        4 => prop::sample::subsequence(vec!["a", "b", "c"], 1..=3)
+            .prop_shuffle()
+            .prop_map(|v| v.into_iter().map(String::from).collect()),
+        1 => prop::collection::vec(node_name(), 0..4),
     ]
 }
 
@@ -250,7 +266,7 @@ fn group_command() -> impl Strategy<Value = GroupCommand> {
 }
 
 fn commands() -> impl Strategy<Value = Vec<MetadataCommand>> {
-    prop::collection::vec(command(), 0..60).prop_map(|mut cmds| {
+    prop::collection::vec(command(), 0..60).prop_map(|cmds| {
         let mut all: Vec<MetadataCommand> = ["a", "b", "c"]
             .iter()
             .enumerate()
@@ -263,7 +279,21 @@ fn commands() -> impl Strategy<Value = Vec<MetadataCommand>> {
                 })
             })
             .collect();
-        all.append(&mut cmds);
+        // Half the moves are reported finished right away (a random FinishMove rarely names the
+        // destination of a move in flight).
+        for (i, cmd) in cmds.into_iter().enumerate() {
+            let finish = match &cmd {
+                MetadataCommand::StartMove { group, to, .. } if i % 2 == 0 => {
+                    Some(MetadataCommand::FinishMove {
+                        group: *group,
+                        to: to.clone(),
+                    })
+                }
+                _ => None,
+            };
+            all.push(cmd);
+            all.extend(finish);
+        }
         all
     })
 }
@@ -278,7 +308,21 @@ fn check_invariants(s: &MetadataState) -> Result<(), TestCaseError> {
             prop_assert_eq!(p.partition as usize, i, "partitions are numbered 0..n");
             prop_assert!(p.group.0 >= 1 && p.group.0 < s.next_group_id);
             prop_assert!(groups.insert(p.group), "group {} held twice", p.group);
-            prop_assert_eq!(p.replicas.len(), t.replication_factor as usize);
+            prop_assert!(
+                !p.replicas.is_empty() && p.replicas.len() <= t.replication_factor as usize,
+                "1 to replication_factor replicas"
+            );
+            if let Some(m) = s.moves.get(&p.group) {
+                prop_assert_eq!(&m.from, &p.replicas, "a move starts from the replicas");
+                prop_assert!(m.to.len() <= t.replication_factor as usize);
+            }
+            if let Some(leader) = &p.leader {
+                prop_assert!(
+                    s.hosts(p).contains(leader),
+                    "the leader {} holds a replica",
+                    leader
+                );
+            }
             let distinct: BTreeSet<&String> = p.replicas.iter().collect();
             prop_assert_eq!(distinct.len(), p.replicas.len(), "replicas are distinct");
             for r in &p.replicas {
@@ -289,6 +333,13 @@ fn check_invariants(s: &MetadataState) -> Result<(), TestCaseError> {
                 );
             }
         }
+    }
+    for group in s.moves.keys().chain(&s.reconfigured) {
+        prop_assert!(
+            groups.contains(group),
+            "move state of missing group {}",
+            group
+        );
     }
     for (name, g) in &s.groups {
         let mut owned = BTreeSet::new();
@@ -412,14 +463,26 @@ fn generators_exercise_both_outcomes() -> Result<(), TestCaseError> {
                 MetadataCommand::CommitOffsets { .. } => "commit",
                 MetadataCommand::SetLeader { .. } => "leader",
                 MetadataCommand::Group { .. } => "group",
+                MetadataCommand::StartMove { .. } => "start move",
+                MetadataCommand::FinishMove { .. } => "finish move",
+                MetadataCommand::Barrier => "barrier",
             };
             seen.insert((kind, out.is_ok()));
         }
     }
-    for kind in ["create", "delete", "commit", "leader", "group"] {
+    for kind in [
+        "create",
+        "delete",
+        "commit",
+        "leader",
+        "group",
+        "start move",
+        "finish move",
+    ] {
         assert!(seen.contains(&(kind, true)), "no accepted {kind}");
         assert!(seen.contains(&(kind, false)), "no rejected {kind}");
     }
     assert!(seen.contains(&("register", true)));
+    assert!(seen.contains(&("barrier", true)));
     Ok(())
 }

@@ -261,6 +261,16 @@ pub struct PartitionJson {
     pub replicas: Vec<String>,
     pub log_start_offset: u64,
     pub high_watermark: u64,
+    /// The topic's replication factor: what the partition is kept at. (Absent from the answers
+    /// of nodes older than replica moves: 0 here.)
+    #[serde(default)]
+    pub desired_replication_factor: u32,
+    /// Fewer replicas than that (not enough nodes were alive); topped up once they are.
+    #[serde(default)]
+    pub under_replicated: bool,
+    /// While a replica move is in flight: the replicas it moves to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moving_to: Vec<String>,
 }
 
 /// A topic description: the answer of create and describe, and one item of list.
@@ -273,9 +283,10 @@ pub struct TopicJson {
 
 impl From<TopicDescription> for TopicJson {
     fn from(t: TopicDescription) -> Self {
+        let rf = t.replication_factor;
         TopicJson {
             name: t.name,
-            replication_factor: t.replication_factor,
+            replication_factor: rf,
             partitions: t
                 .partitions
                 .into_iter()
@@ -285,6 +296,9 @@ impl From<TopicDescription> for TopicJson {
                     replicas: p.replicas,
                     log_start_offset: p.log_start_offset,
                     high_watermark: p.high_watermark,
+                    desired_replication_factor: rf,
+                    under_replicated: p.under_replicated,
+                    moving_to: p.moving_to,
                 })
                 .collect(),
         }
@@ -712,6 +726,9 @@ mod tests {
                 replicas: vec!["a".into(), "b".into()],
                 log_start_offset: 1,
                 high_watermark: 9,
+                desired_replication_factor: 3,
+                under_replicated: true,
+                moving_to: vec!["a".into(), "b".into(), "c".into()],
             }],
         });
         round_trip(FetchedJson {

@@ -83,6 +83,16 @@ impl NodeContext {
                 .is_some_and(|p| p.up)
     }
 
+    /// The registered nodes that can be reached now (sorted): where new replicas may go.
+    pub fn live_nodes(&self, state: &daftka_core::metadata::MetadataState) -> Vec<String> {
+        state
+            .nodes
+            .keys()
+            .filter(|n| self.reachable(n))
+            .cloned()
+            .collect()
+    }
+
     /// Resolves once `node` is not reachable (at once if it is not now); never for this node.
     pub async fn unreachable(&self, node: &str) {
         let mut rx = self.membership.subscribe();

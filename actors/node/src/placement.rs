@@ -5,8 +5,12 @@
 //! waits for it after a topic create or delete so the reply means the change is carried out).
 //! It starts a ReplicaSup under Partitions for every placed replica that is not running, terminates
 //! the ones no longer placed here and deletes their data, and deletes data of groups that no topic
-//! knows (left over by a crash between a delete and its clean-up). Placement itself is decided when a
-//! topic is created (`place_replicas`); moving replicas between nodes comes with the cluster.
+//! knows (left over by a crash between a delete and its clean-up). Where replicas go is decided
+//! when a topic is created (`place_replicas`) and by replica moves (`daftka_core::reconfig`): a
+//! move's destinations host a replica while it is in flight, and this actor nudges the local
+//! replica of every moving group (its leader takes the next step). On the metadata leader it is also
+//! the Rebalancer's repair: it starts moves that bring partitions below their replication factor
+//! back to it, onto live nodes.
 //!
 //! # Invariants
 //! - Nothing is started or deleted before the metadata view is `loaded`.
@@ -24,9 +28,11 @@ use daftka_protocol::{names, Error, GroupId};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::context::NodeContext;
+use crate::partitions::raft::RaftMsg;
 use crate::partitions::replica_child_id;
 use crate::partitions::replica_sup::{self, ReplicaId};
 use crate::supervision::{self, SupervisorMsg};
+use daftka_core::metadata::MetadataCommand;
 
 pub struct PlacementArgs {
     pub ctx: Arc<NodeContext>,
@@ -43,6 +49,8 @@ pub struct PlacementState {
     placed: Option<BTreeSet<GroupId>>,
     watch: tokio::task::JoinHandle<()>,
     interval: tokio::task::JoinHandle<()>,
+    /// When this node (as the metadata leader) last looked for partitions to repair.
+    repairs_checked: Option<std::time::Instant>,
 }
 
 #[derive(ractor_cluster::RactorMessage)]
@@ -81,6 +89,7 @@ impl Actor for Placement {
             placed: None,
             watch,
             interval,
+            repairs_checked: None,
         })
     }
 
@@ -130,11 +139,15 @@ impl PlacementState {
                 .into();
         let mut desired: BTreeMap<GroupId, ReplicaId> = BTreeMap::new();
         for (t, p) in view.state.replicas_on(&ctx.node) {
-            let voters = p
-                .replicas
-                .iter()
-                .filter_map(|r| view.state.nodes.get(r).map(|n| n.raft_id))
-                .collect();
+            // Only an original replica of a group that never changed its voters bootstraps the
+            // group's configuration; any other starts unconfigured, and the leader brings it in.
+            let original =
+                p.replicas.contains(&ctx.node) && !view.state.reconfigured.contains(&p.group);
+            let voters = if original {
+                raft_ids(&view.state, &p.replicas)
+            } else {
+                Vec::new()
+            };
             desired.insert(
                 p.group,
                 ReplicaId {
@@ -194,8 +207,69 @@ impl PlacementState {
         }
         self.placed = Some(desired.keys().copied().collect());
         ctx.readiness.set_replicas_placed();
+        // Moves of groups with a replica here: the leader among them takes the next step.
+        for (group, m) in &view.state.moves {
+            if !desired.contains_key(group) {
+                continue;
+            }
+            if let Some(raft) = ractor::registry::where_is(names::replica_raft(&ctx.node, *group)) {
+                let msg = RaftMsg::Reconfigure {
+                    target: raft_ids(&view.state, &m.to),
+                    to: m.to.clone(),
+                };
+                // A replica restarting misses this nudge; the next reconcile sends it again.
+                let _ = ActorRef::<RaftMsg>::from(raft).cast(msg);
+            }
+        }
+        if view.leader.as_deref() == Some(ctx.node.as_str()) {
+            self.plan_repairs(&view.state);
+        }
         Ok(())
     }
+
+    /// On the metadata leader, at most every `rebalance.check_interval`: starts the moves that
+    /// bring partitions below their replication factor back to it, onto live nodes.
+    fn plan_repairs(&mut self, state: &daftka_core::metadata::MetadataState) {
+        let cfg = &self.ctx.config.rebalance;
+        let now = std::time::Instant::now();
+        if self
+            .repairs_checked
+            .is_some_and(|at| now.duration_since(at) < cfg.check_interval)
+        {
+            return;
+        }
+        self.repairs_checked = Some(now);
+        let live = self.ctx.live_nodes(state);
+        let now_ms = u64::try_from(crate::partitions::server::now_ms()).unwrap_or(0);
+        let moves = daftka_core::reconfig::plan_repairs(
+            state,
+            &live,
+            cfg.max_parallel_moves as usize,
+            now_ms,
+        );
+        for cmd in moves {
+            if let MetadataCommand::StartMove {
+                group, from, to, ..
+            } = &cmd
+            {
+                tracing::info!(%group, ?from, ?to, "starting a move: the partition is below its replication factor");
+            }
+            let ctx = self.ctx.clone();
+            tokio::spawn(async move {
+                if let Err(e) = crate::metadata::propose(&ctx, cmd).await {
+                    tracing::debug!(error = %e, "a move did not start; planned again later");
+                }
+            });
+        }
+    }
+}
+
+/// The raft ids of the registered nodes among `names`, in order.
+fn raft_ids(state: &daftka_core::metadata::MetadataState, names: &[String]) -> Vec<u64> {
+    names
+        .iter()
+        .filter_map(|r| state.nodes.get(r).map(|n| n.raft_id))
+        .collect()
 }
 
 /// Asks this node's Placement to reconcile now and waits for it.

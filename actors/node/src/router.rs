@@ -230,24 +230,33 @@ impl Inner {
                 cfg.partitions_max
             )));
         }
-        let view = self.ctx.metadata_view();
-        if !view.loaded || view.state.nodes.is_empty() {
+        if !self.ctx.metadata_view().loaded {
             return Err(Error::unavailable("metadata is loading"));
         }
-        // Replicas go to live nodes only: this one, and peers with a session and heartbeats.
-        let membership = self.ctx.membership.borrow().clone();
-        let nodes: Vec<String> = view
-            .state
-            .nodes
-            .keys()
-            .filter(|n| **n == self.ctx.node || membership.peers.get(*n).is_some_and(|p| p.up))
-            .cloned()
-            .collect();
-        let rf = spec.replication_factor.unwrap_or_else(|| {
-            cfg.default_replication_factor
-                .min(nodes.len().max(1) as u32)
-        });
-        let placement = place_replicas(&nodes, partitions, rf, view.state.topics.len())?;
+        // A view that has applied everything committed so far: it counts every registered node,
+        // also one whose registration this node has not applied yet.
+        crate::metadata::propose(&self.ctx, MetadataCommand::Barrier).await?;
+        let view = self.ctx.metadata_view();
+        if view.state.nodes.is_empty() {
+            return Err(Error::unavailable("metadata is loading"));
+        }
+        // The factor is capped by the registered nodes (not by who answered a heartbeat in the
+        // last second). Replicas go to live nodes only: this one, and peers with a session and
+        // heartbeats. With fewer live nodes than the factor the partitions start
+        // under-replicated, and the Rebalancer tops them up once enough nodes are alive.
+        let registered = view.state.nodes.len() as u32;
+        let rf = match spec.replication_factor {
+            Some(rf) if rf > registered => {
+                return Err(Error::invalid(format!(
+                    "replication_factor {rf} exceeds the {registered} registered node(s)"
+                )))
+            }
+            Some(rf) => rf,
+            None => cfg.default_replication_factor.min(registered.max(1)),
+        };
+        let live = self.ctx.live_nodes(&view.state);
+        let placed = rf.min(live.len() as u32);
+        let placement = place_replicas(&live, partitions, placed, view.state.topics.len())?;
         let cmd = MetadataCommand::CreateTopic {
             name: spec.name.clone(),
             replication_factor: rf,
@@ -257,7 +266,7 @@ impl Inner {
             MetadataEvent::TopicCreated(t) => {
                 let t = self.wait_for_leaders(t).await;
                 crate::placement::reconcile(&self.ctx).await?;
-                Ok(describe_unpositioned(&t))
+                Ok(describe_unpositioned(&t, &self.ctx.metadata_view().state))
             }
             other => Err(Error::internal(format!(
                 "unexpected metadata event {other:?}"
@@ -320,7 +329,7 @@ impl Inner {
 
     /// A topic with each partition's offsets; a partition whose replica does not answer shows 0s.
     async fn describe(&self, t: &TopicMeta) -> TopicDescription {
-        let mut d = describe_unpositioned(t);
+        let mut d = describe_unpositioned(t, &self.ctx.metadata_view().state);
         let asks = t.partitions.iter().map(|p| self.positions(p));
         let positions = futures::future::join_all(asks).await;
         for (pd, pos) in d.partitions.iter_mut().zip(positions) {
@@ -794,8 +803,11 @@ impl ReplicaCall for Positions {
     }
 }
 
-/// A topic description before asking the replicas for their offsets.
-fn describe_unpositioned(t: &TopicMeta) -> TopicDescription {
+/// A topic description before asking the replicas for their offsets (moves in flight from `state`).
+fn describe_unpositioned(
+    t: &TopicMeta,
+    state: &daftka_core::metadata::MetadataState,
+) -> TopicDescription {
     TopicDescription {
         name: t.name.clone(),
         replication_factor: t.replication_factor,
@@ -808,6 +820,12 @@ fn describe_unpositioned(t: &TopicMeta) -> TopicDescription {
                 replicas: p.replicas.clone(),
                 log_start_offset: 0,
                 high_watermark: 0,
+                under_replicated: p.replicas.len() < t.replication_factor as usize,
+                moving_to: state
+                    .moves
+                    .get(&p.group)
+                    .map(|m| m.to.clone())
+                    .unwrap_or_default(),
             })
             .collect(),
     }

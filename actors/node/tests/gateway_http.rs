@@ -72,6 +72,8 @@ impl FakeRouterState {
                     replicas: vec!["a".into()],
                     log_start_offset: 0,
                     high_watermark: p.len() as u64,
+                    under_replicated: false,
+                    moving_to: Vec::new(),
                 })
                 .collect(),
         })
@@ -448,8 +450,10 @@ async fn topic_lifecycle() {
     assert_eq!(
         a.body,
         json!({"name": "orders", "replication_factor": 1, "partitions": [
-            {"partition": 0, "leader": "a", "replicas": ["a"], "log_start_offset": 0, "high_watermark": 0},
-            {"partition": 1, "leader": "a", "replicas": ["a"], "log_start_offset": 0, "high_watermark": 0},
+            {"partition": 0, "leader": "a", "replicas": ["a"], "log_start_offset": 0, "high_watermark": 0,
+             "desired_replication_factor": 1, "under_replicated": false},
+            {"partition": 1, "leader": "a", "replicas": ["a"], "log_start_offset": 0, "high_watermark": 0,
+             "desired_replication_factor": 1, "under_replicated": false},
         ]})
     );
     // Only the name is required.

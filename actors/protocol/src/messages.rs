@@ -28,6 +28,10 @@ pub struct PartitionDescription {
     pub replicas: Vec<String>,
     pub log_start_offset: Offset,
     pub high_watermark: Offset,
+    /// Fewer replicas than the topic's replication factor (topped up once enough nodes live).
+    pub under_replicated: bool,
+    /// While a replica move is in flight: the replicas it moves to; empty otherwise.
+    pub moving_to: Vec<String>,
 }
 
 /// A topic as described to clients.

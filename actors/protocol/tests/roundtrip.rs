@@ -97,6 +97,8 @@ fn partition_description() -> impl Strategy<Value = PartitionDescription> {
                 PartitionDescription {
                     partition,
                     leader,
+                    under_replicated: replicas.len() < 3,
+                    moving_to: replicas.iter().rev().cloned().collect(),
                     replicas,
                     log_start_offset,
                     high_watermark,

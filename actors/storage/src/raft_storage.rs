@@ -401,14 +401,15 @@ impl raft::Storage for RaftLogStorage {
         Ok(self.last_index)
     }
 
-    /// The stored snapshot, if its configuration includes `to` and it is at least at
-    /// `request_index`; otherwise the owner is asked for a fresh one and raft retries later.
+    /// The stored snapshot as [`daftka_core::consensus::snapshot_for_peer`] adapts it for `to`;
+    /// without one at least at `request_index`, the owner is asked for a fresh one and raft
+    /// retries later.
     fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
-        if let Some(s) = self.stored_snapshot()? {
-            let includes = daftka_core::consensus::conf_includes(&s.conf_state(), to);
-            if includes && s.index >= request_index && s.index > 0 {
-                return Ok(s.to_pb());
-            }
+        let stored = self.stored_snapshot()?.map(|s| s.to_pb());
+        if let Some(s) =
+            daftka_core::consensus::snapshot_for_peer(stored.as_ref(), request_index, to)
+        {
+            return Ok(s);
         }
         self.snapshot_wanted.store(true, Ordering::Release);
         Err(raft::Error::Store(

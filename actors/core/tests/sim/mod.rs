@@ -21,8 +21,9 @@ use std::time::Instant;
 
 use daftka_core::config::RaftConfig;
 use daftka_core::consensus::{
-    conf_includes, Driver, Effect, GroupConfig, LogBatch, LogStore, StateMachine,
+    snapshot_for_peer, Driver, Effect, GroupConfig, LogBatch, LogStore, StateMachine,
 };
+use daftka_core::reconfig::Step;
 use daftka_types::{Error, ErrorCode, GroupId};
 use raft::eraftpb::{ConfChange, ConfChangeType, ConfState, Entry, HardState, Message, Snapshot};
 use raft::{GetEntriesContext, RaftState};
@@ -317,12 +318,8 @@ impl raft::Storage for SimLog {
 
     fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         let d = self.disk.borrow();
-        if let Some(s) = &d.view.snapshot {
-            let includes = conf_includes(s.get_metadata().get_conf_state(), to);
-            let index = s.get_metadata().index;
-            if includes && index >= request_index && index > 0 {
-                return Ok(s.clone());
-            }
+        if let Some(s) = snapshot_for_peer(d.view.snapshot.as_ref(), request_index, to) {
+            return Ok(s);
         }
         self.snapshot_wanted.set(true);
         Err(raft::Error::Store(
@@ -514,6 +511,8 @@ pub struct Sim {
     min_voters: usize,
     /// Committed indices checked to be on a quorum's durable logs.
     durable_checked: u64,
+    /// The voters a replica move in flight goes to ([`daftka_core::reconfig`]).
+    target: Option<Vec<u64>>,
     pub stats: Stats,
 }
 
@@ -527,6 +526,10 @@ pub struct Stats {
     pub elections: u64,
     pub conf_changes: u64,
     pub snapshots: u64,
+    /// Replica moves started, and finished (learners, joint configuration, leader handed over,
+    /// left).
+    pub moves_started: u64,
+    pub moves: u64,
 }
 
 impl Sim {
@@ -570,6 +573,7 @@ impl Sim {
             committed_voters: BTreeMap::new(),
             min_voters: n as usize,
             durable_checked: 0,
+            target: None,
             stats: Stats::default(),
         };
         for i in 0..sim.nodes.len() {
@@ -796,11 +800,60 @@ impl Sim {
         self.settle(l)
     }
 
-    /// Removes a voter (keeping at least three) or adds a removed node back as a voter.
-    fn change_membership(&mut self) -> Result<(), Violation> {
+    /// The leader's next step of the move in flight, if any: the same planner the node's Raft
+    /// actor runs, carried out by the driver.
+    fn drive_move(&mut self) -> Result<(), Violation> {
+        let Some(target) = self.target.clone() else {
+            return Ok(());
+        };
         let Some(l) = self.leader() else {
             return Ok(());
         };
+        let d = self.nodes[l].driver.as_mut().expect("live");
+        match d.move_step(&target, 8) {
+            Step::Wait => Ok(()),
+            Step::Done => {
+                self.target = None;
+                self.stats.moves += 1;
+                Ok(())
+            }
+            step => {
+                if d.take_step(&step).is_ok() {
+                    self.stats.conf_changes += 1;
+                }
+                self.settle(l)
+            }
+        }
+    }
+
+    /// Half the time starts a move to three random replicas; else removes a voter (keeping at
+    /// least three) or adds a removed node back as a voter. Nothing while a move is in flight.
+    fn change_membership(&mut self) -> Result<(), Violation> {
+        if self.target.is_some() {
+            return Ok(());
+        }
+        let Some(l) = self.leader() else {
+            return Ok(());
+        };
+        if self.nodes.len() > 3 && self.rng.gen_bool(0.5) {
+            let mut ids: Vec<u64> = self.nodes.iter().map(|n| n.id).collect();
+            while ids.len() > 3 {
+                ids.remove(self.rng.gen_range(0..ids.len()));
+            }
+            let voters = self.nodes[l]
+                .driver
+                .as_ref()
+                .expect("live")
+                .conf_state()
+                .voters;
+            let mut now = voters.clone();
+            now.sort_unstable();
+            if now != ids {
+                self.target = Some(ids);
+                self.stats.moves_started += 1;
+            }
+            return Ok(());
+        }
         let all: Vec<u64> = self.nodes.iter().map(|n| n.id).collect();
         let d = self.nodes[l].driver.as_mut().expect("live");
         if d.conf_change_pending() {
@@ -846,6 +899,7 @@ impl Sim {
     pub fn step(&mut self) -> Result<(), Violation> {
         self.step += 1;
         self.stats.steps += 1;
+        self.drive_move()?;
         let f = self.faults.clone();
         let roll: f64 = self.rng.gen();
         if roll < 0.45 {

@@ -155,6 +155,8 @@ pub struct ReplicaRaftState {
     balance_every: u64,
     /// Ticks since start, to hand leadership back to the preferred leader every so many.
     ticks: u64,
+    /// When this leader last proposed that a move is finished (one proposal in flight at a time).
+    finishing: Option<std::time::Instant>,
     /// This actor's place in the node's [`super::ticker::Ticker`].
     ticker: Registration,
 }
@@ -181,6 +183,13 @@ pub enum RaftMsg {
     /// Periodic work that does not need Raft's clock (retention), from the node's ticker.
     Housekeeping,
     ProcessReady,
+    /// A move of this group is in flight towards the voters `target` (raft ids of the nodes
+    /// `to`): the leader takes its next step, or reports it finished (from the Placement, on
+    /// every metadata change and reconcile).
+    Reconfigure {
+        target: Vec<u64>,
+        to: Vec<String>,
+    },
 }
 
 pub struct ReplicaRaft;
@@ -241,6 +250,7 @@ impl Actor for ReplicaRaft {
             reported_leader: false,
             balance_every,
             ticks: 0,
+            finishing: None,
             ticker,
         };
         state.publish_high_watermark();
@@ -311,6 +321,10 @@ impl Actor for ReplicaRaft {
                 }
             }
             RaftMsg::Housekeeping => state.enforce_retention().await?,
+            RaftMsg::Reconfigure { target, to } => {
+                state.reconfigure(&target, to);
+                queue_round(&myself, &mut state.raft);
+            }
             RaftMsg::ProcessReady => {
                 state.process_ready().await?;
                 queue_round(&myself, &mut state.raft);
@@ -321,6 +335,44 @@ impl Actor for ReplicaRaft {
 }
 
 impl ReplicaRaftState {
+    /// A move's next step, if this replica leads: a configuration change or a leader transfer,
+    /// or once the configuration is the destination, the report that the move is finished.
+    fn reconfigure(&mut self, target: &[u64], to: Vec<String>) {
+        use daftka_core::reconfig::Step;
+        let group = self.replica.group;
+        let step = self
+            .raft
+            .move_step(target, self.ctx.config.rebalance.catch_up_entries);
+        match step {
+            Step::Wait => {}
+            Step::Done => {
+                let now = std::time::Instant::now();
+                let resend = self.ctx.config.router.request_timeout;
+                if self
+                    .finishing
+                    .is_some_and(|at| now.duration_since(at) < resend)
+                {
+                    return;
+                }
+                self.finishing = Some(now);
+                tracing::info!(%group, ?to, "move finished: the group's voters are its new replicas");
+                let ctx = self.ctx.clone();
+                tokio::spawn(async move {
+                    let cmd = daftka_core::metadata::MetadataCommand::FinishMove { group, to };
+                    if let Err(e) = crate::metadata::propose(&ctx, cmd).await {
+                        tracing::debug!(%group, error = %e, "reporting a finished move failed; reported again later");
+                    }
+                });
+            }
+            step => {
+                tracing::info!(%group, ?step, "move step");
+                if let Err(e) = self.raft.take_step(&step) {
+                    tracing::debug!(%group, error = %e, "move step refused; tried again later");
+                }
+            }
+        }
+    }
+
     async fn process_ready(&mut self) -> Result<(), ActorProcessingErr> {
         self.proposals_in_round = 0;
         let outcome = self.raft.on_ready().await?;

@@ -1,0 +1,370 @@
+//! Replica moves as Raft membership changes: what a group's leader does next to bring its
+//! configuration to a move's destination ([`next_step`]), and which moves the Rebalancer starts
+//! ([`plan_repairs`]).
+//!
+//! A move never copies data behind Raft's back. Its steps, each one applied before the next is
+//! looked at:
+//! 1. the destinations that are not members yet join as **learners** (they catch up from the log,
+//!    or a snapshot where the log was compacted by retention);
+//! 2. once every learner of the destination is caught up, one `ConfChangeV2` enters the **joint**
+//!    configuration (old voters and new voters both must agree: never below a quorum of caught-up
+//!    voters on either side);
+//! 3. a leader that is not among the new voters hands leadership to one that is;
+//! 4. the leader leaves the joint configuration; learners that are not destinations are removed.
+//!
+//! The steps are a function of the applied configuration and the leader's view of its followers,
+//! so a leader that crashes anywhere is replaced by one that takes up the move where it stands.
+
+use std::collections::BTreeSet;
+
+use raft::eraftpb::ConfState;
+
+use crate::metadata::{MetadataCommand, MetadataState};
+
+/// What a follower looks like to the leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Follower {
+    /// The last log index known to be on it.
+    pub matched: u64,
+    /// It is being sent a snapshot.
+    pub snapshotting: bool,
+}
+
+/// The leader's view of its group, as [`next_step`] reads it.
+#[derive(Debug, Clone)]
+pub struct LeaderView<'a> {
+    /// This leader's raft id.
+    pub id: u64,
+    /// The configuration as applied.
+    pub conf: &'a ConfState,
+    /// A configuration change is proposed and not yet applied.
+    pub conf_change_pending: bool,
+    /// The leader's last log index.
+    pub last_index: u64,
+    /// Entries a learner may still be behind and count as caught up.
+    pub catch_up_lag: u64,
+}
+
+/// The next thing a leader does for a move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// The configuration is the destination: report the move finished.
+    Done,
+    /// Nothing now: a change is being applied, or learners are catching up.
+    Wait,
+    /// Add these as learners.
+    AddLearners(Vec<u64>),
+    /// Enter the joint configuration: these learners become voters, these voters leave.
+    EnterJoint { promote: Vec<u64>, demote: Vec<u64> },
+    /// Hand leadership to this voter of the destination (the leader is not one).
+    TransferLeader(u64),
+    /// Leave the joint configuration.
+    LeaveJoint,
+    /// Remove these learners (not destinations: left over from a move that changed its mind).
+    RemoveLearners(Vec<u64>),
+}
+
+/// The next step towards the voters `target`, given how `follower` answers for each id.
+pub fn next_step(
+    view: &LeaderView<'_>,
+    target: &[u64],
+    follower: impl Fn(u64) -> Option<Follower>,
+) -> Step {
+    if view.conf_change_pending {
+        return Step::Wait;
+    }
+    let caught_up = |id: u64| {
+        id == view.id
+            || follower(id).is_some_and(|f| {
+                !f.snapshotting && f.matched + view.catch_up_lag >= view.last_index
+            })
+    };
+    let target: BTreeSet<u64> = target.iter().copied().collect();
+    let voters: BTreeSet<u64> = view.conf.voters.iter().copied().collect();
+    let learners: BTreeSet<u64> = view.conf.learners.iter().copied().collect();
+    if !view.conf.voters_outgoing.is_empty() {
+        // Joint: the incoming voters are `voters`. Leave once the leader is one of them.
+        if !voters.contains(&view.id) {
+            return match voters.iter().copied().find(|id| caught_up(*id)) {
+                Some(id) => Step::TransferLeader(id),
+                None => Step::Wait,
+            };
+        }
+        return Step::LeaveJoint;
+    }
+    let missing: Vec<u64> = target
+        .iter()
+        .copied()
+        .filter(|id| !voters.contains(id) && !learners.contains(id))
+        .collect();
+    if !missing.is_empty() {
+        return Step::AddLearners(missing);
+    }
+    let promote: Vec<u64> = learners.intersection(&target).copied().collect();
+    let demote: Vec<u64> = voters.difference(&target).copied().collect();
+    if !promote.is_empty() || !demote.is_empty() {
+        if !promote.iter().all(|id| caught_up(*id)) {
+            return Step::Wait;
+        }
+        return Step::EnterJoint { promote, demote };
+    }
+    let extra: Vec<u64> = learners.difference(&target).copied().collect();
+    if !extra.is_empty() {
+        return Step::RemoveLearners(extra);
+    }
+    Step::Done
+}
+
+/// The moves that bring under-replicated partitions back to their factor, most missing replicas
+/// first, while fewer than `max_parallel` moves are in flight. New replicas go to `live` nodes
+/// (sorted names) holding no replica of the partition, those with the fewest replicas first.
+pub fn plan_repairs(
+    state: &MetadataState,
+    live: &[String],
+    max_parallel: usize,
+    now_ms: u64,
+) -> Vec<MetadataCommand> {
+    let mut load: std::collections::BTreeMap<&str, usize> =
+        live.iter().map(|n| (n.as_str(), 0)).collect();
+    for t in state.topics.values() {
+        for p in &t.partitions {
+            for n in state.hosts(p) {
+                if let Some(c) = load.get_mut(n.as_str()) {
+                    *c += 1;
+                }
+            }
+        }
+    }
+    let mut short: Vec<(usize, &crate::metadata::PartitionMeta)> = state
+        .topics
+        .values()
+        .flat_map(|t| {
+            let rf = t.replication_factor as usize;
+            t.partitions
+                .iter()
+                .filter(move |p| p.replicas.len() < rf && !state.moves.contains_key(&p.group))
+                .map(move |p| (rf - p.replicas.len(), p))
+        })
+        .collect();
+    short.sort_by_key(|(missing, p)| (std::cmp::Reverse(*missing), p.group));
+    let mut room = max_parallel.saturating_sub(state.moves.len());
+    let mut out = Vec::new();
+    for (missing, p) in short {
+        if room == 0 {
+            break;
+        }
+        let mut candidates: Vec<&str> = live
+            .iter()
+            .map(String::as_str)
+            .filter(|n| !p.replicas.iter().any(|r| r == n))
+            .collect();
+        candidates.sort_by_key(|n| (load.get(n).copied().unwrap_or(0), *n));
+        let added: Vec<String> = candidates
+            .into_iter()
+            .take(missing)
+            .map(str::to_string)
+            .collect();
+        if added.is_empty() {
+            continue;
+        }
+        for n in &added {
+            if let Some(c) = load.get_mut(n.as_str()) {
+                *c += 1;
+            }
+        }
+        let mut to = p.replicas.clone();
+        to.extend(added);
+        out.push(MetadataCommand::StartMove {
+            group: p.group,
+            from: p.replicas.clone(),
+            to,
+            now_ms,
+        });
+        room -= 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conf(voters: &[u64], learners: &[u64], outgoing: &[u64]) -> ConfState {
+        ConfState {
+            voters: voters.to_vec(),
+            learners: learners.to_vec(),
+            voters_outgoing: outgoing.to_vec(),
+            ..ConfState::default()
+        }
+    }
+
+    fn view(id: u64, conf: &ConfState) -> LeaderView<'_> {
+        LeaderView {
+            id,
+            conf,
+            conf_change_pending: false,
+            last_index: 100,
+            catch_up_lag: 10,
+        }
+    }
+
+    fn at(matched: u64) -> Option<Follower> {
+        Some(Follower {
+            matched,
+            snapshotting: false,
+        })
+    }
+
+    /// A move from {1} to {1,2,3}: learners, catch-up, joint, leave, done.
+    #[test]
+    fn growing_a_group_goes_through_learners_and_joint() {
+        let c = conf(&[1], &[], &[]);
+        assert_eq!(
+            next_step(&view(1, &c), &[1, 2, 3], |_| None),
+            Step::AddLearners(vec![2, 3])
+        );
+        let c = conf(&[1], &[2, 3], &[]);
+        // One learner still far behind, another being sent a snapshot: wait.
+        assert_eq!(
+            next_step(&view(1, &c), &[1, 2, 3], |id| if id == 2 {
+                at(50)
+            } else {
+                at(100)
+            }),
+            Step::Wait
+        );
+        let snapshotting = |_| {
+            Some(Follower {
+                matched: 100,
+                snapshotting: true,
+            })
+        };
+        assert_eq!(
+            next_step(&view(1, &c), &[1, 2, 3], snapshotting),
+            Step::Wait
+        );
+        assert_eq!(
+            next_step(&view(1, &c), &[1, 2, 3], |_| at(95)),
+            Step::EnterJoint {
+                promote: vec![2, 3],
+                demote: vec![]
+            }
+        );
+        let c = conf(&[1, 2, 3], &[], &[1]);
+        assert_eq!(
+            next_step(&view(1, &c), &[1, 2, 3], |_| at(100)),
+            Step::LeaveJoint
+        );
+        let c = conf(&[1, 2, 3], &[], &[]);
+        assert_eq!(next_step(&view(1, &c), &[1, 2, 3], |_| at(100)), Step::Done);
+        let mut v = view(1, &c);
+        v.conf_change_pending = true;
+        assert_eq!(next_step(&v, &[1, 2, 4], |_| at(100)), Step::Wait);
+    }
+
+    /// A leader that leaves the group hands leadership to a caught-up new voter before the joint
+    /// configuration is left.
+    #[test]
+    fn a_leaving_leader_transfers_first() {
+        let c = conf(&[1, 2], &[3], &[]);
+        assert_eq!(
+            next_step(&view(1, &c), &[2, 3], |_| at(100)),
+            Step::EnterJoint {
+                promote: vec![3],
+                demote: vec![1]
+            }
+        );
+        let c = conf(&[2, 3], &[], &[1, 2]);
+        assert_eq!(
+            next_step(&view(1, &c), &[2, 3], |id| if id == 2 {
+                at(10)
+            } else {
+                at(100)
+            }),
+            Step::TransferLeader(3)
+        );
+        assert_eq!(next_step(&view(1, &c), &[2, 3], |_| at(10)), Step::Wait);
+        // The new leader (3) leaves the joint configuration.
+        assert_eq!(
+            next_step(&view(3, &c), &[2, 3], |_| at(100)),
+            Step::LeaveJoint
+        );
+    }
+
+    /// Learners outside the destination (a move replaced by another) are removed at the end.
+    #[test]
+    fn stray_learners_are_removed() {
+        let c = conf(&[1, 2], &[4], &[]);
+        assert_eq!(
+            next_step(&view(1, &c), &[1, 2], |_| at(100)),
+            Step::RemoveLearners(vec![4])
+        );
+    }
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Under-replicated partitions get moves to live nodes without a replica, the least loaded
+    /// first, most missing first, within the parallel budget.
+    #[test]
+    fn repairs_top_up_on_the_least_loaded_live_nodes() {
+        use crate::metadata::{MetadataLimits, NodeMeta};
+        let limits = MetadataLimits {
+            partitions_per_topic_max: 10,
+        };
+        let mut s = MetadataState::default();
+        for (i, n) in ["a", "b", "c", "d"].iter().enumerate() {
+            s.apply(
+                MetadataCommand::RegisterNode(NodeMeta {
+                    name: n.to_string(),
+                    raft_id: i as u64 + 1,
+                    cluster_addr: String::new(),
+                    http_addr: String::new(),
+                }),
+                limits,
+            )
+            .expect("register");
+        }
+        s.apply(
+            MetadataCommand::CreateTopic {
+                name: "t".into(),
+                replication_factor: 3,
+                placement: vec![names(&["a"]), names(&["a", "b"]), names(&["b", "c", "a"])],
+            },
+            limits,
+        )
+        .expect("create");
+        let live = names(&["a", "b", "c"]);
+        let moves = plan_repairs(&s, &live, 2, 9);
+        let groups: Vec<_> = s.topics["t"].partitions.iter().map(|p| p.group).collect();
+        assert_eq!(
+            moves,
+            vec![
+                MetadataCommand::StartMove {
+                    group: groups[0],
+                    from: names(&["a"]),
+                    to: names(&["a", "c", "b"]),
+                    now_ms: 9
+                },
+                MetadataCommand::StartMove {
+                    group: groups[1],
+                    from: names(&["a", "b"]),
+                    to: names(&["a", "b", "c"]),
+                    now_ms: 9
+                },
+            ]
+        );
+        // One move already in flight leaves room for one more; d is not live.
+        for m in moves.into_iter().take(1) {
+            s.apply(m, limits).expect("start");
+        }
+        let moves = plan_repairs(&s, &live, 2, 9);
+        assert_eq!(moves.len(), 1);
+        assert!(plan_repairs(&s, &live, 1, 9).is_empty());
+        // With only the partition's own nodes alive, nothing can be done.
+        assert!(plan_repairs(&s, &names(&["a", "b"]), 5, 9).iter().all(
+            |m| !matches!(m, MetadataCommand::StartMove { group, .. } if *group == groups[1])
+        ));
+    }
+}

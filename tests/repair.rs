@@ -1,0 +1,170 @@
+//! Replica repair on a three-node in-process cluster (real fjall, real ractor_cluster sessions):
+//! a topic created while one node is down starts under-replicated (the factor comes from the
+//! registered nodes, the replicas go to the live ones); once the node is back, the Rebalancer's
+//! moves add its replicas through Raft membership changes (learner, joint configuration), every
+//! partition ends with three replicas, and the new replicas hold every record, read from their
+//! own fjall store after the node stopped.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use daftka_protocol::{
+    Client, FetchOffset, FetchRequest, GroupId, ProduceRecord, Record, TopicSpec,
+};
+use daftka_storage::{Store, StoreOptions};
+use support::cluster::TestCluster;
+use support::{eventually, metric};
+
+const WAIT: Duration = Duration::from_secs(60);
+const PARTITIONS: u32 = 4;
+
+fn keyed(from: usize, n: usize) -> Vec<ProduceRecord> {
+    (from..from + n)
+        .map(|i| ProduceRecord {
+            partition: None,
+            record: Record::from_value(format!("v{i}")).with_key(format!("k{}", i % 17)),
+        })
+        .collect()
+}
+
+/// Produces `records`, retried while leaders change (a retry may duplicate: values are compared
+/// as sets below).
+async fn produce(client: &Client, records: Vec<ProduceRecord>) {
+    eventually("a produce to succeed", WAIT, async || {
+        client.produce("orders", records.clone()).await.ok()
+    })
+    .await;
+}
+
+/// Every value of every partition, through `client` (served by the leaders).
+async fn read_all(client: &Client) -> BTreeMap<u32, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for p in 0..PARTITIONS {
+        let values = eventually("a fetch to succeed", WAIT, async || {
+            let r = client
+                .fetch(FetchRequest {
+                    topic: "orders".into(),
+                    partition: p,
+                    offset: FetchOffset::Earliest,
+                    max_records: 100_000,
+                    max_bytes: 64 << 20,
+                    max_wait_ms: 0,
+                })
+                .await
+                .ok()?;
+            Some(
+                r.records
+                    .iter()
+                    .map(|x| String::from_utf8_lossy(&x.record.value).into_owned())
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .await;
+        out.insert(p, values);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_under_replicated_topic_is_topped_up_when_the_node_returns() {
+    let mut c = TestCluster::start(3).await;
+    let names: Vec<String> = c.members.iter().map(|m| m.name.clone()).collect();
+    c.stop(2).await;
+    let client = c.client(0);
+    eventually("node 0 to see node 2 down", WAIT, async || {
+        let info = client.cluster_info().await.ok()?;
+        info.nodes
+            .iter()
+            .any(|n| n.name == names[2] && n.status != "up")
+            .then_some(())
+    })
+    .await;
+
+    // Three nodes are registered: the default factor is 3; two are alive: two replicas each.
+    let created = client
+        .create_topic(TopicSpec {
+            name: "orders".into(),
+            partitions: Some(PARTITIONS),
+            replication_factor: None,
+        })
+        .await
+        .expect("create");
+    assert_eq!(created.replication_factor, 3);
+    for p in &created.partitions {
+        assert_eq!(p.replicas.len(), 2, "{p:?}");
+        assert!(p.under_replicated, "{p:?}");
+        assert!(!p.replicas.contains(&names[2]), "{p:?}");
+    }
+    // Explicitly more than the registered nodes: refused.
+    let too_many = client
+        .create_topic(TopicSpec {
+            name: "wide".into(),
+            partitions: Some(1),
+            replication_factor: Some(4),
+        })
+        .await
+        .expect_err("4 > 3 registered nodes");
+    assert_eq!(too_many.code, daftka_protocol::ErrorCode::InvalidRequest);
+    produce(&client, keyed(0, 300)).await;
+
+    // Node 2 comes back: every partition gets its third replica.
+    c.start_member(2).await;
+    c.wait_ready(2).await;
+    let topped_up = eventually("every partition back at 3 replicas", WAIT, async || {
+        let d = client.describe_topic("orders").await.ok()?;
+        d.partitions
+            .iter()
+            .all(|p| p.replicas.len() == 3 && !p.under_replicated && p.moving_to.is_empty())
+            .then_some(d)
+    })
+    .await;
+    for p in &topped_up.partitions {
+        assert!(p.replicas.contains(&names[2]), "{p:?}");
+    }
+    produce(&client, keyed(300, 100)).await;
+    let expected = read_all(&client).await;
+    let total: usize = expected.values().map(Vec::len).sum();
+    assert!(total >= 400, "every acknowledged record is there: {total}");
+
+    // Node 2's own store holds every record of every partition: read from its fjall after it
+    // stopped, once it applied what the leaders have (it may trail the last produce).
+    let node2 = c.members[2].node.as_ref().expect("running");
+    for (p, values) in &expected {
+        let gauge = format!("daftka_high_watermark{{partition=\"{p}\",topic=\"orders\"}} ");
+        eventually("node 2 to apply every record", WAIT, async || {
+            let hwm = metric(node2, &gauge).await?;
+            (hwm as usize == values.len()).then_some(())
+        })
+        .await;
+    }
+    let dir = c.members[2].dir.clone();
+    c.stop(2).await;
+    let store = Store::open(&dir.join("fjall"), StoreOptions::default()).expect("node 2's store");
+    let mut stored: Vec<Vec<String>> = Vec::new();
+    for g in store.groups().expect("groups") {
+        if g == GroupId::METADATA {
+            continue;
+        }
+        let st = store.raft_storage(g).expect("group stored").apply_state();
+        assert_eq!(st.log_start_offset, 0, "{g}: nothing was cut");
+        let records = store
+            .partition_reader(g)
+            .read(0, st.next_offset, 100_000, 64 << 20)
+            .expect("read");
+        stored.push(
+            records
+                .iter()
+                .map(|r| String::from_utf8_lossy(&r.record.value).into_owned())
+                .collect(),
+        );
+    }
+    stored.sort();
+    let mut want: Vec<Vec<String>> = expected.into_values().collect();
+    want.sort();
+    assert_eq!(
+        stored, want,
+        "node 2 holds every partition's log, record for record"
+    );
+}
