@@ -168,3 +168,86 @@ async fn an_under_replicated_topic_is_topped_up_when_the_node_returns() {
         "node 2 holds every partition's log, record for record"
     );
 }
+
+/// Every produced value of `from..to` is among `got` (retries may have stored some twice).
+fn all_present(got: &BTreeMap<u32, Vec<String>>, from: usize, to: usize) {
+    let have: std::collections::BTreeSet<&str> =
+        got.values().flatten().map(String::as_str).collect();
+    let missing: Vec<usize> = (from..to)
+        .filter(|i| !have.contains(format!("v{i}").as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged values missing: {missing:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_of_a_node_down_for_good_are_created_again_elsewhere() {
+    let mut c = TestCluster::start_with(4, |cfg| {
+        cfg.rebalance.node_down_timeout = Duration::from_secs(2);
+        cfg.rebalance.check_interval = Duration::from_millis(200);
+    })
+    .await;
+    let names: Vec<String> = c.members.iter().map(|m| m.name.clone()).collect();
+    let client = c.client(0);
+    client
+        .create_topic(TopicSpec {
+            name: "orders".into(),
+            partitions: Some(PARTITIONS),
+            replication_factor: Some(3),
+        })
+        .await
+        .expect("create");
+    produce(&client, keyed(0, 200)).await;
+
+    // Node 3 (a metadata learner: the voters are the first three) goes away for good: past the
+    // timeout, each of its replicas is created again on the node that has none of the partition.
+    c.stop(3).await;
+    let lost = &names[3];
+    eventually(
+        "every partition at 3 replicas on live nodes",
+        WAIT,
+        async || {
+            let d = client.describe_topic("orders").await.ok()?;
+            d.partitions
+                .iter()
+                .all(|p| {
+                    p.replicas.len() == 3
+                        && !p.replicas.contains(lost)
+                        && p.moving_to.is_empty()
+                        && !p.under_replicated
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    let node0 = c.members[0].node.as_ref().expect("running");
+    let gauge = format!("daftka_node_replicas{{node=\"{lost}\"}} ");
+    eventually("the gauges to show the repair", WAIT, async || {
+        let under = metric(node0, "daftka_under_replicated_partitions ").await?;
+        let on_lost = metric(node0, &gauge).await?;
+        let moving = metric(node0, "daftka_moves_in_flight ").await?;
+        (under == 0.0 && on_lost == 0.0 && moving == 0.0).then_some(())
+    })
+    .await;
+    produce(&client, keyed(200, 100)).await;
+    all_present(&read_all(&client).await, 0, 300);
+
+    // A second node goes: every partition still has two of its three replicas and takes writes.
+    c.stop(2).await;
+    produce(&client, keyed(300, 50)).await;
+    all_present(&read_all(&client).await, 0, 350);
+
+    // The first node comes back with its old data: it holds no replica any more, and deletes them.
+    c.start_member(3).await;
+    c.wait_ready(3).await;
+    let dir = c.members[3].dir.clone();
+    c.stop(3).await;
+    let store = Store::open(&dir.join("fjall"), StoreOptions::default()).expect("node 3's store");
+    assert_eq!(
+        store.groups().expect("groups"),
+        vec![GroupId::METADATA],
+        "only the metadata group is left on the node that was replaced"
+    );
+}

@@ -194,6 +194,10 @@ pub struct RebalanceConfig {
     /// How often the metadata leader looks for partitions below their replication factor.
     #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub check_interval: Duration,
+    /// A registered node unreachable for this long is treated as gone: its replicas are created
+    /// again on live nodes (if it comes back, it holds none any more and deletes their data).
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub node_down_timeout: Duration,
 }
 
 impl Default for RebalanceConfig {
@@ -202,6 +206,7 @@ impl Default for RebalanceConfig {
             max_parallel_moves: 2,
             catch_up_entries: 64,
             check_interval: Duration::from_secs(1),
+            node_down_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -783,6 +788,12 @@ impl Config {
         }
         if r.check_interval.is_zero() {
             return bad("rebalance.check_interval", "must be positive");
+        }
+        if r.node_down_timeout <= self.cluster.heartbeat_timeout {
+            return bad(
+                "rebalance.node_down_timeout",
+                "must exceed cluster.heartbeat_timeout",
+            );
         }
         if self.supervision.backoff_base > self.supervision.backoff_max {
             return bad(

@@ -115,12 +115,17 @@ pub fn next_step(
     Step::Done
 }
 
-/// The moves that bring under-replicated partitions back to their factor, most missing replicas
-/// first, while fewer than `max_parallel` moves are in flight. New replicas go to `live` nodes
-/// (sorted names) holding no replica of the partition, those with the fewest replicas first.
+/// The moves that bring partitions back to their factor, the most missing replicas first, while
+/// fewer than `max_parallel` moves are in flight: a replica on a `dead` node (down past
+/// `rebalance.node_down_timeout`) is replaced, and an under-replicated partition gets the
+/// replicas it lacks. New replicas go to `live` nodes (sorted names) holding no replica of the
+/// partition, those with the fewest replicas first; a replaced replica's place in the list (its
+/// turn as preferred leader) goes to its replacement. A partition whose live replicas are not a
+/// majority of its voters is left alone: its group could not commit the change.
 pub fn plan_repairs(
     state: &MetadataState,
     live: &[String],
+    dead: &BTreeSet<String>,
     max_parallel: usize,
     now_ms: u64,
 ) -> Vec<MetadataCommand> {
@@ -135,21 +140,26 @@ pub fn plan_repairs(
             }
         }
     }
-    let mut short: Vec<(usize, &crate::metadata::PartitionMeta)> = state
+    let is_live = |n: &String| live.contains(n);
+    let mut short: Vec<(usize, &crate::metadata::PartitionMeta, usize)> = state
         .topics
         .values()
         .flat_map(|t| {
             let rf = t.replication_factor as usize;
-            t.partitions
-                .iter()
-                .filter(move |p| p.replicas.len() < rf && !state.moves.contains_key(&p.group))
-                .map(move |p| (rf - p.replicas.len(), p))
+            t.partitions.iter().map(move |p| (rf, p))
+        })
+        .filter(|(_, p)| !state.moves.contains_key(&p.group))
+        .filter(|(_, p)| p.replicas.iter().filter(|r| is_live(r)).count() * 2 > p.replicas.len())
+        .filter_map(|(rf, p)| {
+            let gone = p.replicas.iter().filter(|r| dead.contains(*r)).count();
+            let missing = rf.saturating_sub(p.replicas.len()) + gone;
+            (missing > 0).then_some((missing, p, rf))
         })
         .collect();
-    short.sort_by_key(|(missing, p)| (std::cmp::Reverse(*missing), p.group));
+    short.sort_by_key(|(missing, p, _)| (std::cmp::Reverse(*missing), p.group));
     let mut room = max_parallel.saturating_sub(state.moves.len());
     let mut out = Vec::new();
-    for (missing, p) in short {
+    for (_, p, rf) in short {
         if room == 0 {
             break;
         }
@@ -159,21 +169,31 @@ pub fn plan_repairs(
             .filter(|n| !p.replicas.iter().any(|r| r == n))
             .collect();
         candidates.sort_by_key(|n| (load.get(n).copied().unwrap_or(0), *n));
-        let added: Vec<String> = candidates
-            .into_iter()
-            .take(missing)
-            .map(str::to_string)
+        let mut candidates = candidates.into_iter();
+        let mut to: Vec<String> = p
+            .replicas
+            .iter()
+            .map(
+                |r| match dead.contains(r).then(|| candidates.next()).flatten() {
+                    Some(c) => c.to_string(),
+                    None => r.clone(),
+                },
+            )
             .collect();
-        if added.is_empty() {
+        while to.len() < rf {
+            match candidates.next() {
+                Some(c) => to.push(c.to_string()),
+                None => break,
+            }
+        }
+        if to == p.replicas {
             continue;
         }
-        for n in &added {
+        for n in to.iter().filter(|n| !p.replicas.contains(n)) {
             if let Some(c) = load.get_mut(n.as_str()) {
                 *c += 1;
             }
         }
-        let mut to = p.replicas.clone();
-        to.extend(added);
         out.push(MetadataCommand::StartMove {
             group: p.group,
             from: p.replicas.clone(),
@@ -336,7 +356,8 @@ mod tests {
         )
         .expect("create");
         let live = names(&["a", "b", "c"]);
-        let moves = plan_repairs(&s, &live, 2, 9);
+        let none = BTreeSet::new();
+        let moves = plan_repairs(&s, &live, &none, 2, 9);
         let groups: Vec<_> = s.topics["t"].partitions.iter().map(|p| p.group).collect();
         assert_eq!(
             moves,
@@ -359,11 +380,76 @@ mod tests {
         for m in moves.into_iter().take(1) {
             s.apply(m, limits).expect("start");
         }
-        let moves = plan_repairs(&s, &live, 2, 9);
+        let moves = plan_repairs(&s, &live, &none, 2, 9);
         assert_eq!(moves.len(), 1);
-        assert!(plan_repairs(&s, &live, 1, 9).is_empty());
+        assert!(plan_repairs(&s, &live, &none, 1, 9).is_empty());
         // With only the partition's own nodes alive, nothing can be done.
-        assert!(plan_repairs(&s, &names(&["a", "b"]), 5, 9).iter().all(
+        assert!(plan_repairs(&s, &names(&["a", "b"]), &none, 5, 9)
+            .iter()
+            .all(
+                |m| !matches!(m, MetadataCommand::StartMove { group, .. } if *group == groups[1])
+            ));
+    }
+
+    /// A replica on a dead node is replaced in its place by a live node; without a spare node
+    /// nothing moves; a partition whose live replicas are no majority is left alone.
+    #[test]
+    fn dead_replicas_are_replaced_in_place() {
+        use crate::metadata::{MetadataLimits, NodeMeta};
+        let limits = MetadataLimits {
+            partitions_per_topic_max: 10,
+        };
+        let mut s = MetadataState::default();
+        for (i, n) in ["a", "b", "c", "d"].iter().enumerate() {
+            s.apply(
+                MetadataCommand::RegisterNode(NodeMeta {
+                    name: n.to_string(),
+                    raft_id: i as u64 + 1,
+                    cluster_addr: String::new(),
+                    http_addr: String::new(),
+                }),
+                limits,
+            )
+            .expect("register");
+        }
+        s.apply(
+            MetadataCommand::CreateTopic {
+                name: "t".into(),
+                replication_factor: 3,
+                placement: vec![names(&["c", "a", "b"]), names(&["c", "d", "b"])],
+            },
+            limits,
+        )
+        .expect("create");
+        let groups: Vec<_> = s.topics["t"].partitions.iter().map(|p| p.group).collect();
+        let dead: BTreeSet<String> = ["c".to_string()].into();
+        assert_eq!(
+            plan_repairs(&s, &names(&["a", "b", "d"]), &dead, 2, 1),
+            vec![
+                MetadataCommand::StartMove {
+                    group: groups[0],
+                    from: names(&["c", "a", "b"]),
+                    to: names(&["d", "a", "b"]),
+                    now_ms: 1
+                },
+                MetadataCommand::StartMove {
+                    group: groups[1],
+                    from: names(&["c", "d", "b"]),
+                    to: names(&["a", "d", "b"]),
+                    now_ms: 1
+                }
+            ]
+        );
+        // Only the partition's own live nodes: no spare, nothing moves.
+        assert!(plan_repairs(&s, &names(&["a", "b"]), &dead, 2, 1)
+            .iter()
+            .all(
+                |m| !matches!(m, MetadataCommand::StartMove { group, .. } if *group == groups[0])
+            ));
+        // c and d both down: partition 1 has one live replica of three, and is left alone.
+        let dead: BTreeSet<String> = ["c".to_string(), "d".to_string()].into();
+        let moves = plan_repairs(&s, &names(&["a", "b"]), &dead, 2, 1);
+        assert!(moves.iter().all(
             |m| !matches!(m, MetadataCommand::StartMove { group, .. } if *group == groups[1])
         ));
     }

@@ -67,6 +67,13 @@ pub struct Metrics {
     pub peer_calls: IntCounterVec,
     /// 1 while this node reaches no majority of the registered nodes (itself included).
     pub minority: IntGauge,
+    /// Partitions with fewer replicas than their topic's factor, or with a replica on a node
+    /// this node cannot reach, as this node's metadata shows them.
+    pub under_replicated_partitions: IntGauge,
+    /// Replica moves in flight in the cluster, as this node's metadata shows them.
+    pub moves_in_flight: IntGauge,
+    /// Partition replicas placed on each registered node (a move's destinations included).
+    pub node_replicas: IntGaugeVec,
 }
 
 impl Metrics {
@@ -182,6 +189,19 @@ impl Metrics {
             "daftka_minority",
             "1 while this node reaches no majority of the registered nodes (itself included)",
         );
+        let under_replicated_partitions = gauge(
+            "daftka_under_replicated_partitions",
+            "Partitions with fewer replicas than their factor or a replica on an unreachable node",
+        );
+        let moves_in_flight = gauge(
+            "daftka_moves_in_flight",
+            "Replica moves in flight in the cluster (this node's metadata view)",
+        );
+        let node_replicas = gauge_vec(
+            "daftka_node_replicas",
+            "Partition replicas placed on a node (a move's destinations included)",
+            &["node"],
+        );
         let single_counter = |name: &str, help: &str| {
             reg(
                 &registry,
@@ -252,6 +272,9 @@ impl Metrics {
             peer_up,
             peer_calls,
             minority,
+            under_replicated_partitions,
+            moves_in_flight,
+            node_replicas,
             overload_rejections,
             memory_trims,
         })

@@ -51,6 +51,8 @@ pub struct PlacementState {
     interval: tokio::task::JoinHandle<()>,
     /// When this node (as the metadata leader) last looked for partitions to repair.
     repairs_checked: Option<std::time::Instant>,
+    /// Registered nodes this node cannot reach, since when (kept while it is the metadata leader).
+    down_since: BTreeMap<String, std::time::Instant>,
 }
 
 #[derive(ractor_cluster::RactorMessage)]
@@ -90,6 +92,7 @@ impl Actor for Placement {
             watch,
             interval,
             repairs_checked: None,
+            down_since: BTreeMap::new(),
         })
     }
 
@@ -207,6 +210,7 @@ impl PlacementState {
         }
         self.placed = Some(desired.keys().copied().collect());
         ctx.readiness.set_replicas_placed();
+        publish_gauges(ctx, &view.state);
         // Moves of groups with a replica here: the leader among them takes the next step.
         for (group, m) in &view.state.moves {
             if !desired.contains_key(group) {
@@ -223,6 +227,8 @@ impl PlacementState {
         }
         if view.leader.as_deref() == Some(ctx.node.as_str()) {
             self.plan_repairs(&view.state);
+        } else {
+            self.down_since.clear();
         }
         Ok(())
     }
@@ -240,10 +246,24 @@ impl PlacementState {
         }
         self.repairs_checked = Some(now);
         let live = self.ctx.live_nodes(state);
+        // How long each unreachable node has been so, as this node saw it (a new metadata leader
+        // starts counting afresh: it waits longer, never shorter).
+        self.down_since
+            .retain(|n, _| !live.contains(n) && state.nodes.contains_key(n));
+        for n in state.nodes.keys().filter(|n| !live.contains(n)) {
+            self.down_since.entry(n.clone()).or_insert(now);
+        }
+        let dead: std::collections::BTreeSet<String> = self
+            .down_since
+            .iter()
+            .filter(|(_, since)| now.duration_since(**since) >= cfg.node_down_timeout)
+            .map(|(n, _)| n.clone())
+            .collect();
         let now_ms = u64::try_from(crate::partitions::server::now_ms()).unwrap_or(0);
         let moves = daftka_core::reconfig::plan_repairs(
             state,
             &live,
+            &dead,
             cfg.max_parallel_moves as usize,
             now_ms,
         );
@@ -252,7 +272,8 @@ impl PlacementState {
                 group, from, to, ..
             } = &cmd
             {
-                tracing::info!(%group, ?from, ?to, "starting a move: the partition is below its replication factor");
+                let gone: Vec<&String> = from.iter().filter(|n| dead.contains(*n)).collect();
+                tracing::info!(%group, ?from, ?to, ?gone, "starting a move: the partition is below its replication factor, or has replicas on nodes down past rebalance.node_down_timeout");
             }
             let ctx = self.ctx.clone();
             tokio::spawn(async move {
@@ -261,6 +282,32 @@ impl PlacementState {
                 }
             });
         }
+    }
+}
+
+/// The cluster's replica gauges from this node's metadata view.
+fn publish_gauges(ctx: &NodeContext, state: &daftka_core::metadata::MetadataState) {
+    let m = &ctx.metrics;
+    let mut under = 0;
+    let mut per_node: BTreeMap<&str, i64> = state.nodes.keys().map(|n| (n.as_str(), 0)).collect();
+    for t in state.topics.values() {
+        for p in &t.partitions {
+            let short = p.replicas.len() < t.replication_factor as usize;
+            if short || p.replicas.iter().any(|r| !ctx.reachable(r)) {
+                under += 1;
+            }
+            for n in state.hosts(p) {
+                if let Some(c) = per_node.get_mut(n.as_str()) {
+                    *c += 1;
+                }
+            }
+        }
+    }
+    m.under_replicated_partitions.set(under);
+    m.moves_in_flight
+        .set(i64::try_from(state.moves.len()).unwrap_or(i64::MAX));
+    for (n, c) in per_node {
+        m.node_replicas.with_label_values(&[n]).set(c);
     }
 }
 
