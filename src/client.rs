@@ -1,4 +1,5 @@
-//! The client subcommands of the `daftka` CLI: `topic`, `produce`, `consume`, `group` and `bench`,
+//! The client subcommands of the `daftka` CLI: `topic`, `produce`, `consume`, `group`, `node` and
+//! `bench`,
 //! over a node's HTTP API (`bench` also over the native client).
 //!
 //! | module | role |
@@ -9,6 +10,7 @@
 //! | [`consume`] | fetch loop over partitions, output lines |
 //! | [`member`] | `consume --group`: a group member's join, poll, print, commit and leave loop |
 //! | [`group`] | `group list|describe|reset` and their output |
+//! | [`node`] | `node list|drain|undrain` and their output |
 //!
 //! Output is meant for pipelines, like kcat's: data on stdout, one line per item, tab-separated fields,
 //! no headers (`group describe`, for people, has a summary and two tables with a header each).
@@ -24,6 +26,7 @@ mod args;
 mod consume;
 mod group;
 mod member;
+mod node;
 mod produce;
 mod topic;
 
@@ -66,6 +69,7 @@ pub async fn run_until(
         ClientCommand::Produce(args) => produce::run(&api, &args, stdin, &mut stdout).await,
         ClientCommand::Consume(args) => consume::run(&api, &args, &mut stdout, stop).await,
         ClientCommand::Group(args) => group::run(&api, args.command, &mut stdout).await,
+        ClientCommand::Node(args) => node::run(&api, args.command, &mut stdout).await,
         ClientCommand::Chaos(args) => chaos(&api, args.command, &mut stdout).await,
         ClientCommand::Bench(args) => daftka_bench::run(&api, &args, &mut stdout, stop).await,
     };

@@ -33,6 +33,8 @@ pub enum ClientCommand {
     Consume(ConsumeArgs),
     /// List consumer groups, describe one, or reset its committed offsets.
     Group(GroupArgs),
+    /// List the cluster's nodes, or drain one (move its replicas away) or take it back.
+    Node(NodeArgs),
     /// Kill a node's actors on purpose (the node must run with debug.chaos = true).
     Chaos(ChaosArgs),
     /// Load generator: produce or consume as fast as possible (or at --rate) and report
@@ -149,6 +151,29 @@ pub struct GroupArgs {
     pub command: GroupCommand,
 }
 
+/// `daftka node ...`
+#[derive(clap::Args, Debug)]
+pub struct NodeArgs {
+    #[command(subcommand)]
+    pub command: NodeCommand,
+}
+
+/// The node subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum NodeCommand {
+    /// Print one line per node: name, status, state, replicas, leaders (tab-separated).
+    List,
+    /// Move every replica off a node and place nothing new on it; prints the node.
+    Drain {
+        node: String,
+        /// Follow the drain, a progress line per change, until the node is drained.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Take a drained (or draining) node back into placement; prints the node.
+    Undrain { node: String },
+}
+
 /// The group subcommands.
 #[derive(clap::Subcommand, Debug)]
 pub enum GroupCommand {
@@ -201,8 +226,8 @@ mod tests {
 
     #[derive(clap::Subcommand, Debug)]
     enum Command {
-        /// Stands for the node subcommand.
-        Node,
+        /// Stands for the binary's other subcommands.
+        Other,
         #[command(flatten)]
         Client(ClientCommand),
     }
@@ -503,6 +528,32 @@ mod tests {
             let err = parse(args).expect_err(&format!("{args:?} should fail"));
             assert_eq!(err.exit_code(), 2, "{args:?}");
         }
+    }
+
+    #[test]
+    fn node_subcommands_parse() {
+        // list, drain N [--wait], undrain N; a drain needs its node.
+        let node = |args: &[&str]| match parse(args) {
+            Ok(Cli {
+                command: Command::Client(ClientCommand::Node(n)),
+                ..
+            }) => n.command,
+            other => panic!("not a node command: {other:?}"),
+        };
+        assert!(matches!(node(&["node", "list"]), NodeCommand::List));
+        assert!(matches!(
+            node(&["node", "drain", "c", "--wait"]),
+            NodeCommand::Drain { node, wait: true } if node == "c"
+        ));
+        assert!(matches!(
+            node(&["node", "drain", "c"]),
+            NodeCommand::Drain { wait: false, .. }
+        ));
+        assert!(matches!(
+            node(&["node", "undrain", "c"]),
+            NodeCommand::Undrain { node } if node == "c"
+        ));
+        assert!(parse(&["node", "drain"]).is_err());
     }
 
     #[test]

@@ -94,6 +94,12 @@ pub enum MetadataCommand {
     /// Changes nothing: a proposer that waits for it to apply locally sees every change committed
     /// before it (a topic's default replication factor counts every registered node).
     Barrier,
+    /// Starts or ends the drain of a node: while draining, the Rebalancer moves its replicas to
+    /// other nodes and places nothing new on it.
+    SetDraining {
+        node: String,
+        draining: bool,
+    },
 }
 
 /// What applying a command changed, for the proposer's reply and for watchers.
@@ -121,6 +127,10 @@ pub enum MetadataEvent {
         replicas: Vec<String>,
     },
     Barrier,
+    Draining {
+        node: String,
+        draining: bool,
+    },
 }
 
 /// A replica move in flight: the partition's group goes from the voters `from` to `to`.
@@ -159,6 +169,8 @@ pub struct MetadataState {
     /// no stored state starts unconfigured and waits for the leader, instead of bootstrapping a
     /// configuration the group no longer has.
     pub reconfigured: BTreeSet<GroupId>,
+    /// Nodes being drained (or drained): their replicas move away, nothing new goes to them.
+    pub draining: BTreeSet<String>,
 }
 
 impl Default for MetadataState {
@@ -172,6 +184,7 @@ impl Default for MetadataState {
             clock_ms: 0,
             moves: BTreeMap::new(),
             reconfigured: BTreeSet::new(),
+            draining: BTreeSet::new(),
         }
     }
 }
@@ -341,6 +354,20 @@ impl MetadataState {
                 Ok(MetadataEvent::MoveStarted { group, from, to })
             }
             MetadataCommand::Barrier => Ok(MetadataEvent::Barrier),
+            MetadataCommand::SetDraining { node, draining } => {
+                if !self.nodes.contains_key(&node) {
+                    return Err(Error::new(
+                        ErrorCode::UnknownNode,
+                        format!("no node {node:?} is registered"),
+                    ));
+                }
+                if draining {
+                    self.draining.insert(node.clone());
+                } else {
+                    self.draining.remove(&node);
+                }
+                Ok(MetadataEvent::Draining { node, draining })
+            }
             MetadataCommand::FinishMove { group, to } => {
                 match self.moves.get(&group) {
                     Some(m) if m.to == to => {}

@@ -117,8 +117,8 @@ pub fn next_step(
 
 /// The moves that bring partitions back to their factor, the most missing replicas first, while
 /// fewer than `max_parallel` moves are in flight: a replica on a `dead` node (down past
-/// `rebalance.node_down_timeout`) is replaced, and an under-replicated partition gets the
-/// replicas it lacks. New replicas go to `live` nodes (sorted names) holding no replica of the
+/// `rebalance.node_down_timeout`) or on a draining one is replaced, and an under-replicated
+/// partition gets the replicas it lacks. New replicas go to `live` nodes (sorted names) holding no replica of the
 /// partition, those with the fewest replicas first; a replaced replica's place in the list (its
 /// turn as preferred leader) goes to its replacement. A partition whose live replicas are not a
 /// majority of its voters is left alone: its group could not commit the change.
@@ -141,6 +141,8 @@ pub fn plan_repairs(
         }
     }
     let is_live = |n: &String| live.contains(n);
+    // A draining node's replicas are replaced like a dead node's; it never receives new ones.
+    let gone_from = |n: &String| dead.contains(n) || state.draining.contains(n);
     let mut short: Vec<(usize, &crate::metadata::PartitionMeta, usize)> = state
         .topics
         .values()
@@ -151,7 +153,7 @@ pub fn plan_repairs(
         .filter(|(_, p)| !state.moves.contains_key(&p.group))
         .filter(|(_, p)| p.replicas.iter().filter(|r| is_live(r)).count() * 2 > p.replicas.len())
         .filter_map(|(rf, p)| {
-            let gone = p.replicas.iter().filter(|r| dead.contains(*r)).count();
+            let gone = p.replicas.iter().filter(|r| gone_from(r)).count();
             let missing = rf.saturating_sub(p.replicas.len()) + gone;
             (missing > 0).then_some((missing, p, rf))
         })
@@ -166,7 +168,7 @@ pub fn plan_repairs(
         let mut candidates: Vec<&str> = live
             .iter()
             .map(String::as_str)
-            .filter(|n| !p.replicas.iter().any(|r| r == n))
+            .filter(|n| !p.replicas.iter().any(|r| r == n) && !state.draining.contains(*n))
             .collect();
         candidates.sort_by_key(|n| (load.get(n).copied().unwrap_or(0), *n));
         let mut candidates = candidates.into_iter();
@@ -174,7 +176,7 @@ pub fn plan_repairs(
             .replicas
             .iter()
             .map(
-                |r| match dead.contains(r).then(|| candidates.next()).flatten() {
+                |r| match gone_from(r).then(|| candidates.next()).flatten() {
                     Some(c) => c.to_string(),
                     None => r.clone(),
                 },
@@ -452,5 +454,65 @@ mod tests {
         assert!(moves.iter().all(
             |m| !matches!(m, MetadataCommand::StartMove { group, .. } if *group == groups[1])
         ));
+    }
+
+    /// A draining node's replicas move to other nodes, and it receives none.
+    #[test]
+    fn a_draining_node_is_emptied_and_never_chosen() {
+        use crate::metadata::{MetadataLimits, NodeMeta};
+        let limits = MetadataLimits {
+            partitions_per_topic_max: 10,
+        };
+        let mut s = MetadataState::default();
+        for (i, n) in ["a", "b", "c", "d"].iter().enumerate() {
+            s.apply(
+                MetadataCommand::RegisterNode(NodeMeta {
+                    name: n.to_string(),
+                    raft_id: i as u64 + 1,
+                    cluster_addr: String::new(),
+                    http_addr: String::new(),
+                }),
+                limits,
+            )
+            .expect("register");
+        }
+        s.apply(
+            MetadataCommand::CreateTopic {
+                name: "t".into(),
+                replication_factor: 2,
+                placement: vec![names(&["a", "b"]), names(&["c"])],
+            },
+            limits,
+        )
+        .expect("create");
+        for node in ["a", "d"] {
+            s.apply(
+                MetadataCommand::SetDraining {
+                    node: node.into(),
+                    draining: true,
+                },
+                limits,
+            )
+            .expect("drain");
+        }
+        let groups: Vec<_> = s.topics["t"].partitions.iter().map(|p| p.group).collect();
+        let live = names(&["a", "b", "c", "d"]);
+        assert_eq!(
+            plan_repairs(&s, &live, &BTreeSet::new(), 5, 1),
+            vec![
+                MetadataCommand::StartMove {
+                    group: groups[0],
+                    from: names(&["a", "b"]),
+                    to: names(&["c", "b"]),
+                    now_ms: 1
+                },
+                MetadataCommand::StartMove {
+                    group: groups[1],
+                    from: names(&["c"]),
+                    to: names(&["c", "b"]),
+                    now_ms: 1
+                },
+            ]
+        );
     }
 }

@@ -225,6 +225,8 @@ fn command() -> impl Strategy<Value = MetadataCommand> {
         2 => (0u64..16, replica_set())
             .prop_map(|(g, to)| MetadataCommand::FinishMove { group: GroupId(g), to }),
         1 => Just(MetadataCommand::Barrier),
+        1 => (node_name(), any::<bool>())
+            .prop_map(|(node, draining)| MetadataCommand::SetDraining { node, draining }),
     ]
 }
 
@@ -333,6 +335,9 @@ fn check_invariants(s: &MetadataState) -> Result<(), TestCaseError> {
                 );
             }
         }
+    }
+    for node in &s.draining {
+        prop_assert!(s.nodes.contains_key(node), "draining unregistered {}", node);
     }
     for group in s.moves.keys().chain(&s.reconfigured) {
         prop_assert!(
@@ -466,6 +471,7 @@ fn generators_exercise_both_outcomes() -> Result<(), TestCaseError> {
                 MetadataCommand::StartMove { .. } => "start move",
                 MetadataCommand::FinishMove { .. } => "finish move",
                 MetadataCommand::Barrier => "barrier",
+                MetadataCommand::SetDraining { .. } => "drain",
             };
             seen.insert((kind, out.is_ok()));
         }

@@ -14,9 +14,9 @@ use daftka_protocol::{
 };
 
 use crate::json::{
-    ActorsJson, CommitBody, CommitOffsetJson, CreateTopicBody, Encoding, ErrorJson, FetchedJson,
-    GroupsJson, HeartbeatBody, JoinBody, ProduceBody, ProducedJson, ResetBody, ResetJson,
-    ResetToJson, TopicJson, TopicsJson,
+    ActorsJson, ClusterJson, CommitBody, CommitOffsetJson, CreateTopicBody, Encoding, ErrorJson,
+    FetchedJson, GroupsJson, HeartbeatBody, JoinBody, NodeJson, ProduceBody, ProducedJson,
+    ResetBody, ResetJson, ResetToJson, TopicJson, TopicsJson,
 };
 
 // The group endpoints answer the protocol's own types as JSON: the client reads them as they are.
@@ -223,6 +223,26 @@ impl Api {
             .await
             .and_then(decode)?;
         Ok(list.actors)
+    }
+
+    /// The cluster as this node sees it (`GET /v1/cluster`).
+    pub async fn cluster(&self) -> Result<ClusterJson, ClientError> {
+        self.get(&["v1", "cluster"]).await
+    }
+
+    /// Starts (`draining`) or ends the drain of `node`
+    /// (`POST /v1/cluster/nodes/{node}/drain|undrain`); retrying is safe.
+    pub async fn drain_node(&self, node: &str, draining: bool) -> Result<NodeJson, ClientError> {
+        let action = if draining { "drain" } else { "undrain" };
+        self.retrying(
+            Method::POST,
+            self.url(&["v1", "cluster", "nodes", node, action]),
+            &[],
+            None::<&()>,
+            0,
+        )
+        .await
+        .and_then(decode)
     }
 
     /// Kills one registered actor of the node (`DELETE /v1/admin/actors/{actor}`).

@@ -505,6 +505,29 @@ pub struct NodeJson {
     pub http_addr: String,
     /// `up` or `down`.
     pub status: String,
+    /// `active`, `draining`, `drained` or `down`. (Empty from nodes older than drains.)
+    #[serde(default)]
+    pub state: String,
+    /// Partition replicas placed on it.
+    #[serde(default)]
+    pub replicas: u32,
+    /// Partitions it leads.
+    #[serde(default)]
+    pub leaders: u32,
+}
+
+impl From<NodeInfo> for NodeJson {
+    fn from(n: NodeInfo) -> Self {
+        NodeJson {
+            name: n.name,
+            cluster_addr: n.cluster_addr,
+            http_addr: n.http_addr,
+            status: n.status,
+            state: n.state,
+            replicas: n.replicas,
+            leaders: n.leaders,
+        }
+    }
 }
 
 /// `GET /v1/cluster`.
@@ -527,16 +550,7 @@ pub struct SeedJson {
 impl From<ClusterInfo> for ClusterJson {
     fn from(c: ClusterInfo) -> Self {
         ClusterJson {
-            nodes: c
-                .nodes
-                .into_iter()
-                .map(|n: NodeInfo| NodeJson {
-                    name: n.name,
-                    cluster_addr: n.cluster_addr,
-                    http_addr: n.http_addr,
-                    status: n.status,
-                })
-                .collect(),
+            nodes: c.nodes.into_iter().map(NodeJson::from).collect(),
             metadata_leader: c.metadata_leader,
             seeds: c
                 .seeds

@@ -152,6 +152,14 @@ impl Actor for Router {
                 answer(reply, async move { r.fetch_offsets(&group.0?).await })
             }
             RouterMsg::ClusterInfo { reply } => answer(reply, async move { r.cluster_info() }),
+            RouterMsg::DrainNode {
+                node,
+                draining,
+                reply,
+            } => answer(
+                reply,
+                async move { r.drain_node(node.0?, draining.0?).await },
+            ),
             RouterMsg::JoinGroup { request, reply } => {
                 answer(reply, async move { r.join_group(request.0?).await })
             }
@@ -254,7 +262,16 @@ impl Inner {
             Some(rf) => rf,
             None => cfg.default_replication_factor.min(registered.max(1)),
         };
-        let live = self.ctx.live_nodes(&view.state);
+        // Nothing new goes to a draining node.
+        let live: Vec<String> = self
+            .ctx
+            .live_nodes(&view.state)
+            .into_iter()
+            .filter(|n| !view.state.draining.contains(n))
+            .collect();
+        if live.is_empty() {
+            return Err(Error::unavailable("no live node that is not draining"));
+        }
         let placed = rf.min(live.len() as u32);
         let placement = place_replicas(&live, partitions, placed, view.state.topics.len())?;
         let cmd = MetadataCommand::CreateTopic {
@@ -502,12 +519,7 @@ impl Inner {
             .state
             .nodes
             .values()
-            .map(|n| NodeInfo {
-                name: n.name.clone(),
-                cluster_addr: n.cluster_addr.clone(),
-                http_addr: n.http_addr.clone(),
-                status: status(&n.name),
-            })
+            .map(|n| self.node_info(&view.state, n, status(&n.name)))
             .collect();
         for (name, peer) in &membership.peers {
             if !view.state.nodes.contains_key(name) {
@@ -516,6 +528,9 @@ impl Inner {
                     cluster_addr: peer.addr.clone(),
                     http_addr: String::new(),
                     status: status(name),
+                    state: "active".into(),
+                    replicas: 0,
+                    leaders: 0,
                 });
             }
         }
@@ -524,6 +539,101 @@ impl Inner {
             metadata_leader: view.leader,
             seeds: membership.seeds,
         })
+    }
+
+    /// A registered node as the cluster shows it: reachability, drain state, replicas, leaders.
+    fn node_info(
+        &self,
+        state: &daftka_core::metadata::MetadataState,
+        n: &daftka_core::metadata::NodeMeta,
+        status: String,
+    ) -> NodeInfo {
+        let partitions = || state.topics.values().flat_map(|t| t.partitions.iter());
+        let replicas = partitions()
+            .filter(|p| state.hosts(p).contains(&n.name))
+            .count();
+        let leaders = partitions()
+            .filter(|p| p.leader.as_deref() == Some(n.name.as_str()))
+            .count();
+        let state_name = if !self.ctx.reachable(&n.name) {
+            "down"
+        } else if state.draining.contains(&n.name) {
+            if replicas == 0 {
+                "drained"
+            } else {
+                "draining"
+            }
+        } else {
+            "active"
+        };
+        NodeInfo {
+            name: n.name.clone(),
+            cluster_addr: n.cluster_addr.clone(),
+            http_addr: n.http_addr.clone(),
+            status,
+            state: state_name.to_string(),
+            replicas: u32::try_from(replicas).unwrap_or(u32::MAX),
+            leaders: u32::try_from(leaders).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Starts or ends the drain of `node`. A drain is refused (`not_enough_nodes`) when a
+    /// partition with a replica there has no other registered, undrained node without one to
+    /// move it to (it would fall below its factor for good); the message names them.
+    async fn drain_node(&self, node: String, draining: bool) -> Result<NodeInfo, Error> {
+        validate_name("node", &node)?;
+        crate::metadata::propose(&self.ctx, MetadataCommand::Barrier).await?;
+        let view = self.ctx.metadata_view();
+        if !view.state.nodes.contains_key(&node) {
+            return Err(Error::new(
+                daftka_protocol::ErrorCode::UnknownNode,
+                format!("no node {node:?} is registered"),
+            ));
+        }
+        if draining {
+            let stuck: Vec<String> = view
+                .state
+                .topics
+                .values()
+                .flat_map(|t| t.partitions.iter().map(move |p| (t, p)))
+                .filter(|(_, p)| p.replicas.contains(&node))
+                .filter(|(_, p)| {
+                    !view.state.nodes.keys().any(|n| {
+                        *n != node && !p.replicas.contains(n) && !view.state.draining.contains(n)
+                    })
+                })
+                .map(|(t, p)| format!("{}/{}", t.name, p.partition))
+                .collect();
+            if !stuck.is_empty() {
+                return Err(Error::new(
+                    daftka_protocol::ErrorCode::NotEnoughNodes,
+                    format!(
+                        "draining {node:?} would leave {} below their replication factor: no other \
+                         node can take their replica: {}",
+                        stuck.len(),
+                        stuck.join(", ")
+                    ),
+                ));
+            }
+        }
+        let cmd = MetadataCommand::SetDraining {
+            node: node.clone(),
+            draining,
+        };
+        crate::metadata::propose(&self.ctx, cmd).await?;
+        tracing::info!(%node, draining, "node drain state set");
+        let view = self.ctx.metadata_view();
+        let meta = view
+            .state
+            .nodes
+            .get(&node)
+            .ok_or_else(|| Error::internal(format!("node {node:?} vanished")))?;
+        let status = if self.ctx.reachable(&node) {
+            "up"
+        } else {
+            "down"
+        };
+        Ok(self.node_info(&view.state, meta, status.to_string()))
     }
 
     /// Calls partition `p`'s leader replica, wherever it runs, retrying with backoff while the

@@ -270,10 +270,36 @@ impl Actor for FakeRouter {
                         cluster_addr: "127.0.0.1:7000".into(),
                         http_addr: "127.0.0.1:8080".into(),
                         status: "up".into(),
+                        state: "active".into(),
+                        replicas: 2,
+                        leaders: 1,
                     }],
                     metadata_leader: Some("a".into()),
                     seeds: vec![],
                 })));
+            }
+            RouterMsg::DrainNode {
+                node,
+                draining,
+                reply,
+            } => {
+                let answer = match (node.0, draining.0) {
+                    (Ok(n), Ok(d)) if n == "a" => Ok(NodeInfo {
+                        name: n,
+                        cluster_addr: "127.0.0.1:7000".into(),
+                        http_addr: "127.0.0.1:8080".into(),
+                        status: "up".into(),
+                        state: if d { "draining" } else { "active" }.into(),
+                        replicas: 2,
+                        leaders: 1,
+                    }),
+                    (Ok(n), _) => Err(Error::new(
+                        ErrorCode::UnknownNode,
+                        format!("no node {n:?} is registered"),
+                    )),
+                    (Err(e), _) => Err(e),
+                };
+                let _ = reply.send(Wire(answer));
             }
         }
         Ok(())
@@ -723,7 +749,8 @@ async fn cluster_and_health() {
     assert_eq!(a.status, 200);
     assert_eq!(
         a.body,
-        json!({"nodes": [{"name": "a", "cluster_addr": "127.0.0.1:7000", "http_addr": "127.0.0.1:8080", "status": "up"}],
+        json!({"nodes": [{"name": "a", "cluster_addr": "127.0.0.1:7000", "http_addr": "127.0.0.1:8080", "status": "up",
+                          "state": "active", "replicas": 2, "leaders": 1}],
                "metadata_leader": "a", "seeds": []})
     );
     let a = h.get("/healthz").await;
@@ -731,6 +758,24 @@ async fn cluster_and_health() {
         (a.status.as_u16(), a.body.clone()),
         (200, json!({"status": "ok"}))
     );
+    // Drain and undrain: 202 with the node; an unknown node is 404; another method is no route.
+    let a = h.post("/v1/cluster/nodes/a/drain", json!({})).await;
+    assert_eq!(a.status, 202);
+    assert_eq!(
+        (&a.body["name"], &a.body["state"]),
+        (&json!("a"), &json!("draining"))
+    );
+    let a = h.post("/v1/cluster/nodes/a/undrain", json!({})).await;
+    assert_eq!(
+        (a.status.as_u16(), &a.body["state"]),
+        (202, &json!("active"))
+    );
+    h.post("/v1/cluster/nodes/zz/drain", json!({}))
+        .await
+        .assert_error(404, "unknown_node", false);
+    h.get("/v1/cluster/nodes/a/drain")
+        .await
+        .assert_error(404, "not_found", false);
 }
 
 /// /readyz is 503 unavailable until readiness is reached, then 200.

@@ -319,6 +319,16 @@ impl Client {
         self.call(self.timeout, |reply| RouterMsg::ClusterInfo { reply })
             .await
     }
+
+    /// Starts (`draining`) or ends the drain of `node`; answers the node as the cluster shows it.
+    pub async fn drain_node(&self, node: &str, draining: bool) -> Result<NodeInfo, Error> {
+        self.call(self.timeout, |reply| RouterMsg::DrainNode {
+            node: Wire::ok(node.to_string()),
+            draining: Wire::ok(draining),
+            reply,
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

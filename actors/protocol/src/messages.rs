@@ -141,6 +141,13 @@ pub struct NodeInfo {
     pub http_addr: String,
     /// `up` or `down`.
     pub status: String,
+    /// `active`, `draining` (its replicas are moving away), `drained` (draining, and it holds
+    /// none any more) or `down` (registered, not reachable).
+    pub state: String,
+    /// Partition replicas placed on it (a move's destinations included).
+    pub replicas: u32,
+    /// Partitions it leads, as the metadata last heard.
+    pub leaders: u32,
 }
 
 /// A seed this node dials to join the cluster, and how that goes.
@@ -440,5 +447,14 @@ pub enum RouterMsg {
     ResetGroupOffsets {
         request: Wire<ResetOffsets>,
         reply: RpcReplyPort<Wire<Vec<TopicPartitionOffset>>>,
+    },
+    /// Starts (`draining`) or ends the drain of a node: its replicas move to other nodes, and
+    /// nothing new is placed on it. Answers the node as the cluster shows it then. Refused
+    /// (`not_enough_nodes`) when some partition on it would have no other node to go to.
+    #[rpc]
+    DrainNode {
+        node: Wire<String>,
+        draining: Wire<bool>,
+        reply: RpcReplyPort<Wire<NodeInfo>>,
     },
 }

@@ -19,7 +19,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 /// Every error code. `ErrorCode` is `#[non_exhaustive]`, so this list is kept by hand: a new code
 /// must be added here (the `as_str` uniqueness check below catches a copy-paste slip, not an omission).
-const CODES: [ErrorCode; 18] = [
+const CODES: [ErrorCode; 20] = [
     ErrorCode::InvalidRequest,
     ErrorCode::UnknownTopic,
     ErrorCode::UnknownPartition,
@@ -38,6 +38,8 @@ const CODES: [ErrorCode; 18] = [
     ErrorCode::GroupActive,
     ErrorCode::OffsetBackwards,
     ErrorCode::AssignorMismatch,
+    ErrorCode::UnknownNode,
+    ErrorCode::NotEnoughNodes,
 ];
 
 /// Encodes with postcard, decodes, and checks equality.
@@ -135,12 +137,21 @@ fn committed_offset() -> impl Strategy<Value = CommittedOffset> {
 }
 
 fn node_info() -> impl Strategy<Value = NodeInfo> {
-    (text(), text(), text(), text()).prop_map(|(name, cluster_addr, http_addr, status)| NodeInfo {
-        name,
-        cluster_addr,
-        http_addr,
-        status,
-    })
+    (
+        (text(), text(), text(), text()),
+        (text(), any::<u32>(), any::<u32>()),
+    )
+        .prop_map(
+            |((name, cluster_addr, http_addr, status), (state, replicas, leaders))| NodeInfo {
+                name,
+                cluster_addr,
+                http_addr,
+                status,
+                state,
+                replicas,
+                leaders,
+            },
+        )
 }
 
 fn error() -> impl Strategy<Value = Error> {

@@ -43,6 +43,11 @@ pub enum ErrorCode {
     OffsetBackwards,
     /// A member asked for another assignor than the one the group's members use.
     AssignorMismatch,
+    /// No node of that name is registered in the cluster.
+    UnknownNode,
+    /// The change would leave partitions with fewer replicas than their factor, for want of
+    /// nodes to hold them (draining the last node that could hold a replica).
+    NotEnoughNodes,
 }
 
 impl ErrorCode {
@@ -67,11 +72,13 @@ impl ErrorCode {
             ErrorCode::GroupActive => "group_active",
             ErrorCode::OffsetBackwards => "offset_backwards",
             ErrorCode::AssignorMismatch => "assignor_mismatch",
+            ErrorCode::UnknownNode => "unknown_node",
+            ErrorCode::NotEnoughNodes => "not_enough_nodes",
         }
     }
 
     /// Every code, in the order they were added.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::InvalidRequest,
         ErrorCode::UnknownTopic,
         ErrorCode::UnknownPartition,
@@ -90,6 +97,8 @@ impl ErrorCode {
         ErrorCode::GroupActive,
         ErrorCode::OffsetBackwards,
         ErrorCode::AssignorMismatch,
+        ErrorCode::UnknownNode,
+        ErrorCode::NotEnoughNodes,
     ];
 
     /// The code whose [`as_str`](Self::as_str) name is `name` (a JSON error body's `code`).
@@ -207,7 +216,9 @@ mod tests {
             | ErrorCode::UnknownGroup
             | ErrorCode::GroupActive
             | ErrorCode::OffsetBackwards
-            | ErrorCode::AssignorMismatch => ErrorCode::ALL.contains(&c),
+            | ErrorCode::AssignorMismatch
+            | ErrorCode::UnknownNode
+            | ErrorCode::NotEnoughNodes => ErrorCode::ALL.contains(&c),
         };
         assert!(ErrorCode::ALL.into_iter().all(listed));
     }

@@ -6,12 +6,19 @@ use warp::reply::Response;
 
 use super::routes::json_reply;
 use super::GatewayState;
-use daftka_http::json::{ClusterJson, StatusJson};
+use daftka_http::json::{ClusterJson, NodeJson, StatusJson};
 
 /// `GET /v1/cluster`: the nodes and the metadata leader, as this node sees them.
 pub async fn info(state: &GatewayState) -> Result<Response, Error> {
     let info = state.client.cluster_info().await?;
     Ok(json_reply(StatusCode::OK, &ClusterJson::from(info)))
+}
+
+/// `POST /v1/cluster/nodes/{node}/drain` (or `/undrain`) -> 202 with the node: its replicas move
+/// to other nodes in the background (`state` goes `draining`, then `drained`).
+pub async fn drain(state: &GatewayState, node: &str, draining: bool) -> Result<Response, Error> {
+    let info = state.client.drain_node(node, draining).await?;
+    Ok(json_reply(StatusCode::ACCEPTED, &NodeJson::from(info)))
 }
 
 /// `GET /healthz`: the process serves HTTP. Says nothing about data: see `/readyz`.

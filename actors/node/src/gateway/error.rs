@@ -18,13 +18,15 @@ pub fn status(code: ErrorCode) -> StatusCode {
         | ErrorCode::UnknownPartition
         | ErrorCode::NotFound
         | ErrorCode::UnknownMember
-        | ErrorCode::UnknownGroup => StatusCode::NOT_FOUND,
+        | ErrorCode::UnknownGroup
+        | ErrorCode::UnknownNode => StatusCode::NOT_FOUND,
         ErrorCode::TopicExists
         | ErrorCode::StaleGeneration
         | ErrorCode::NotAssigned
         | ErrorCode::GroupActive
         | ErrorCode::OffsetBackwards
-        | ErrorCode::AssignorMismatch => StatusCode::CONFLICT,
+        | ErrorCode::AssignorMismatch
+        | ErrorCode::NotEnoughNodes => StatusCode::CONFLICT,
         ErrorCode::OffsetOutOfRange => StatusCode::RANGE_NOT_SATISFIABLE,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         // A gateway that cannot reach a partition leader is "unavailable" to its client either way.
@@ -68,6 +70,8 @@ mod tests {
             (ErrorCode::GroupActive, 409),
             (ErrorCode::OffsetBackwards, 409),
             (ErrorCode::AssignorMismatch, 409),
+            (ErrorCode::UnknownNode, 404),
+            (ErrorCode::NotEnoughNodes, 409),
         ];
         for (code, want) in table {
             assert_eq!(status(code).as_u16(), want, "{code}");

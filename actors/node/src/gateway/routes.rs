@@ -53,6 +53,7 @@ pub enum Route {
     Healthz,
     Readyz,
     Cluster,
+    DrainNode { node: String, draining: bool },
     ListTopics,
     CreateTopic,
     DescribeTopic { topic: String },
@@ -82,6 +83,18 @@ pub fn recognise(method: &Method, path: &str) -> (&'static str, Result<Route, Er
         ["healthz"] => ("/healthz", "GET", (m == "GET").then_some(Route::Healthz)),
         ["readyz"] => ("/readyz", "GET", (m == "GET").then_some(Route::Readyz)),
         ["v1", "cluster"] => ("/v1/cluster", "GET", (m == "GET").then_some(Route::Cluster)),
+        ["v1", "cluster", "nodes", node, action @ ("drain" | "undrain")] => (
+            if *action == "drain" {
+                "/v1/cluster/nodes/{node}/drain"
+            } else {
+                "/v1/cluster/nodes/{node}/undrain"
+            },
+            "POST",
+            (m == "POST").then(|| Route::DrainNode {
+                node: s(node),
+                draining: *action == "drain",
+            }),
+        ),
         ["v1", "topics"] => (
             "/v1/topics",
             "GET, POST",
@@ -258,6 +271,7 @@ async fn dispatch(state: &GatewayState, route: Route, req: HttpRequest) -> Resul
         Route::Healthz => cluster::healthz(),
         Route::Readyz => cluster::readyz(state),
         Route::Cluster => cluster::info(state).await,
+        Route::DrainNode { node, draining } => cluster::drain(state, &node, draining).await,
         Route::ListTopics => topics::list(state).await,
         Route::CreateTopic => {
             let (body, _held) = read_reserved(state, &req.headers, req.body, body_max).await?;

@@ -1,0 +1,153 @@
+//! Draining a node on a four-node in-process cluster (real fjall, real sessions) while a producer
+//! writes: over HTTP (`POST /v1/cluster/nodes/{n}/drain`) the node goes `draining`, its replicas
+//! move to the other nodes through Raft membership changes (leadership leaves it first), and it
+//! ends `drained` with no replica and no leadership; every acknowledged record is still there. A
+//! drain that would leave partitions below their factor is refused with the partitions named; an
+//! unknown node is 404; undrain takes the node back.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use daftka_protocol::{
+    ErrorCode, FetchOffset, FetchRequest, NodeInfo, ProduceRecord, Record, TopicSpec,
+};
+use serde_json::Value;
+use support::cluster::TestCluster;
+use support::eventually;
+
+const WAIT: Duration = Duration::from_secs(60);
+const PARTITIONS: u32 = 4;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_node_ends_with_no_replica_and_nothing_is_lost() {
+    let c = TestCluster::start_with(4, |cfg| {
+        cfg.rebalance.check_interval = Duration::from_millis(200);
+    })
+    .await;
+    let names: Vec<String> = c.members.iter().map(|m| m.name.clone()).collect();
+    let client = c.client(0);
+    client
+        .create_topic(TopicSpec {
+            name: "orders".into(),
+            partitions: Some(PARTITIONS),
+            replication_factor: Some(3),
+        })
+        .await
+        .expect("create");
+
+    // A producer through node 0 the whole time; it keeps the values that were acknowledged.
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let (client, acked, stop) = (client.clone(), acked.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let value = format!("v{i}");
+                let record = ProduceRecord {
+                    partition: None,
+                    record: Record::from_value(value.clone()).with_key(format!("k{}", i % 13)),
+                };
+                if client.produce("orders", vec![record]).await.is_ok() {
+                    acked.lock().expect("lock").push(value);
+                }
+                i += 1;
+            }
+        })
+    };
+    eventually("some records acknowledged", WAIT, async || {
+        (acked.lock().expect("lock").len() >= 50).then_some(())
+    })
+    .await;
+
+    // Drain node 3 over HTTP.
+    let http = reqwest::Client::new();
+    let node0 = c.members[0].node.as_ref().expect("running");
+    let url = format!(
+        "http://{}/v1/cluster/nodes/{}/drain",
+        node0.http_addr, names[3]
+    );
+    let r = http.post(&url).send().await.expect("drain");
+    assert_eq!(r.status(), 202);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["name"], names[3].as_str());
+    assert!(
+        body["state"] == "draining" || body["state"] == "drained",
+        "{body}"
+    );
+    let drained: NodeInfo = eventually("node 3 to be drained", WAIT, async || {
+        let info = client.cluster_info().await.ok()?;
+        info.nodes
+            .into_iter()
+            .find(|n| n.name == names[3] && n.state == "drained")
+    })
+    .await;
+    assert_eq!((drained.replicas, drained.leaders), (0, 0));
+    let described = client.describe_topic("orders").await.expect("describe");
+    for p in &described.partitions {
+        assert_eq!(p.replicas.len(), 3, "{p:?}");
+        assert!(!p.replicas.contains(&names[3]), "{p:?}");
+        assert_ne!(p.leader.as_deref(), Some(names[3].as_str()), "{p:?}");
+    }
+    let more = acked.lock().expect("lock").len() + 50;
+    eventually("the producer to go on", WAIT, async || {
+        (acked.lock().expect("lock").len() >= more).then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    producer.await.expect("producer");
+
+    // Every acknowledged value is there.
+    let mut stored = BTreeSet::new();
+    for p in 0..PARTITIONS {
+        let r = eventually("a fetch", WAIT, async || {
+            client
+                .fetch(FetchRequest {
+                    topic: "orders".into(),
+                    partition: p,
+                    offset: FetchOffset::Earliest,
+                    max_records: 1_000_000,
+                    max_bytes: 256 << 20,
+                    max_wait_ms: 0,
+                })
+                .await
+                .ok()
+        })
+        .await;
+        stored.extend(
+            r.records
+                .iter()
+                .map(|x| String::from_utf8_lossy(&x.record.value).into_owned()),
+        );
+    }
+    let acked = acked.lock().expect("lock").clone();
+    let lost: Vec<&String> = acked.iter().filter(|v| !stored.contains(*v)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged values lost: {lost:?}",
+        lost.len()
+    );
+
+    // With node 3 drained, every partition is on nodes 0-2: draining one more would leave them
+    // below their factor for good.
+    let refused = client
+        .drain_node(&names[2], true)
+        .await
+        .expect_err("no node left to take the replicas");
+    assert_eq!(refused.code, ErrorCode::NotEnoughNodes);
+    assert!(refused.message.contains("orders/0"), "{}", refused.message);
+    let unknown = client
+        .drain_node("nobody", true)
+        .await
+        .expect_err("unknown node");
+    assert_eq!(unknown.code, ErrorCode::UnknownNode);
+
+    // Undrain: the node is active again (and may receive replicas).
+    let back = client.drain_node(&names[3], false).await.expect("undrain");
+    assert_eq!(back.state, "active");
+    assert!(client.drain_node(&names[2], true).await.is_ok());
+}
