@@ -70,6 +70,16 @@ pub async fn run_until(
         ClientCommand::Consume(args) => consume::run(&api, &args, &mut stdout, stop).await,
         ClientCommand::Group(args) => group::run(&api, args.command, &mut stdout).await,
         ClientCommand::Node(args) => node::run(&api, args.command, &mut stdout).await,
+        ClientCommand::Reassignments => {
+            let text: String = api
+                .reassignments()
+                .await
+                .map(|list| list.iter().map(topic::format_reassignment).collect())?;
+            stdout
+                .write_all(text.as_bytes())
+                .await
+                .map_err(ClientError::from)
+        }
         ClientCommand::Chaos(args) => chaos(&api, args.command, &mut stdout).await,
         ClientCommand::Bench(args) => daftka_bench::run(&api, &args, &mut stdout, stop).await,
     };

@@ -151,3 +151,91 @@ async fn a_drained_node_ends_with_no_replica_and_nothing_is_lost() {
     assert_eq!(back.state, "active");
     assert!(client.drain_node(&names[2], true).await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_reassigned_by_hand_moves_and_keeps_its_records() {
+    let c = TestCluster::start(4).await;
+    let names: Vec<String> = c.members.iter().map(|m| m.name.clone()).collect();
+    let client = c.client(1);
+    client
+        .create_topic(TopicSpec {
+            name: "orders".into(),
+            partitions: Some(2),
+            replication_factor: Some(3),
+        })
+        .await
+        .expect("create");
+    let records: Vec<ProduceRecord> = (0..100)
+        .map(|i| ProduceRecord {
+            partition: Some(0),
+            record: Record::from_value(format!("v{i}")),
+        })
+        .collect();
+    eventually("a produce", WAIT, async || {
+        client.produce("orders", records.clone()).await.ok()
+    })
+    .await;
+    let before = client.describe_topic("orders").await.expect("describe");
+    let now = before.partitions[0].replicas.clone();
+    // The node without a replica leads the new list; the old first replica leaves.
+    let outsider = names
+        .iter()
+        .find(|n| !now.contains(n))
+        .expect("4 nodes, 3 replicas")
+        .clone();
+    let to = vec![outsider.clone(), now[1].clone(), now[2].clone()];
+
+    // Bad input first: nothing starts.
+    for (bad, why) in [
+        (vec![now[1].clone(), now[1].clone()], "a node twice"),
+        (vec!["nobody".to_string()], "an unknown node"),
+        (vec![], "no replica"),
+        (names.clone(), "more than the factor"),
+        (now.clone(), "the same replicas"),
+    ] {
+        let e = client.reassign("orders", 0, bad).await.expect_err(why);
+        assert_eq!(e.code, ErrorCode::InvalidRequest, "{why}: {e}");
+    }
+    let missing = client
+        .reassign("nothing", 0, to.clone())
+        .await
+        .expect_err("unknown topic");
+    assert_eq!(missing.code, ErrorCode::UnknownTopic);
+
+    let started = client
+        .reassign("orders", 0, to.clone())
+        .await
+        .expect("reassign");
+    assert_eq!(
+        (started.from.clone(), started.to.clone()),
+        (now.clone(), to.clone())
+    );
+    eventually("the move to finish", WAIT, async || {
+        let d = client.describe_topic("orders").await.ok()?;
+        let p = &d.partitions[0];
+        let moves = client.reassignments().await.ok()?;
+        (p.replicas == to && p.moving_to.is_empty() && moves.is_empty()).then_some(())
+    })
+    .await;
+    let r = eventually("a fetch", WAIT, async || {
+        client
+            .fetch(FetchRequest {
+                topic: "orders".into(),
+                partition: 0,
+                offset: FetchOffset::Earliest,
+                max_records: 1_000,
+                max_bytes: 1 << 20,
+                max_wait_ms: 0,
+            })
+            .await
+            .ok()
+    })
+    .await;
+    let values: Vec<String> = r
+        .records
+        .iter()
+        .map(|x| String::from_utf8_lossy(&x.record.value).into_owned())
+        .collect();
+    let want: Vec<String> = (0..100).map(|i| format!("v{i}")).collect();
+    assert_eq!(values, want);
+}

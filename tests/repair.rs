@@ -38,10 +38,11 @@ async fn produce(client: &Client, records: Vec<ProduceRecord>) {
     .await;
 }
 
-/// Every value of every partition, through `client` (served by the leaders).
-async fn read_all(client: &Client) -> BTreeMap<u32, Vec<String>> {
+/// Every value of each of the first `partitions` partitions, through `client` (served by the
+/// leaders).
+async fn read_all(client: &Client, partitions: u32) -> BTreeMap<u32, Vec<String>> {
     let mut out = BTreeMap::new();
-    for p in 0..PARTITIONS {
+    for p in 0..partitions {
         let values = eventually("a fetch to succeed", WAIT, async || {
             let r = client
                 .fetch(FetchRequest {
@@ -124,7 +125,7 @@ async fn an_under_replicated_topic_is_topped_up_when_the_node_returns() {
         assert!(p.replicas.contains(&names[2]), "{p:?}");
     }
     produce(&client, keyed(300, 100)).await;
-    let expected = read_all(&client).await;
+    let expected = read_all(&client, PARTITIONS).await;
     let total: usize = expected.values().map(Vec::len).sum();
     assert!(total >= 400, "every acknowledged record is there: {total}");
 
@@ -232,12 +233,12 @@ async fn replicas_of_a_node_down_for_good_are_created_again_elsewhere() {
     })
     .await;
     produce(&client, keyed(200, 100)).await;
-    all_present(&read_all(&client).await, 0, 300);
+    all_present(&read_all(&client, PARTITIONS).await, 0, 300);
 
     // A second node goes: every partition still has two of its three replicas and takes writes.
     c.stop(2).await;
     produce(&client, keyed(300, 50)).await;
-    all_present(&read_all(&client).await, 0, 350);
+    all_present(&read_all(&client, PARTITIONS).await, 0, 350);
 
     // The first node comes back with its old data: it holds no replica any more, and deletes them.
     c.start_member(3).await;
@@ -250,4 +251,64 @@ async fn replicas_of_a_node_down_for_good_are_created_again_elsewhere() {
         vec![GroupId::METADATA],
         "only the metadata group is left on the node that was replaced"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_receives_its_share_of_replicas() {
+    // Node 3 is registered but down when the topic is created (12 replicas on 3 nodes: 4 each);
+    // once it runs, the Rebalancer moves replicas onto it, one at a time, until every node holds
+    // 3, and it is the preferred leader of some partitions.
+    let mut c = TestCluster::start_with(4, |cfg| {
+        cfg.rebalance.check_interval = Duration::from_millis(200);
+    })
+    .await;
+    let names: Vec<String> = c.members.iter().map(|m| m.name.clone()).collect();
+    c.stop(3).await;
+    let client = c.client(0);
+    eventually("node 0 to see node 3 down", WAIT, async || {
+        let info = client.cluster_info().await.ok()?;
+        info.nodes
+            .iter()
+            .any(|n| n.name == names[3] && n.status != "up")
+            .then_some(())
+    })
+    .await;
+    let created = client
+        .create_topic(TopicSpec {
+            name: "orders".into(),
+            partitions: Some(6),
+            replication_factor: Some(2),
+        })
+        .await
+        .expect("create");
+    assert!(created
+        .partitions
+        .iter()
+        .all(|p| !p.replicas.contains(&names[3])));
+    produce(&client, keyed(0, 120)).await;
+
+    c.start_member(3).await;
+    c.wait_ready(3).await;
+    let balanced = eventually("every node to hold 3 replicas", WAIT, async || {
+        let d = client.describe_topic("orders").await.ok()?;
+        let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+        for p in &d.partitions {
+            if !p.moving_to.is_empty() {
+                return None;
+            }
+            for r in &p.replicas {
+                *count.entry(r.as_str()).or_default() += 1;
+            }
+        }
+        (count.len() == 4 && count.values().all(|c| *c == 3)).then_some(d.clone())
+    })
+    .await;
+    assert!(
+        balanced
+            .partitions
+            .iter()
+            .any(|p| p.replicas[0] == names[3]),
+        "node 3 is some partition's preferred leader: {balanced:?}"
+    );
+    all_present(&read_all(&client, 6).await, 0, 120);
 }

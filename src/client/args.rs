@@ -35,6 +35,8 @@ pub enum ClientCommand {
     Group(GroupArgs),
     /// List the cluster's nodes, or drain one (move its replicas away) or take it back.
     Node(NodeArgs),
+    /// Print every replica move in flight: topic, partition, from, to (tab-separated).
+    Reassignments,
     /// Kill a node's actors on purpose (the node must run with debug.chaos = true).
     Chaos(ChaosArgs),
     /// Load generator: produce or consume as fast as possible (or at --rate) and report
@@ -84,6 +86,14 @@ pub enum TopicCommand {
     Describe { name: String },
     /// Delete a topic and all its records.
     Delete { name: String },
+    /// Move one partition's replicas by hand (through Raft membership changes); prints the move.
+    Reassign {
+        name: String,
+        partition: u32,
+        /// The new replicas, comma-separated; the first is the preferred leader.
+        #[arg(long, value_delimiter = ',', required = true)]
+        replicas: Vec<String>,
+    },
 }
 
 /// `daftka produce TOPIC`: one record per stdin line, without its newline.
@@ -528,6 +538,37 @@ mod tests {
             let err = parse(args).expect_err(&format!("{args:?} should fail"));
             assert_eq!(err.exit_code(), 2, "{args:?}");
         }
+    }
+
+    #[test]
+    fn reassign_parses_a_replica_list() {
+        // topic reassign T P --replicas a,c,d; the list is required; `reassignments` stands alone.
+        match parse(&["topic", "reassign", "orders", "3", "--replicas", "a,c,d"]) {
+            Ok(Cli {
+                command:
+                    Command::Client(ClientCommand::Topic(TopicArgs {
+                        command:
+                            TopicCommand::Reassign {
+                                name,
+                                partition,
+                                replicas,
+                            },
+                    })),
+                ..
+            }) => assert_eq!(
+                (name.as_str(), partition, replicas),
+                ("orders", 3, vec!["a".to_string(), "c".into(), "d".into()])
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["topic", "reassign", "orders", "3"]).is_err());
+        assert!(matches!(
+            parse(&["reassignments"]),
+            Ok(Cli {
+                command: Command::Client(ClientCommand::Reassignments),
+                ..
+            })
+        ));
     }
 
     #[test]

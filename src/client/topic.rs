@@ -9,7 +9,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use super::args::TopicCommand;
 use super::ClientError;
 use daftka_http::client::Api;
-use daftka_http::json::TopicJson;
+use daftka_http::json::{ReassignmentJson, TopicJson};
 
 pub async fn run(
     api: &Api,
@@ -35,6 +35,14 @@ pub async fn run(
             out.write_all(format_describe(&topic).as_bytes()).await?;
         }
         TopicCommand::Delete { name } => api.delete_topic(&name).await?,
+        TopicCommand::Reassign {
+            name,
+            partition,
+            replicas,
+        } => {
+            let r = api.reassign(&name, partition, &replicas).await?;
+            out.write_all(format_reassignment(&r).as_bytes()).await?;
+        }
     }
     Ok(())
 }
@@ -76,6 +84,17 @@ pub fn format_describe(topic: &TopicJson) -> String {
             )
         })
         .collect()
+}
+
+/// One move's line: `topic partition from to`, node lists comma-separated.
+pub fn format_reassignment(r: &ReassignmentJson) -> String {
+    format!(
+        "{}\t{}\t{}\t{}\n",
+        r.topic,
+        r.partition,
+        r.from.join(","),
+        r.to.join(",")
+    )
 }
 
 #[cfg(test)]
@@ -166,6 +185,20 @@ mod tests {
                      "high_watermark": 4}]}),
             ),
             ("DELETE", "/v1/topics/orders") => Reply::empty(204),
+            ("POST", "/v1/topics/orders/partitions/3/reassign") => {
+                let body: serde_json::Value = serde_json::from_slice(&req.body).expect("json body");
+                assert_eq!(body, json!({"replicas": ["a", "c", "d"]}));
+                Reply::json(
+                    202,
+                    json!({"topic": "orders", "partition": 3, "from": ["a", "b", "c"],
+                           "to": ["a", "c", "d"], "started_ms": 5}),
+                )
+            }
+            ("GET", "/v1/reassignments") => Reply::json(
+                200,
+                json!({"reassignments": [{"topic": "orders", "partition": 3, "from": ["a", "b", "c"],
+                                          "to": ["a", "c", "d"], "started_ms": 5}]}),
+            ),
             _ => Reply::error(
                 404,
                 "unknown_topic",
@@ -185,6 +218,27 @@ mod tests {
         .await
         .expect("create");
         assert_eq!(created, "");
+        let moved = topic(
+            &node,
+            TopicCommand::Reassign {
+                name: "orders".into(),
+                partition: 3,
+                replicas: vec!["a".into(), "c".into(), "d".into()],
+            },
+        )
+        .await
+        .expect("reassign");
+        assert_eq!(moved, "orders\t3\ta,b,c\ta,c,d\n");
+        let mut out = Vec::new();
+        crate::client::run(
+            ClientOpts { url: node.url() },
+            ClientCommand::Reassignments,
+            &b""[..],
+            &mut out,
+        )
+        .await
+        .expect("reassignments");
+        assert_eq!(out, b"orders\t3\ta,b,c\ta,c,d\n");
         assert_eq!(
             topic(&node, TopicCommand::List).await.expect("list"),
             "orders\t1\t3\nz\t0\t1\n"

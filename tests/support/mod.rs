@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod history;
 pub mod netns;
 pub mod procs;
+pub mod produce;
 pub mod readback;
 
 use std::net::TcpListener;

@@ -1,4 +1,5 @@
-//! A three-process cluster of the real binary on loopback, for tests that need separate processes.
+//! A cluster of real binary processes on loopback (three nodes, or more), for tests that need
+//! separate processes.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -38,8 +39,13 @@ impl Slot {
 
 /// Three nodes a, b, c of one cluster with `cookie`: a founds it, b joins a, c joins a and b.
 pub fn slots(root: &Path, cookie: &str) -> Vec<Slot> {
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    ["a", "b", "c"]
+    slots_n(root, cookie, 3)
+}
+
+/// `n` (at most 6) nodes a, b, c, ... of one cluster: a founds it, each other joins those before.
+pub fn slots_n(root: &Path, cookie: &str, n: usize) -> Vec<Slot> {
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    ["a", "b", "c", "d", "e", "f"][..n]
         .iter()
         .enumerate()
         .map(|(i, name)| {

@@ -207,6 +207,69 @@ pub fn plan_repairs(
     out
 }
 
+/// One move that evens out a topic's replicas across `eligible` nodes (live, undrained; sorted
+/// names), once nothing else moves: on the first topic (by name) whose busiest node holds two or
+/// more replicas of it than the idlest, the first partition (by number) with a replica on the
+/// busiest and none on the idlest gets the idlest in that replica's place (its turn as preferred
+/// leader included). Only partitions at their factor with every replica eligible are moved. Called
+/// again after each move, it brings every topic's per-node counts within one of each other.
+pub fn plan_balance(
+    state: &MetadataState,
+    eligible: &[String],
+    now_ms: u64,
+) -> Option<MetadataCommand> {
+    if !state.moves.is_empty() || eligible.len() < 2 {
+        return None;
+    }
+    for t in state.topics.values() {
+        let rf = t.replication_factor as usize;
+        let mut count: std::collections::BTreeMap<&str, usize> =
+            eligible.iter().map(|n| (n.as_str(), 0)).collect();
+        for p in &t.partitions {
+            for r in &p.replicas {
+                if let Some(c) = count.get_mut(r.as_str()) {
+                    *c += 1;
+                }
+            }
+        }
+        // Busiest first by count (then name), idlest last.
+        let mut order: Vec<(&str, usize)> = count.into_iter().collect();
+        order.sort_by_key(|(n, c)| (std::cmp::Reverse(*c), *n));
+        let (Some(&(busy, most)), Some(&(idle, least))) = (order.first(), order.last()) else {
+            continue;
+        };
+        if most <= least + 1 {
+            continue;
+        }
+        let movable = t.partitions.iter().find(|p| {
+            p.replicas.len() == rf
+                && p.replicas.iter().all(|r| eligible.contains(r))
+                && p.replicas.iter().any(|r| r == busy)
+                && !p.replicas.iter().any(|r| r == idle)
+        });
+        if let Some(p) = movable {
+            let to = p
+                .replicas
+                .iter()
+                .map(|r| {
+                    if r == busy {
+                        idle.to_string()
+                    } else {
+                        r.clone()
+                    }
+                })
+                .collect();
+            return Some(MetadataCommand::StartMove {
+                group: p.group,
+                from: p.replicas.clone(),
+                to,
+                now_ms,
+            });
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,5 +577,66 @@ mod tests {
                 },
             ]
         );
+    }
+
+    /// A node with no replicas receives moves until every node holds a topic's fair share
+    /// (within one), the busiest giving first; nothing moves while a move is in flight.
+    #[test]
+    fn balancing_evens_out_a_topic() {
+        use crate::metadata::{MetadataLimits, NodeMeta};
+        let limits = MetadataLimits {
+            partitions_per_topic_max: 10,
+        };
+        let mut s = MetadataState::default();
+        for (i, n) in ["a", "b", "c", "d"].iter().enumerate() {
+            s.apply(
+                MetadataCommand::RegisterNode(NodeMeta {
+                    name: n.to_string(),
+                    raft_id: i as u64 + 1,
+                    cluster_addr: String::new(),
+                    http_addr: String::new(),
+                }),
+                limits,
+            )
+            .expect("register");
+        }
+        let three = names(&["a", "b", "c"]);
+        s.apply(
+            MetadataCommand::CreateTopic {
+                name: "t".into(),
+                replication_factor: 2,
+                placement: crate::metadata::place_replicas(&three, 6, 2, 0).expect("placed"),
+            },
+            limits,
+        )
+        .expect("create");
+        let all = names(&["a", "b", "c", "d"]);
+        let mut moves = 0;
+        while let Some(m) = plan_balance(&s, &all, 1) {
+            let MetadataCommand::StartMove { group, to, .. } = m.clone() else {
+                panic!("{m:?}");
+            };
+            s.apply(m, limits).expect("start");
+            assert_eq!(plan_balance(&s, &all, 1), None, "one move at a time");
+            s.apply(MetadataCommand::FinishMove { group, to }, limits)
+                .expect("finish");
+            moves += 1;
+            assert!(moves <= 6, "balancing converges");
+        }
+        let mut count: std::collections::BTreeMap<&str, usize> = Default::default();
+        for p in &s.topics["t"].partitions {
+            for r in &p.replicas {
+                *count.entry(r.as_str()).or_default() += 1;
+            }
+        }
+        assert_eq!(
+            count.values().copied().collect::<Vec<_>>(),
+            vec![3, 3, 3, 3]
+        );
+        assert_eq!(moves, 3, "d took one replica from each");
+        assert!(s.topics["t"]
+            .partitions
+            .iter()
+            .any(|p| p.replicas[0] == "d"));
     }
 }

@@ -16,7 +16,8 @@ use daftka_protocol::{
 use crate::json::{
     ActorsJson, ClusterJson, CommitBody, CommitOffsetJson, CreateTopicBody, Encoding, ErrorJson,
     FetchedJson, GroupsJson, HeartbeatBody, JoinBody, NodeJson, ProduceBody, ProducedJson,
-    ResetBody, ResetJson, ResetToJson, TopicJson, TopicsJson,
+    ReassignBody, ReassignmentJson, ReassignmentsJson, ResetBody, ResetJson, ResetToJson,
+    TopicJson, TopicsJson,
 };
 
 // The group endpoints answer the protocol's own types as JSON: the client reads them as they are.
@@ -228,6 +229,36 @@ impl Api {
     /// The cluster as this node sees it (`GET /v1/cluster`).
     pub async fn cluster(&self) -> Result<ClusterJson, ClientError> {
         self.get(&["v1", "cluster"]).await
+    }
+
+    /// Starts moving partition `partition` of `topic` to `replicas`
+    /// (`POST /v1/topics/{t}/partitions/{p}/reassign`). Not retried after a lost answer: a second
+    /// attempt would be refused as "already moving" although the first was taken.
+    pub async fn reassign(
+        &self,
+        topic: &str,
+        partition: u32,
+        replicas: &[String],
+    ) -> Result<ReassignmentJson, ClientError> {
+        let partition = partition.to_string();
+        let body = ReassignBody {
+            replicas: replicas.to_vec(),
+        };
+        self.unless_taken(
+            Method::POST,
+            self.url(&["v1", "topics", topic, "partitions", &partition, "reassign"]),
+            &[],
+            Some(&body),
+            0,
+        )
+        .await
+        .and_then(decode)
+    }
+
+    /// Every replica move in flight (`GET /v1/reassignments`).
+    pub async fn reassignments(&self) -> Result<Vec<ReassignmentJson>, ClientError> {
+        let list: ReassignmentsJson = self.get(&["v1", "reassignments"]).await?;
+        Ok(list.reassignments)
     }
 
     /// Starts (`draining`) or ends the drain of `node`

@@ -530,6 +530,43 @@ impl From<NodeInfo> for NodeJson {
     }
 }
 
+/// `POST /v1/topics/{topic}/partitions/{partition}/reassign`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReassignBody {
+    /// The partition's new replicas: distinct registered nodes, the first its preferred leader.
+    pub replicas: Vec<String>,
+}
+
+/// A replica move in flight (the answer of a reassign, one item of `GET /v1/reassignments`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReassignmentJson {
+    pub topic: String,
+    pub partition: u32,
+    pub from: Vec<String>,
+    pub to: Vec<String>,
+    /// When it started, ms since the Unix epoch.
+    pub started_ms: u64,
+}
+
+impl From<daftka_protocol::Reassignment> for ReassignmentJson {
+    fn from(r: daftka_protocol::Reassignment) -> Self {
+        ReassignmentJson {
+            topic: r.topic,
+            partition: r.partition,
+            from: r.from,
+            to: r.to,
+            started_ms: r.started_ms,
+        }
+    }
+}
+
+/// `GET /v1/reassignments`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReassignmentsJson {
+    pub reassignments: Vec<ReassignmentJson>,
+}
+
 /// `GET /v1/cluster`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterJson {

@@ -234,7 +234,8 @@ impl PlacementState {
     }
 
     /// On the metadata leader, at most every `rebalance.check_interval`: starts the moves that
-    /// bring partitions below their replication factor back to it, onto live nodes.
+    /// bring partitions below their replication factor back to it, onto live nodes; with none to
+    /// make, one that evens out a topic's replicas across nodes.
     fn plan_repairs(&mut self, state: &daftka_core::metadata::MetadataState) {
         let cfg = &self.ctx.config.rebalance;
         let now = std::time::Instant::now();
@@ -260,13 +261,30 @@ impl PlacementState {
             .map(|(n, _)| n.clone())
             .collect();
         let now_ms = u64::try_from(crate::partitions::server::now_ms()).unwrap_or(0);
-        let moves = daftka_core::reconfig::plan_repairs(
+        let mut moves = daftka_core::reconfig::plan_repairs(
             state,
             &live,
             &dead,
             cfg.max_parallel_moves as usize,
             now_ms,
         );
+        // Balancing goes after repairs, one move at a time, with nothing else in flight.
+        if moves.is_empty() {
+            let eligible: Vec<String> = live
+                .iter()
+                .filter(|n| !state.draining.contains(*n))
+                .cloned()
+                .collect();
+            if let Some(m) = daftka_core::reconfig::plan_balance(state, &eligible, now_ms) {
+                if let MetadataCommand::StartMove {
+                    group, from, to, ..
+                } = &m
+                {
+                    tracing::info!(%group, ?from, ?to, "starting a move: evening out a topic's replicas across nodes");
+                }
+                moves.push(m);
+            }
+        }
         for cmd in moves {
             if let MetadataCommand::StartMove {
                 group, from, to, ..

@@ -152,6 +152,17 @@ impl Actor for Router {
                 answer(reply, async move { r.fetch_offsets(&group.0?).await })
             }
             RouterMsg::ClusterInfo { reply } => answer(reply, async move { r.cluster_info() }),
+            RouterMsg::Reassign {
+                topic,
+                partition,
+                replicas,
+                reply,
+            } => answer(reply, async move {
+                r.reassign(topic.0?, partition.0?, replicas.0?).await
+            }),
+            RouterMsg::ListReassignments { reply } => {
+                answer(reply, async move { Ok(r.reassignments()) })
+            }
             RouterMsg::DrainNode {
                 node,
                 draining,
@@ -539,6 +550,65 @@ impl Inner {
             metadata_leader: view.leader,
             seeds: membership.seeds,
         })
+    }
+
+    /// Starts moving partition `partition` of `topic` to `replicas`. Refused (400) for replicas
+    /// that repeat a node, name an unregistered one, are none or more than the topic's factor,
+    /// equal the current ones, or while the partition is already moving.
+    async fn reassign(
+        &self,
+        topic: String,
+        partition: daftka_protocol::PartitionId,
+        replicas: Vec<String>,
+    ) -> Result<daftka_protocol::Reassignment, Error> {
+        validate_name("topic", &topic)?;
+        let view = self.ctx.metadata_view();
+        let p = view.state.partition(&topic, partition)?.clone();
+        if let Some(m) = view.state.moves.get(&p.group) {
+            return Err(Error::invalid(format!(
+                "{topic}/{partition} is already moving to {:?}",
+                m.to
+            )));
+        }
+        let now_ms = u64::try_from(crate::partitions::server::now_ms()).unwrap_or(0);
+        let cmd = MetadataCommand::StartMove {
+            group: p.group,
+            from: p.replicas.clone(),
+            to: replicas.clone(),
+            now_ms,
+        };
+        crate::metadata::propose(&self.ctx, cmd).await?;
+        tracing::info!(%topic, partition, from = ?p.replicas, to = ?replicas, "reassignment started");
+        Ok(daftka_protocol::Reassignment {
+            topic,
+            partition,
+            from: p.replicas,
+            to: replicas,
+            started_ms: now_ms,
+        })
+    }
+
+    /// Every replica move in flight, by topic and partition.
+    fn reassignments(&self) -> Vec<daftka_protocol::Reassignment> {
+        let view = self.ctx.metadata_view();
+        let s = &view.state;
+        let mut out: Vec<daftka_protocol::Reassignment> = s
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.iter().map(move |p| (t, p)))
+            .filter_map(|(t, p)| {
+                let m = s.moves.get(&p.group)?;
+                Some(daftka_protocol::Reassignment {
+                    topic: t.name.clone(),
+                    partition: p.partition,
+                    from: m.from.clone(),
+                    to: m.to.clone(),
+                    started_ms: m.started_ms,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        out
     }
 
     /// A registered node as the cluster shows it: reachability, drain state, replicas, leaders.

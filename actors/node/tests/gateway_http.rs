@@ -278,6 +278,34 @@ impl Actor for FakeRouter {
                     seeds: vec![],
                 })));
             }
+            RouterMsg::Reassign {
+                topic,
+                partition,
+                replicas,
+                reply,
+            } => {
+                let answer = match (topic.0, partition.0, replicas.0) {
+                    (Ok(topic), Ok(partition), Ok(to)) if topic == "t" => Ok(Reassignment {
+                        topic,
+                        partition,
+                        from: vec!["a".into()],
+                        to,
+                        started_ms: 7,
+                    }),
+                    (Ok(topic), _, _) => Err(Error::unknown_topic(&topic)),
+                    (Err(e), _, _) => Err(e),
+                };
+                let _ = reply.send(Wire(answer));
+            }
+            RouterMsg::ListReassignments { reply } => {
+                let _ = reply.send(Wire(Ok(vec![Reassignment {
+                    topic: "t".into(),
+                    partition: 0,
+                    from: vec!["a".into()],
+                    to: vec!["b".into()],
+                    started_ms: 7,
+                }])));
+            }
             RouterMsg::DrainNode {
                 node,
                 draining,
@@ -776,6 +804,45 @@ async fn cluster_and_health() {
     h.get("/v1/cluster/nodes/a/drain")
         .await
         .assert_error(404, "not_found", false);
+    // Reassign: 202 with the move; a bad body or partition is 400; the list of moves.
+    let a = h
+        .post(
+            "/v1/topics/t/partitions/0/reassign",
+            json!({"replicas": ["b", "c"]}),
+        )
+        .await;
+    assert_eq!(a.status, 202);
+    assert_eq!(
+        a.body,
+        json!({"topic": "t", "partition": 0, "from": ["a"], "to": ["b", "c"], "started_ms": 7})
+    );
+    h.post(
+        "/v1/topics/t/partitions/x/reassign",
+        json!({"replicas": ["b"]}),
+    )
+    .await
+    .assert_error(400, "invalid_request", false);
+    h.post(
+        "/v1/topics/t/partitions/0/reassign",
+        json!({"nodes": ["b"]}),
+    )
+    .await
+    .assert_error(400, "invalid_request", false);
+    h.post(
+        "/v1/topics/zz/partitions/0/reassign",
+        json!({"replicas": ["b"]}),
+    )
+    .await
+    .assert_error(404, "unknown_topic", false);
+    let a = h.get("/v1/reassignments").await;
+    assert_eq!(
+        (a.status.as_u16(), a.body),
+        (
+            200,
+            json!({"reassignments": [{"topic": "t", "partition": 0, "from": ["a"], "to": ["b"],
+                                      "started_ms": 7}]})
+        )
+    );
 }
 
 /// /readyz is 503 unavailable until readiness is reached, then 200.

@@ -9,6 +9,7 @@ use ractor::{ActorRef, RpcReplyPort};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::Error;
+use crate::ids::PartitionId;
 use crate::messages::*;
 use crate::names;
 use crate::wire::{Framed, Wire};
@@ -317,6 +318,28 @@ impl Client {
 
     pub async fn cluster_info(&self) -> Result<ClusterInfo, Error> {
         self.call(self.timeout, |reply| RouterMsg::ClusterInfo { reply })
+            .await
+    }
+
+    /// Moves partition `partition` of `topic` to the replicas `replicas`; answers the started move.
+    pub async fn reassign(
+        &self,
+        topic: &str,
+        partition: PartitionId,
+        replicas: Vec<String>,
+    ) -> Result<Reassignment, Error> {
+        self.call(self.timeout, |reply| RouterMsg::Reassign {
+            topic: Wire::ok(topic.to_string()),
+            partition: Wire::ok(partition),
+            replicas: Wire::ok(replicas),
+            reply,
+        })
+        .await
+    }
+
+    /// Every replica move in flight.
+    pub async fn reassignments(&self) -> Result<Vec<Reassignment>, Error> {
+        self.call(self.timeout, |reply| RouterMsg::ListReassignments { reply })
             .await
     }
 

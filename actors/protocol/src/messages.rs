@@ -150,6 +150,17 @@ pub struct NodeInfo {
     pub leaders: u32,
 }
 
+/// A replica move in flight: a partition's replicas going from `from` to `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reassignment {
+    pub topic: String,
+    pub partition: PartitionId,
+    pub from: Vec<String>,
+    pub to: Vec<String>,
+    /// When it started (ms since the Unix epoch).
+    pub started_ms: u64,
+}
+
 /// A seed this node dials to join the cluster, and how that goes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeedInfo {
@@ -451,6 +462,20 @@ pub enum RouterMsg {
     /// Starts (`draining`) or ends the drain of a node: its replicas move to other nodes, and
     /// nothing new is placed on it. Answers the node as the cluster shows it then. Refused
     /// (`not_enough_nodes`) when some partition on it would have no other node to go to.
+    /// Moves one partition's replicas to `replicas` (distinct registered nodes, at most the
+    /// topic's factor), through Raft membership changes; answers the move once it is started.
+    #[rpc]
+    Reassign {
+        topic: Wire<String>,
+        partition: Wire<PartitionId>,
+        replicas: Wire<Vec<String>>,
+        reply: RpcReplyPort<Wire<Reassignment>>,
+    },
+    /// Every replica move in flight.
+    #[rpc]
+    ListReassignments {
+        reply: RpcReplyPort<Wire<Vec<Reassignment>>>,
+    },
     #[rpc]
     DrainNode {
         node: Wire<String>,

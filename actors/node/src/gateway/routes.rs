@@ -54,6 +54,8 @@ pub enum Route {
     Readyz,
     Cluster,
     DrainNode { node: String, draining: bool },
+    Reassign { topic: String, partition: String },
+    Reassignments,
     ListTopics,
     CreateTopic,
     DescribeTopic { topic: String },
@@ -117,6 +119,19 @@ pub fn recognise(method: &Method, path: &str) -> (&'static str, Result<Route, Er
             "/v1/topics/{topic}/records",
             "POST",
             (m == "POST").then(|| Route::Produce { topic: s(topic) }),
+        ),
+        ["v1", "topics", topic, "partitions", partition, "reassign"] => (
+            "/v1/topics/{topic}/partitions/{partition}/reassign",
+            "POST",
+            (m == "POST").then(|| Route::Reassign {
+                topic: s(topic),
+                partition: s(partition),
+            }),
+        ),
+        ["v1", "reassignments"] => (
+            "/v1/reassignments",
+            "GET",
+            (m == "GET").then_some(Route::Reassignments),
         ),
         ["v1", "topics", topic, "partitions", partition, "records"] => (
             "/v1/topics/{topic}/partitions/{partition}/records",
@@ -279,6 +294,11 @@ async fn dispatch(state: &GatewayState, route: Route, req: HttpRequest) -> Resul
         }
         Route::DescribeTopic { topic } => topics::describe(state, &topic).await,
         Route::DeleteTopic { topic } => topics::delete(state, &topic).await,
+        Route::Reassign { topic, partition } => {
+            let (body, _held) = read_reserved(state, &req.headers, req.body, body_max).await?;
+            topics::reassign(state, &topic, &partition, &body).await
+        }
+        Route::Reassignments => topics::reassignments(state).await,
         Route::Produce { topic } => {
             let (body, held) = read_reserved(state, &req.headers, req.body, body_max).await?;
             // The body's reservation is handed over to the Router's once the records are decoded.

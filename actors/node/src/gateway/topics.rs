@@ -8,7 +8,9 @@ use warp::Reply;
 
 use super::routes::{json_reply, parse_json};
 use super::GatewayState;
-use daftka_http::json::{CreateTopicBody, TopicJson, TopicsJson};
+use daftka_http::json::{
+    CreateTopicBody, ReassignBody, ReassignmentJson, ReassignmentsJson, TopicJson, TopicsJson,
+};
 
 /// `POST /v1/topics` -> 201 with the topic's description.
 pub async fn create(state: &GatewayState, body: &[u8]) -> Result<Response, Error> {
@@ -37,6 +39,38 @@ pub async fn describe(state: &GatewayState, topic: &str) -> Result<Response, Err
     validate_name("topic", topic)?;
     let topic = state.client.describe_topic(topic).await?;
     Ok(json_reply(StatusCode::OK, &TopicJson::from(topic)))
+}
+
+/// `POST /v1/topics/{topic}/partitions/{partition}/reassign` `{"replicas": [...]}` -> 202 with
+/// the move, which goes on in the background (`GET /v1/reassignments`).
+pub async fn reassign(
+    state: &GatewayState,
+    topic: &str,
+    partition: &str,
+    body: &[u8],
+) -> Result<Response, Error> {
+    validate_name("topic", topic)?;
+    let partition: u32 = partition
+        .parse()
+        .map_err(|_| Error::invalid(format!("partition must be a number, got {partition:?}")))?;
+    let body: ReassignBody = parse_json(body)?;
+    for r in &body.replicas {
+        validate_name("replica node", r)?;
+    }
+    let r = state
+        .client
+        .reassign(topic, partition, body.replicas)
+        .await?;
+    Ok(json_reply(StatusCode::ACCEPTED, &ReassignmentJson::from(r)))
+}
+
+/// `GET /v1/reassignments` -> every replica move in flight.
+pub async fn reassignments(state: &GatewayState) -> Result<Response, Error> {
+    let list = state.client.reassignments().await?;
+    let body = ReassignmentsJson {
+        reassignments: list.into_iter().map(ReassignmentJson::from).collect(),
+    };
+    Ok(json_reply(StatusCode::OK, &body))
 }
 
 /// `DELETE /v1/topics/{topic}` -> 204.

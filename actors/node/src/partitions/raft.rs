@@ -308,9 +308,10 @@ impl Actor for ReplicaRaft {
             }
             RaftMsg::Tick => {
                 state.ticks += 1;
-                // The first voter is the preferred leader placement chose.
+                // The first replica the metadata lists is the preferred leader (placement's
+                // choice; a move gives a replaced replica's turn to its replacement).
                 if state.ticks.is_multiple_of(state.balance_every) {
-                    if let Some(&preferred) = state.replica.voters.first() {
+                    if let Some(preferred) = state.preferred_leader() {
                         if state.raft.transfer_to(preferred) {
                             tracing::info!(group = %state.replica.group, "handing leadership back to the preferred leader");
                         }
@@ -335,6 +336,14 @@ impl Actor for ReplicaRaft {
 }
 
 impl ReplicaRaftState {
+    /// The raft id of the partition's preferred leader: its first replica in the metadata.
+    fn preferred_leader(&self) -> Option<u64> {
+        let view = self.ctx.metadata_view();
+        let (_, p) = view.state.partition_by_group(self.replica.group).ok()?;
+        let first = p.replicas.first()?;
+        view.state.nodes.get(first).map(|n| n.raft_id)
+    }
+
     /// A move's next step, if this replica leads: a configuration change or a leader transfer,
     /// or once the configuration is the destination, the report that the move is finished.
     fn reconfigure(&mut self, target: &[u64], to: Vec<String>) {
