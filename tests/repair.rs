@@ -312,3 +312,60 @@ async fn a_new_node_receives_its_share_of_replicas() {
     );
     all_present(&read_all(&client, 6).await, 0, 120);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_towards_a_node_that_died_is_redirected_and_ends() {
+    // The move's destination is down (for good, past the 2 s timeout): the Rebalancer redirects
+    // the move back to the node it came from, the leader drops the learner it had added, and the
+    // move ends with the old replicas; the partition serves throughout.
+    let mut c = TestCluster::start_with(4, |cfg| {
+        cfg.rebalance.node_down_timeout = Duration::from_secs(2);
+        cfg.rebalance.check_interval = Duration::from_millis(200);
+    })
+    .await;
+    let names: Vec<String> = c.members.iter().map(|m| m.name.clone()).collect();
+    let client = c.client(0);
+    client
+        .create_topic(TopicSpec {
+            name: "orders".into(),
+            partitions: Some(1),
+            replication_factor: Some(3),
+        })
+        .await
+        .expect("create");
+    produce(&client, keyed(0, 50)).await;
+    let before = client.describe_topic("orders").await.expect("describe");
+    let replicas = before.partitions[0].replicas.clone();
+    let outsider = names
+        .iter()
+        .position(|n| !replicas.contains(n))
+        .expect("4 nodes, 3 replicas");
+    assert_ne!(outsider, 0, "node 0 holds every partition it created first");
+    c.stop(outsider).await;
+    let to = vec![
+        names[outsider].clone(),
+        replicas[1].clone(),
+        replicas[2].clone(),
+    ];
+    let started = client
+        .reassign("orders", 0, to.clone())
+        .await
+        .expect("a registered node, even down, may be a destination");
+    assert_eq!(started.to, to);
+    produce(&client, keyed(50, 50)).await;
+    eventually("the move to be redirected and end", WAIT, async || {
+        let d = client.describe_topic("orders").await.ok()?;
+        let p = &d.partitions[0];
+        let moving = client.reassignments().await.ok()?;
+        (moving.is_empty() && p.moving_to.is_empty()).then(|| p.replicas.clone())
+    })
+    .await;
+    let after = client.describe_topic("orders").await.expect("describe");
+    assert_eq!(
+        after.partitions[0].replicas, replicas,
+        "back where it came from"
+    );
+    produce(&client, keyed(100, 50)).await;
+    let got = read_all(&client, 1).await;
+    all_present(&got, 0, 150);
+}

@@ -492,7 +492,7 @@ impl<M: StateMachine, S: LogStore, P> Driver<M, S, P> {
         crate::reconfig::next_step(&view, target, |id| {
             prs.get(id).map(|p| crate::reconfig::Follower {
                 matched: p.matched,
-                snapshotting: p.state == raft::ProgressState::Snapshot,
+                replicating: p.state == raft::ProgressState::Replicate,
             })
         })
     }

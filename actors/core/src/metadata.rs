@@ -100,6 +100,13 @@ pub enum MetadataCommand {
         node: String,
         draining: bool,
     },
+    /// Gives a move in flight towards `from_to` a new destination `to` (one of its destinations
+    /// died): the group's leader steers to it from wherever the move stands.
+    RedirectMove {
+        group: GroupId,
+        from_to: Vec<String>,
+        to: Vec<String>,
+    },
 }
 
 /// What applying a command changed, for the proposer's reply and for watchers.
@@ -130,6 +137,10 @@ pub enum MetadataEvent {
     Draining {
         node: String,
         draining: bool,
+    },
+    MoveRedirected {
+        group: GroupId,
+        to: Vec<String>,
     },
 }
 
@@ -354,6 +365,23 @@ impl MetadataState {
                 Ok(MetadataEvent::MoveStarted { group, from, to })
             }
             MetadataCommand::Barrier => Ok(MetadataEvent::Barrier),
+            MetadataCommand::RedirectMove { group, from_to, to } => {
+                let (topic, _) = self.partition_by_group(group)?;
+                let rf = self.topics[&topic].replication_factor;
+                match self.moves.get(&group) {
+                    Some(m) if m.to == from_to => {}
+                    _ => {
+                        return Err(Error::invalid(format!(
+                            "{group} is not moving to {from_to:?}"
+                        )))
+                    }
+                }
+                check_replicas(&to, rf, &self.nodes)?;
+                if let Some(m) = self.moves.get_mut(&group) {
+                    m.to = to.clone();
+                }
+                Ok(MetadataEvent::MoveRedirected { group, to })
+            }
             MetadataCommand::SetDraining { node, draining } => {
                 if !self.nodes.contains_key(&node) {
                     return Err(Error::new(

@@ -26,8 +26,9 @@ use crate::metadata::{MetadataCommand, MetadataState};
 pub struct Follower {
     /// The last log index known to be on it.
     pub matched: u64,
-    /// It is being sent a snapshot.
-    pub snapshotting: bool,
+    /// It answers appends and takes entries as they come (raft's `Replicate` state): not probed
+    /// (it has not answered yet, or lost its place) and not being sent a snapshot.
+    pub replicating: bool,
 }
 
 /// The leader's view of its group, as [`next_step`] reads it.
@@ -76,7 +77,8 @@ pub fn next_step(
     let caught_up = |id: u64| {
         id == view.id
             || follower(id).is_some_and(|f| {
-                !f.snapshotting && f.matched + view.catch_up_lag >= view.last_index
+                // A follower that never answered is not caught up, however short the log.
+                f.replicating && f.matched + view.catch_up_lag >= view.last_index
             })
     };
     let target: BTreeSet<u64> = target.iter().copied().collect();
@@ -160,7 +162,7 @@ pub fn plan_repairs(
         .collect();
     short.sort_by_key(|(missing, p, _)| (std::cmp::Reverse(*missing), p.group));
     let mut room = max_parallel.saturating_sub(state.moves.len());
-    let mut out = Vec::new();
+    let mut out = redirects(state, live, dead);
     for (_, p, rf) in short {
         if room == 0 {
             break;
@@ -203,6 +205,60 @@ pub fn plan_repairs(
             now_ms,
         });
         room -= 1;
+    }
+    out
+}
+
+/// Moves in flight towards a dead or draining node get a new destination: each such node is
+/// replaced by a live, undrained one, a node the move comes from first (a rollback: it holds the
+/// data), else the node holding fewest replicas. Without a replacement the move is left to wait.
+fn redirects(
+    state: &MetadataState,
+    live: &[String],
+    dead: &BTreeSet<String>,
+) -> Vec<MetadataCommand> {
+    let gone = |n: &String| dead.contains(n) || state.draining.contains(n);
+    let mut load: std::collections::BTreeMap<&str, usize> =
+        live.iter().map(|n| (n.as_str(), 0)).collect();
+    for t in state.topics.values() {
+        for p in &t.partitions {
+            for n in state.hosts(p) {
+                if let Some(c) = load.get_mut(n.as_str()) {
+                    *c += 1;
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (group, m) in &state.moves {
+        if !m.to.iter().any(gone) {
+            continue;
+        }
+        let mut candidates: Vec<&String> = live
+            .iter()
+            .filter(|n| !gone(n) && !m.to.contains(n))
+            .collect();
+        candidates.sort_by_key(|n| (!m.from.contains(n), load.get(n.as_str()).copied(), *n));
+        let mut candidates = candidates.into_iter();
+        let mut to: Vec<String> = Vec::new();
+        for n in &m.to {
+            if gone(n) {
+                match candidates.next() {
+                    Some(c) => to.push(c.clone()),
+                    None => break,
+                }
+            } else {
+                to.push(n.clone());
+            }
+        }
+        if to.len() < m.to.len() {
+            continue;
+        }
+        out.push(MetadataCommand::RedirectMove {
+            group: *group,
+            from_to: m.to.clone(),
+            to,
+        });
     }
     out
 }
@@ -296,7 +352,7 @@ mod tests {
     fn at(matched: u64) -> Option<Follower> {
         Some(Follower {
             matched,
-            snapshotting: false,
+            replicating: true,
         })
     }
 
@@ -321,13 +377,24 @@ mod tests {
         let snapshotting = |_| {
             Some(Follower {
                 matched: 100,
-                snapshotting: true,
+                replicating: false,
             })
         };
         assert_eq!(
             next_step(&view(1, &c), &[1, 2, 3], snapshotting),
             Step::Wait
         );
+        // A learner that never answered (probed, nothing matched) is not caught up, even when the
+        // whole log is shorter than the allowed lag.
+        let mut short = view(1, &c);
+        short.last_index = 5;
+        let silent = |_| {
+            Some(Follower {
+                matched: 0,
+                replicating: false,
+            })
+        };
+        assert_eq!(next_step(&short, &[1, 2, 3], silent), Step::Wait);
         assert_eq!(
             next_step(&view(1, &c), &[1, 2, 3], |_| at(95)),
             Step::EnterJoint {
@@ -638,5 +705,63 @@ mod tests {
             .partitions
             .iter()
             .any(|p| p.replicas[0] == "d"));
+    }
+
+    /// A move towards a node that died is redirected: back to a node it comes from first.
+    #[test]
+    fn a_move_towards_a_dead_node_is_redirected() {
+        use crate::metadata::{MetadataLimits, NodeMeta};
+        let limits = MetadataLimits {
+            partitions_per_topic_max: 10,
+        };
+        let mut s = MetadataState::default();
+        for (i, n) in ["a", "b", "c", "d"].iter().enumerate() {
+            s.apply(
+                MetadataCommand::RegisterNode(NodeMeta {
+                    name: n.to_string(),
+                    raft_id: i as u64 + 1,
+                    cluster_addr: String::new(),
+                    http_addr: String::new(),
+                }),
+                limits,
+            )
+            .expect("register");
+        }
+        s.apply(
+            MetadataCommand::CreateTopic {
+                name: "t".into(),
+                replication_factor: 3,
+                placement: vec![names(&["a", "b", "c"])],
+            },
+            limits,
+        )
+        .expect("create");
+        let group = s.topics["t"].partitions[0].group;
+        s.apply(
+            MetadataCommand::StartMove {
+                group,
+                from: names(&["a", "b", "c"]),
+                to: names(&["a", "b", "d"]),
+                now_ms: 1,
+            },
+            limits,
+        )
+        .expect("start");
+        let dead: BTreeSet<String> = ["d".to_string()].into();
+        let live = names(&["a", "b", "c"]);
+        let planned = plan_repairs(&s, &live, &dead, 2, 1);
+        assert_eq!(
+            planned,
+            vec![MetadataCommand::RedirectMove {
+                group,
+                from_to: names(&["a", "b", "d"]),
+                to: names(&["a", "b", "c"]),
+            }]
+        );
+        for m in planned {
+            s.apply(m, limits).expect("redirect");
+        }
+        assert_eq!(s.moves[&group].to, names(&["a", "b", "c"]));
+        assert!(plan_repairs(&s, &live, &dead, 2, 1).is_empty());
     }
 }

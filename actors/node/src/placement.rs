@@ -268,6 +268,23 @@ impl PlacementState {
             cfg.max_parallel_moves as usize,
             now_ms,
         );
+        for cmd in &moves {
+            match cmd {
+                MetadataCommand::StartMove {
+                    group, from, to, ..
+                } => {
+                    let gone: Vec<&String> = from
+                        .iter()
+                        .filter(|n| dead.contains(*n) || state.draining.contains(*n))
+                        .collect();
+                    tracing::info!(%group, ?from, ?to, ?gone, "starting a move: the partition is below its replication factor, or has replicas on nodes that are draining or down past rebalance.node_down_timeout");
+                }
+                MetadataCommand::RedirectMove { group, from_to, to } => {
+                    tracing::info!(%group, ?from_to, ?to, "redirecting a move: a destination is draining or down past rebalance.node_down_timeout");
+                }
+                _ => {}
+            }
+        }
         // Balancing goes after repairs, one move at a time, with nothing else in flight.
         if moves.is_empty() {
             let eligible: Vec<String> = live
@@ -286,13 +303,6 @@ impl PlacementState {
             }
         }
         for cmd in moves {
-            if let MetadataCommand::StartMove {
-                group, from, to, ..
-            } = &cmd
-            {
-                let gone: Vec<&String> = from.iter().filter(|n| dead.contains(*n)).collect();
-                tracing::info!(%group, ?from, ?to, ?gone, "starting a move: the partition is below its replication factor, or has replicas on nodes down past rebalance.node_down_timeout");
-            }
             let ctx = self.ctx.clone();
             tokio::spawn(async move {
                 if let Err(e) = crate::metadata::propose(&ctx, cmd).await {
