@@ -37,6 +37,7 @@ bench *ARGS:
 # of 20 s each (root; iproute2 and nftables). CI runs the same tests with shorter cuts.
 chaos:
     cargo test --test cluster_chaos -- --nocapture
+    MOVES_CHAOS_ROUNDS=12 cargo test --test moves_chaos -- --nocapture
     PARTITION_CUT_SECS=20 cargo test --test partition -- --nocapture
 
 # What CI runs: fmt check, clippy, then the tests.

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use support::eventually;
-use support::procs::{slots, wait_ready, Slot};
+use support::procs::{actor_targets, slots, wait_ready, Slot};
 use support::produce::{producer, Shared};
 use support::readback::{assert_replicas_agree, check_history, leaders, metric_hwms};
 
@@ -27,30 +27,6 @@ const PARTITIONS: u32 = 3;
 const BATCH: u64 = 20;
 const ROUNDS: usize = 8;
 const TOPIC: &str = "chaos";
-
-/// The actors a chaos kill may target on a node: Raft, Storage, Server, Router, Metadata.
-async fn actor_targets(http: &reqwest::Client, url: &str) -> Vec<String> {
-    let Ok(r) = http.get(format!("{url}/v1/admin/actors")).send().await else {
-        return Vec::new();
-    };
-    let Ok(v) = r.json::<Value>().await else {
-        return Vec::new();
-    };
-    v["actors"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|n| n.as_str())
-                .filter(|n| {
-                    [".raft", ".reader", ".server", ".router", ".metadata"]
-                        .iter()
-                        .any(|s| n.ends_with(s))
-                })
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_survive_kill_9_and_actor_kills() {
@@ -159,7 +135,8 @@ async fn three_processes_survive_kill_9_and_actor_kills() {
             nodes[victim].start();
             wait_ready(&http, &nodes[victim].url()).await;
         } else {
-            let targets = actor_targets(&http, &nodes[victim].url()).await;
+            let kinds = [".raft", ".reader", ".server", ".router", ".metadata"];
+            let targets = actor_targets(&http, &nodes[victim].url(), &kinds).await;
             if targets.is_empty() {
                 continue;
             }

@@ -80,3 +80,24 @@ pub fn slots_n(root: &Path, cookie: &str, n: usize) -> Vec<Slot> {
 pub async fn wait_ready(http: &reqwest::Client, url: &str) {
     super::wait_ok(http, &format!("{url}/readyz"), Duration::from_secs(60)).await
 }
+
+/// The registered actors of the node at `url` (its chaos endpoint) whose names end with one of
+/// `kinds` (`.raft`, `.reader`, `.server`, `.router`, `.metadata`, `.placement`...).
+pub async fn actor_targets(http: &reqwest::Client, url: &str, kinds: &[&str]) -> Vec<String> {
+    let Ok(r) = http.get(format!("{url}/v1/admin/actors")).send().await else {
+        return Vec::new();
+    };
+    let Ok(v) = r.json::<serde_json::Value>().await else {
+        return Vec::new();
+    };
+    v["actors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| n.as_str())
+                .filter(|n| kinds.iter().any(|s| n.ends_with(s)))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -159,3 +159,44 @@ pub fn assert_replicas_agree(nodes: &[(&str, &Path)], partitions: u32, stored: u
     let total: usize = logs[0].values().map(Vec::len).sum();
     assert_eq!(total, stored, "the stores hold what the fetches returned");
 }
+
+/// Every stopped node's store (`(name, data dir)`) agrees on every partition it holds: all the
+/// nodes holding a partition's group hold the same log, each group of `topic`'s `partitions` is
+/// held by at least `min_copies` nodes, and the logs hold `stored` records in all.
+pub fn assert_holders_agree(
+    nodes: &[(&str, &Path)],
+    partitions: u32,
+    min_copies: usize,
+    stored: usize,
+) {
+    type Log = Vec<(u64, Vec<u8>)>;
+    let mut by_group: BTreeMap<u64, Vec<(&str, Log)>> = BTreeMap::new();
+    for (name, dir) in nodes {
+        for (g, log) in store_log(dir) {
+            by_group.entry(g).or_default().push((name, log));
+        }
+    }
+    assert_eq!(
+        by_group.len(),
+        partitions as usize,
+        "groups held: {:?}",
+        by_group.keys()
+    );
+    let mut total = 0;
+    for (g, holders) in &by_group {
+        assert!(
+            holders.len() >= min_copies,
+            "group {g} is held by {} node(s)",
+            holders.len()
+        );
+        for (name, log) in &holders[1..] {
+            assert!(
+                *log == holders[0].1,
+                "group {g}: the replicas of {} and {name} differ",
+                holders[0].0
+            );
+        }
+        total += holders[0].1.len();
+    }
+    assert_eq!(total, stored, "the stores hold what the fetches returned");
+}

@@ -194,6 +194,18 @@ impl PlacementState {
                     .await
                     .map_err(|e| Error::unavailable(format!("partitions supervisor: {e}")))?;
                 ctx.readiness.replica_ready(group);
+                // Its gauges go with it (a replica moved away must not report a stale position).
+                if let Ok((topic, p)) = view.state.partition_by_group(group) {
+                    let partition = p.partition.to_string();
+                    let _ = ctx
+                        .metrics
+                        .high_watermark
+                        .remove_label_values(&[topic.as_str(), partition.as_str()]);
+                }
+                let _ = ctx
+                    .metrics
+                    .raft_term
+                    .remove_label_values(&[group.to_string().as_str()]);
             }
         }
         // Data of a group not placed here: its topic was deleted, or it lives elsewhere. The

@@ -1,0 +1,231 @@
+//! Replica moves interrupted, on four real processes: while producers write through every node,
+//! each round drains one node (its replicas move to the others) and, in the middle of the moves,
+//! either kills -9 a random node (a destination, a leader, the metadata leader: whatever it hosts)
+//! and starts it again, or kills a random Raft, Reader, Server, Router, Metadata or Placement
+//! (the Rebalancer) actor through the chaos endpoint; then the node is taken back (undrain). Every
+//! drain must end (`drained`), nothing may stay moving, the history checker must find 0 lost,
+//! 0 reordered and 0 unexpected records, and every node holding a partition must hold the same
+//! log, read from its fjall store. The seed is printed; `MOVES_CHAOS_SEED=n` replays the choices.
+
+mod support;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use support::eventually;
+use support::procs::{actor_targets, slots_n, wait_ready, Slot};
+use support::produce::{producer, Shared};
+use support::readback::{assert_holders_agree, check_history, metric_hwms};
+
+const TOPIC: &str = "moving";
+const PARTITIONS: u32 = 4;
+const BATCH: u64 = 10;
+/// Rounds in `cargo test`; `MOVES_CHAOS_ROUNDS` asks for more (`just chaos` runs 12).
+const ROUNDS: usize = 3;
+const WAIT: Duration = Duration::from_secs(120);
+
+async fn get(http: &reqwest::Client, url: &str) -> Option<Value> {
+    http.get(url).send().await.ok()?.json().await.ok()
+}
+
+/// The state of `node` as the node at `url` shows the cluster.
+async fn state_of(http: &reqwest::Client, url: &str, node: &str) -> Option<String> {
+    let v = get(http, &format!("{url}/v1/cluster")).await?;
+    v["nodes"]
+        .as_array()?
+        .iter()
+        .find(|n| n["name"] == node)
+        .and_then(|n| n["state"].as_str().map(str::to_string))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moves_survive_kill_9_and_actor_kills() {
+    let seed: u64 = std::env::var("MOVES_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    println!("moves chaos seed: {seed} (MOVES_CHAOS_SEED={seed} replays the choices)");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let root = tempfile::tempdir().expect("temp dir");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("http client");
+    let mut nodes = slots_n(root.path(), "moves-cookie", 4);
+    for n in nodes.iter_mut() {
+        n.start();
+        wait_ready(&http, &n.url()).await;
+    }
+    let urls: Vec<String> = nodes.iter().map(Slot::url).collect();
+    eventually("a to see all four nodes up", WAIT, async || {
+        let v = get(&http, &format!("{}/v1/cluster", urls[0])).await?;
+        let up = v["nodes"]
+            .as_array()?
+            .iter()
+            .filter(|n| n["status"] == "up");
+        (up.count() == 4).then_some(())
+    })
+    .await;
+    let created = http
+        .post(format!("{}/v1/topics", urls[0]))
+        .json(&json!({"name": TOPIC, "partitions": PARTITIONS, "replication_factor": 3}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status().as_u16(), 201);
+
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let producers: Vec<_> = (0..3)
+        .map(|id| {
+            let target = (TOPIC, PARTITIONS, BATCH);
+            tokio::spawn(producer(
+                id,
+                urls.clone(),
+                target,
+                shared.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    let acked = || shared.lock().expect("lock").history.acked.len();
+
+    let rounds: usize = std::env::var("MOVES_CHAOS_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(ROUNDS);
+    for round in 0..rounds {
+        let before = acked();
+        eventually("progress between rounds", WAIT, async || {
+            (acked() >= before + 100).then_some(())
+        })
+        .await;
+        let drained = rng.gen_range(0..nodes.len());
+        let name = nodes[drained].name.clone();
+        let witness = urls[(drained + 1) % urls.len()].clone();
+        println!("round {round}: drain {name}");
+        let r = http
+            .post(format!("{witness}/v1/cluster/nodes/{name}/drain"))
+            .send()
+            .await
+            .expect("drain");
+        assert_eq!(r.status().as_u16(), 202, "drain {name}");
+
+        // A fault while the moves run.
+        let victim = rng.gen_range(0..nodes.len());
+        if rng.gen_bool(0.5) {
+            println!("round {round}: kill -9 node {}", nodes[victim].name);
+            if let Some(p) = nodes[victim].proc.as_mut() {
+                p.kill9();
+            }
+            let seen_by = urls[(victim + 1) % urls.len()].clone();
+            let victim_name = nodes[victim].name.clone();
+            eventually("the others to see the killed node down", WAIT, async || {
+                let v = get(&http, &format!("{seen_by}/v1/cluster")).await?;
+                v["nodes"]
+                    .as_array()?
+                    .iter()
+                    .any(|n| n["name"] == victim_name.as_str() && n["status"] == "down")
+                    .then_some(())
+            })
+            .await;
+            nodes[victim].start();
+            wait_ready(&http, &nodes[victim].url()).await;
+        } else {
+            let kinds = [
+                ".raft",
+                ".reader",
+                ".server",
+                ".router",
+                ".metadata",
+                ".placement",
+            ];
+            let targets = actor_targets(&http, &nodes[victim].url(), &kinds).await;
+            if !targets.is_empty() {
+                let actor = &targets[rng.gen_range(0..targets.len())];
+                println!("round {round}: kill actor {actor}");
+                let _ = http
+                    .delete(format!("{}/v1/admin/actors/{actor}", nodes[victim].url()))
+                    .send()
+                    .await;
+            }
+        }
+
+        eventually("the drain to end", WAIT, async || {
+            (state_of(&http, &witness, &name).await? == "drained").then_some(())
+        })
+        .await;
+        let r = http
+            .post(format!("{witness}/v1/cluster/nodes/{name}/undrain"))
+            .send()
+            .await
+            .expect("undrain");
+        assert_eq!(r.status().as_u16(), 202, "undrain {name}");
+    }
+
+    // Quiet: nothing moving any more (the undrained node may receive replicas back first).
+    for n in &nodes {
+        wait_ready(&http, &n.url()).await;
+    }
+    eventually("no move in flight", WAIT, async || {
+        let v = get(&http, &format!("{}/v1/reassignments", urls[0])).await?;
+        v["reassignments"].as_array()?.is_empty().then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for p in producers {
+        p.await.expect("producer task");
+    }
+    let shared = Arc::try_unwrap(shared)
+        .ok()
+        .expect("producers are done")
+        .into_inner()
+        .expect("lock");
+    let report = check_history(&http, &urls[0], TOPIC, PARTITIONS, &shared.history).await;
+    println!(
+        "moves chaos: {} acknowledged of {} sent, {} stored, {} stored with unknown outcome",
+        report.acked,
+        shared.history.sent.len(),
+        report.stored,
+        report.unknown_stored
+    );
+    assert!(report.acked > 0);
+
+    // Every node holding a partition reports the same high watermark for it; then every store.
+    let metrics: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("http://127.0.0.1:{}", n.metrics))
+        .collect();
+    eventually("the holders of each partition to agree", WAIT, async || {
+        let mut per_partition: std::collections::BTreeMap<u32, Vec<u64>> = Default::default();
+        for m in &metrics {
+            for (p, h) in metric_hwms(&http, m, TOPIC).await? {
+                per_partition.entry(p).or_default().push(h);
+            }
+        }
+        (per_partition.len() == PARTITIONS as usize
+            && per_partition
+                .values()
+                .all(|h| h.len() >= 3 && h.iter().all(|x| *x == h[0])))
+        .then_some(())
+    })
+    .await;
+    for n in nodes.iter_mut() {
+        if let Some(p) = n.proc.as_mut() {
+            // SIGTERM: a clean stop, so every applied record is in the store read next.
+            let _ = std::process::Command::new("kill")
+                .arg(p.child.id().to_string())
+                .status();
+            let _ = p.child.wait();
+        }
+    }
+    let stores: Vec<(&str, &Path)> = nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n.dir.as_path()))
+        .collect();
+    assert_holders_agree(&stores, PARTITIONS, 3, report.stored);
+}
