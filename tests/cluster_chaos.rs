@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use support::eventually;
-use support::procs::{actor_targets, slots, wait_ready, Slot};
+use support::procs::{actor_targets, slots, stop_all, wait_ready, Slot};
 use support::produce::{producer, Shared};
 use support::readback::{assert_replicas_agree, check_history, leaders, metric_hwms};
 
@@ -227,15 +227,7 @@ async fn three_processes_survive_kill_9_and_actor_kills() {
         },
     )
     .await;
-    for n in nodes.iter_mut() {
-        if let Some(p) = n.proc.as_mut() {
-            // SIGTERM: a clean stop, so every applied record is in the store we read next.
-            let _ = std::process::Command::new("kill")
-                .arg(p.child.id().to_string())
-                .status();
-            let _ = p.child.wait();
-        }
-    }
+    stop_all(&mut nodes);
     let stores: Vec<(&str, &Path)> = nodes
         .iter()
         .map(|n| (n.name.as_str(), n.dir.as_path()))

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::eventually;
-use support::procs::{slots_n, wait_ready, Slot};
+use support::procs::{slots_n, start_all, stop_all, Slot};
 use support::produce::{producer, Shared};
 use support::readback::{assert_replicas_agree, check_history, metric_hwms, store_log};
 
@@ -35,20 +35,8 @@ async fn a_node_drains_under_load_and_nothing_is_lost() {
         .build()
         .expect("http client");
     let mut nodes = slots_n(root.path(), "drain-cookie", 4);
-    for n in nodes.iter_mut() {
-        n.start();
-        wait_ready(&http, &n.url()).await;
-    }
+    start_all(&http, &mut nodes).await;
     let urls: Vec<String> = nodes.iter().map(Slot::url).collect();
-    eventually("a to see all four nodes up", WAIT, async || {
-        let v = get(&http, &format!("{}/v1/cluster", urls[0])).await?;
-        let up = v["nodes"]
-            .as_array()?
-            .iter()
-            .filter(|n| n["status"] == "up");
-        (up.count() == 4).then_some(())
-    })
-    .await;
     let created = http
         .post(format!("{}/v1/topics", urls[1]))
         .json(&json!({"name": TOPIC, "partitions": PARTITIONS, "replication_factor": 3}))
@@ -136,15 +124,7 @@ async fn a_node_drains_under_load_and_nothing_is_lost() {
         .then_some(())
     })
     .await;
-    for n in nodes.iter_mut() {
-        if let Some(p) = n.proc.as_mut() {
-            // SIGTERM: a clean stop, so every applied record is in the store read next.
-            let _ = std::process::Command::new("kill")
-                .arg(p.child.id().to_string())
-                .status();
-            let _ = p.child.wait();
-        }
-    }
+    stop_all(&mut nodes);
     let stores: Vec<(&str, &Path)> = nodes[..3]
         .iter()
         .map(|n| (n.name.as_str(), n.dir.as_path()))

@@ -17,7 +17,7 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use support::eventually;
-use support::procs::{actor_targets, slots_n, wait_ready, Slot};
+use support::procs::{actor_targets, slots_n, start_all, stop_all, wait_ready, Slot};
 use support::produce::{producer, Shared};
 use support::readback::{assert_holders_agree, check_history, metric_hwms};
 
@@ -56,20 +56,8 @@ async fn moves_survive_kill_9_and_actor_kills() {
         .build()
         .expect("http client");
     let mut nodes = slots_n(root.path(), "moves-cookie", 4);
-    for n in nodes.iter_mut() {
-        n.start();
-        wait_ready(&http, &n.url()).await;
-    }
+    start_all(&http, &mut nodes).await;
     let urls: Vec<String> = nodes.iter().map(Slot::url).collect();
-    eventually("a to see all four nodes up", WAIT, async || {
-        let v = get(&http, &format!("{}/v1/cluster", urls[0])).await?;
-        let up = v["nodes"]
-            .as_array()?
-            .iter()
-            .filter(|n| n["status"] == "up");
-        (up.count() == 4).then_some(())
-    })
-    .await;
     let created = http
         .post(format!("{}/v1/topics", urls[0]))
         .json(&json!({"name": TOPIC, "partitions": PARTITIONS, "replication_factor": 3}))
@@ -214,15 +202,7 @@ async fn moves_survive_kill_9_and_actor_kills() {
         .then_some(())
     })
     .await;
-    for n in nodes.iter_mut() {
-        if let Some(p) = n.proc.as_mut() {
-            // SIGTERM: a clean stop, so every applied record is in the store read next.
-            let _ = std::process::Command::new("kill")
-                .arg(p.child.id().to_string())
-                .status();
-            let _ = p.child.wait();
-        }
-    }
+    stop_all(&mut nodes);
     let stores: Vec<(&str, &Path)> = nodes
         .iter()
         .map(|n| (n.name.as_str(), n.dir.as_path()))

@@ -101,3 +101,47 @@ pub async fn actor_targets(http: &reqwest::Client, url: &str, kinds: &[&str]) ->
         })
         .unwrap_or_default()
 }
+
+/// Starts every node in turn, each once the ones before are ready, and waits until the first one
+/// sees them all up.
+pub async fn start_all(http: &reqwest::Client, nodes: &mut [Slot]) {
+    for n in nodes.iter_mut() {
+        n.start();
+        wait_ready(http, &n.url()).await;
+    }
+    let first = nodes[0].url();
+    let count = nodes.len();
+    super::eventually(
+        "the first node to see every node up",
+        Duration::from_secs(60),
+        async || {
+            let v: serde_json::Value = http
+                .get(format!("{first}/v1/cluster"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let up = v["nodes"]
+                .as_array()?
+                .iter()
+                .filter(|n| n["status"] == "up");
+            (up.count() == count).then_some(())
+        },
+    )
+    .await;
+}
+
+/// Stops every running node with SIGTERM, a clean stop: every record it applied is in the store
+/// a test reads next.
+pub fn stop_all(nodes: &mut [Slot]) {
+    for n in nodes.iter_mut() {
+        if let Some(p) = n.proc.as_mut() {
+            let _ = std::process::Command::new("kill")
+                .arg(p.child.id().to_string())
+                .status();
+            let _ = p.child.wait();
+        }
+    }
+}

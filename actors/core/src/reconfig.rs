@@ -457,10 +457,8 @@ mod tests {
         v.iter().map(|s| s.to_string()).collect()
     }
 
-    /// Under-replicated partitions get moves to live nodes without a replica, the least loaded
-    /// first, most missing first, within the parallel budget.
-    #[test]
-    fn repairs_top_up_on_the_least_loaded_live_nodes() {
+    /// A state with nodes a, b, c and d registered (raft ids 1 to 4), and the limits to apply with.
+    fn four_nodes() -> (MetadataState, crate::metadata::MetadataLimits) {
         use crate::metadata::{MetadataLimits, NodeMeta};
         let limits = MetadataLimits {
             partitions_per_topic_max: 10,
@@ -478,6 +476,14 @@ mod tests {
             )
             .expect("register");
         }
+        (s, limits)
+    }
+
+    /// Under-replicated partitions get moves to live nodes without a replica, the least loaded
+    /// first, most missing first, within the parallel budget.
+    #[test]
+    fn repairs_top_up_on_the_least_loaded_live_nodes() {
+        let (mut s, limits) = four_nodes();
         s.apply(
             MetadataCommand::CreateTopic {
                 name: "t".into(),
@@ -527,23 +533,7 @@ mod tests {
     /// nothing moves; a partition whose live replicas are no majority is left alone.
     #[test]
     fn dead_replicas_are_replaced_in_place() {
-        use crate::metadata::{MetadataLimits, NodeMeta};
-        let limits = MetadataLimits {
-            partitions_per_topic_max: 10,
-        };
-        let mut s = MetadataState::default();
-        for (i, n) in ["a", "b", "c", "d"].iter().enumerate() {
-            s.apply(
-                MetadataCommand::RegisterNode(NodeMeta {
-                    name: n.to_string(),
-                    raft_id: i as u64 + 1,
-                    cluster_addr: String::new(),
-                    http_addr: String::new(),
-                }),
-                limits,
-            )
-            .expect("register");
-        }
+        let (mut s, limits) = four_nodes();
         s.apply(
             MetadataCommand::CreateTopic {
                 name: "t".into(),
@@ -589,23 +579,7 @@ mod tests {
     /// A draining node's replicas move to other nodes, and it receives none.
     #[test]
     fn a_draining_node_is_emptied_and_never_chosen() {
-        use crate::metadata::{MetadataLimits, NodeMeta};
-        let limits = MetadataLimits {
-            partitions_per_topic_max: 10,
-        };
-        let mut s = MetadataState::default();
-        for (i, n) in ["a", "b", "c", "d"].iter().enumerate() {
-            s.apply(
-                MetadataCommand::RegisterNode(NodeMeta {
-                    name: n.to_string(),
-                    raft_id: i as u64 + 1,
-                    cluster_addr: String::new(),
-                    http_addr: String::new(),
-                }),
-                limits,
-            )
-            .expect("register");
-        }
+        let (mut s, limits) = four_nodes();
         s.apply(
             MetadataCommand::CreateTopic {
                 name: "t".into(),
@@ -650,23 +624,7 @@ mod tests {
     /// (within one), the busiest giving first; nothing moves while a move is in flight.
     #[test]
     fn balancing_evens_out_a_topic() {
-        use crate::metadata::{MetadataLimits, NodeMeta};
-        let limits = MetadataLimits {
-            partitions_per_topic_max: 10,
-        };
-        let mut s = MetadataState::default();
-        for (i, n) in ["a", "b", "c", "d"].iter().enumerate() {
-            s.apply(
-                MetadataCommand::RegisterNode(NodeMeta {
-                    name: n.to_string(),
-                    raft_id: i as u64 + 1,
-                    cluster_addr: String::new(),
-                    http_addr: String::new(),
-                }),
-                limits,
-            )
-            .expect("register");
-        }
+        let (mut s, limits) = four_nodes();
         let three = names(&["a", "b", "c"]);
         s.apply(
             MetadataCommand::CreateTopic {
@@ -710,23 +668,7 @@ mod tests {
     /// A move towards a node that died is redirected: back to a node it comes from first.
     #[test]
     fn a_move_towards_a_dead_node_is_redirected() {
-        use crate::metadata::{MetadataLimits, NodeMeta};
-        let limits = MetadataLimits {
-            partitions_per_topic_max: 10,
-        };
-        let mut s = MetadataState::default();
-        for (i, n) in ["a", "b", "c", "d"].iter().enumerate() {
-            s.apply(
-                MetadataCommand::RegisterNode(NodeMeta {
-                    name: n.to_string(),
-                    raft_id: i as u64 + 1,
-                    cluster_addr: String::new(),
-                    http_addr: String::new(),
-                }),
-                limits,
-            )
-            .expect("register");
-        }
+        let (mut s, limits) = four_nodes();
         s.apply(
             MetadataCommand::CreateTopic {
                 name: "t".into(),
