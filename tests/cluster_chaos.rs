@@ -12,15 +12,13 @@
 mod support;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use support::eventually;
 use support::procs::{actor_targets, slots, stop_all, wait_ready, Slot};
-use support::produce::{producer, Shared};
+use support::produce::Producers;
 use support::readback::{assert_replicas_agree, check_history, leaders, metric_hwms};
 
 const PARTITIONS: u32 = 3;
@@ -58,25 +56,12 @@ async fn three_processes_survive_kill_9_and_actor_kills() {
     let created: Value = created.json().await.expect("create answer");
     assert_eq!(created["replication_factor"], 3);
 
-    let shared = Arc::new(Mutex::new(Shared::default()));
-    let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let producers: Vec<_> = (0..3)
-        .map(|id| {
-            let target = (TOPIC, PARTITIONS, BATCH);
-            tokio::spawn(producer(
-                id,
-                urls.clone(),
-                target,
-                shared.clone(),
-                stop.clone(),
-            ))
-        })
-        .collect();
+    let producers = Producers::start(3, &urls, (TOPIC, PARTITIONS, BATCH));
 
     // Failover figures: (kill time, partitions the killed node led).
     let mut kills: Vec<(Instant, Vec<u32>)> = Vec::new();
-    let acked = || shared.lock().expect("lock").history.acked.len();
+    let acked = || producers.acked();
     for round in 0..ROUNDS {
         // Let the producers make progress between faults: a few more acknowledged batches.
         let (before, more) = (acked(), rng.gen_range(20..=60) * BATCH as usize);
@@ -158,7 +143,7 @@ async fn three_processes_survive_kill_9_and_actor_kills() {
         "every partition to acknowledge after healing",
         Duration::from_secs(60),
         async || {
-            let s = shared.lock().expect("lock");
+            let s = producers.shared.lock().expect("lock");
             (0..PARTITIONS)
                 .all(|p| {
                     s.acks
@@ -170,17 +155,8 @@ async fn three_processes_survive_kill_9_and_actor_kills() {
         },
     )
     .await;
-    stop.store(true, Ordering::Relaxed);
-    for p in producers {
-        p.await.expect("producer task");
-    }
+    let shared = producers.finish().await;
     let elapsed = started.elapsed();
-
-    let shared = Arc::try_unwrap(shared)
-        .ok()
-        .expect("producers are done")
-        .into_inner()
-        .expect("lock");
     let report = check_history(&http, &urls[0], TOPIC, PARTITIONS, &shared.history).await;
     println!(
         "chaos: {} acknowledged of {} sent, {} stored, {} stored with unknown outcome; {:.0} acknowledged records/s over {:.1}s",

@@ -8,14 +8,12 @@
 mod support;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::eventually;
 use support::procs::{slots_n, start_all, stop_all, Slot};
-use support::produce::{producer, Shared};
+use support::produce::Producers;
 use support::readback::{assert_replicas_agree, check_history, metric_hwms, store_log};
 
 const TOPIC: &str = "drained";
@@ -45,21 +43,8 @@ async fn a_node_drains_under_load_and_nothing_is_lost() {
         .expect("create");
     assert_eq!(created.status().as_u16(), 201);
 
-    let shared = Arc::new(Mutex::new(Shared::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let producers: Vec<_> = (0..4)
-        .map(|id| {
-            let target = (TOPIC, PARTITIONS, BATCH);
-            tokio::spawn(producer(
-                id,
-                urls.clone(),
-                target,
-                shared.clone(),
-                stop.clone(),
-            ))
-        })
-        .collect();
-    let acked = || shared.lock().expect("lock").history.acked.len();
+    let producers = Producers::start(4, &urls, (TOPIC, PARTITIONS, BATCH));
+    let acked = || producers.acked();
     eventually("records acknowledged before the drain", WAIT, async || {
         (acked() >= 400).then_some(())
     })
@@ -91,15 +76,7 @@ async fn a_node_drains_under_load_and_nothing_is_lost() {
         (acked() >= before + 200).then_some(())
     })
     .await;
-    stop.store(true, Ordering::Relaxed);
-    for p in producers {
-        p.await.expect("producer task");
-    }
-    let shared = Arc::try_unwrap(shared)
-        .ok()
-        .expect("producers are done")
-        .into_inner()
-        .expect("lock");
+    let shared = producers.finish().await;
     let report = check_history(&http, &urls[0], TOPIC, PARTITIONS, &shared.history).await;
     println!(
         "drain under load: {} acknowledged of {} sent, {} stored, {} stored with unknown outcome",

@@ -10,15 +10,13 @@
 mod support;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use support::eventually;
 use support::procs::{actor_targets, slots_n, start_all, stop_all, wait_ready, Slot};
-use support::produce::{producer, Shared};
+use support::produce::Producers;
 use support::readback::{assert_holders_agree, check_history, metric_hwms};
 
 const TOPIC: &str = "moving";
@@ -66,21 +64,8 @@ async fn moves_survive_kill_9_and_actor_kills() {
         .expect("create");
     assert_eq!(created.status().as_u16(), 201);
 
-    let shared = Arc::new(Mutex::new(Shared::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let producers: Vec<_> = (0..3)
-        .map(|id| {
-            let target = (TOPIC, PARTITIONS, BATCH);
-            tokio::spawn(producer(
-                id,
-                urls.clone(),
-                target,
-                shared.clone(),
-                stop.clone(),
-            ))
-        })
-        .collect();
-    let acked = || shared.lock().expect("lock").history.acked.len();
+    let producers = Producers::start(3, &urls, (TOPIC, PARTITIONS, BATCH));
+    let acked = || producers.acked();
 
     let rounds: usize = std::env::var("MOVES_CHAOS_ROUNDS")
         .ok()
@@ -164,15 +149,7 @@ async fn moves_survive_kill_9_and_actor_kills() {
         v["reassignments"].as_array()?.is_empty().then_some(())
     })
     .await;
-    stop.store(true, Ordering::Relaxed);
-    for p in producers {
-        p.await.expect("producer task");
-    }
-    let shared = Arc::try_unwrap(shared)
-        .ok()
-        .expect("producers are done")
-        .into_inner()
-        .expect("lock");
+    let shared = producers.finish().await;
     let report = check_history(&http, &urls[0], TOPIC, PARTITIONS, &shared.history).await;
     println!(
         "moves chaos: {} acknowledged of {} sent, {} stored, {} stored with unknown outcome",

@@ -87,3 +87,52 @@ pub async fn producer(
         }
     }
 }
+
+/// `n` [`producer`]s running together, and what they share.
+pub struct Producers {
+    pub shared: Arc<Mutex<Shared>>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Producers {
+    /// Starts producers `0..n` through `urls` to `target` = (topic, partitions, batch).
+    pub fn start(n: u64, urls: &[String], target: (&'static str, u32, u64)) -> Producers {
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..n)
+            .map(|id| {
+                tokio::spawn(producer(
+                    id,
+                    urls.to_vec(),
+                    target,
+                    shared.clone(),
+                    stop.clone(),
+                ))
+            })
+            .collect();
+        Producers {
+            shared,
+            stop,
+            tasks,
+        }
+    }
+
+    /// Records acknowledged so far.
+    pub fn acked(&self) -> usize {
+        self.shared.lock().expect("lock").history.acked.len()
+    }
+
+    /// Stops the producers, waits for them, and hands back what they recorded.
+    pub async fn finish(self) -> Shared {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.expect("producer task");
+        }
+        Arc::try_unwrap(self.shared)
+            .ok()
+            .expect("producers are done")
+            .into_inner()
+            .expect("lock")
+    }
+}

@@ -117,6 +117,25 @@ pub fn next_step(
     Step::Done
 }
 
+/// How many partition replicas each of `nodes` hosts (a move's destinations included).
+pub fn replica_load<'a>(
+    state: &MetadataState,
+    nodes: &'a [String],
+) -> std::collections::BTreeMap<&'a str, usize> {
+    let mut load: std::collections::BTreeMap<&str, usize> =
+        nodes.iter().map(|n| (n.as_str(), 0)).collect();
+    for t in state.topics.values() {
+        for p in &t.partitions {
+            for n in state.hosts(p) {
+                if let Some(c) = load.get_mut(n.as_str()) {
+                    *c += 1;
+                }
+            }
+        }
+    }
+    load
+}
+
 /// The moves that bring partitions back to their factor, the most missing replicas first, while
 /// fewer than `max_parallel` moves are in flight: a replica on a `dead` node (down past
 /// `rebalance.node_down_timeout`) or on a draining one is replaced, and an under-replicated
@@ -131,17 +150,7 @@ pub fn plan_repairs(
     max_parallel: usize,
     now_ms: u64,
 ) -> Vec<MetadataCommand> {
-    let mut load: std::collections::BTreeMap<&str, usize> =
-        live.iter().map(|n| (n.as_str(), 0)).collect();
-    for t in state.topics.values() {
-        for p in &t.partitions {
-            for n in state.hosts(p) {
-                if let Some(c) = load.get_mut(n.as_str()) {
-                    *c += 1;
-                }
-            }
-        }
-    }
+    let mut load = replica_load(state, live);
     let is_live = |n: &String| live.contains(n);
     // A draining node's replicas are replaced like a dead node's; it never receives new ones.
     let gone_from = |n: &String| dead.contains(n) || state.draining.contains(n);
@@ -218,17 +227,7 @@ fn redirects(
     dead: &BTreeSet<String>,
 ) -> Vec<MetadataCommand> {
     let gone = |n: &String| dead.contains(n) || state.draining.contains(n);
-    let mut load: std::collections::BTreeMap<&str, usize> =
-        live.iter().map(|n| (n.as_str(), 0)).collect();
-    for t in state.topics.values() {
-        for p in &t.partitions {
-            for n in state.hosts(p) {
-                if let Some(c) = load.get_mut(n.as_str()) {
-                    *c += 1;
-                }
-            }
-        }
-    }
+    let load = replica_load(state, live);
     let mut out = Vec::new();
     for (group, m) in &state.moves {
         if !m.to.iter().any(gone) {

@@ -328,26 +328,24 @@ impl PlacementState {
 /// The cluster's replica gauges from this node's metadata view.
 fn publish_gauges(ctx: &NodeContext, state: &daftka_core::metadata::MetadataState) {
     let m = &ctx.metrics;
-    let mut under = 0;
-    let mut per_node: BTreeMap<&str, i64> = state.nodes.keys().map(|n| (n.as_str(), 0)).collect();
-    for t in state.topics.values() {
-        for p in &t.partitions {
-            let short = p.replicas.len() < t.replication_factor as usize;
-            if short || p.replicas.iter().any(|r| !ctx.reachable(r)) {
-                under += 1;
-            }
-            for n in state.hosts(p) {
-                if let Some(c) = per_node.get_mut(n.as_str()) {
-                    *c += 1;
-                }
-            }
-        }
-    }
-    m.under_replicated_partitions.set(under);
+    let under = state
+        .topics
+        .values()
+        .flat_map(|t| t.partitions.iter().map(move |p| (t, p)))
+        .filter(|(t, p)| {
+            p.replicas.len() < t.replication_factor as usize
+                || p.replicas.iter().any(|r| !ctx.reachable(r))
+        })
+        .count();
+    m.under_replicated_partitions
+        .set(i64::try_from(under).unwrap_or(i64::MAX));
     m.moves_in_flight
         .set(i64::try_from(state.moves.len()).unwrap_or(i64::MAX));
-    for (n, c) in per_node {
-        m.node_replicas.with_label_values(&[n]).set(c);
+    let nodes: Vec<String> = state.nodes.keys().cloned().collect();
+    for (n, c) in daftka_core::reconfig::replica_load(state, &nodes) {
+        m.node_replicas
+            .with_label_values(&[n])
+            .set(i64::try_from(c).unwrap_or(i64::MAX));
     }
 }
 

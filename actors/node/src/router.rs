@@ -618,11 +618,14 @@ impl Inner {
         n: &daftka_core::metadata::NodeMeta,
         status: String,
     ) -> NodeInfo {
-        let partitions = || state.topics.values().flat_map(|t| t.partitions.iter());
-        let replicas = partitions()
-            .filter(|p| state.hosts(p).contains(&n.name))
-            .count();
-        let leaders = partitions()
+        let name = std::slice::from_ref(&n.name);
+        let replicas = daftka_core::reconfig::replica_load(state, name)
+            .values()
+            .sum::<usize>();
+        let leaders = state
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.iter())
             .filter(|p| p.leader.as_deref() == Some(n.name.as_str()))
             .count();
         let state_name = if !self.ctx.reachable(&n.name) {
