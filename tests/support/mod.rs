@@ -42,10 +42,16 @@ pub fn test_config(name: &str, dir: &Path) -> Config {
     c
 }
 
-/// Logs of in-process nodes go to the test output, filtered by `RUST_LOG` (default: warnings).
+/// Logs of in-process nodes go to the test output, filtered by `RUST_LOG`. The default keeps a
+/// failing test's output readable: warnings, the moves' INFO lines (start, steps, finish), and
+/// only errors of ractor_cluster (a warning per remote actor exit) and lsm_tree (a warning per
+/// table file a deleted temp dir took away).
 pub fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "warn,ractor_cluster=error,lsm_tree=error,daftka_node::placement=info,daftka_node::partitions::raft=info",
+        )
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_test_writer()

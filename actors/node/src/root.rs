@@ -80,6 +80,9 @@ impl Listeners {
     }
 }
 
+/// How long [`Node::shutdown`] waits for the last holder of the store to let go.
+const STORE_CLOSE_WAIT: Duration = Duration::from_secs(30);
+
 /// A running node.
 pub struct Node {
     pub name: String,
@@ -290,14 +293,32 @@ impl Node {
         &self.ctx.readiness
     }
 
-    /// Stops the tree gracefully (every `post_stop` runs, the services' tasks end with them).
+    /// Stops the tree gracefully (every `post_stop` runs, the services' tasks end with them) and
+    /// returns once the store is closed: the data directory can be opened again at once (a read
+    /// still running on a blocking thread when the tree stopped holds it until it ends).
     pub async fn shutdown(self) {
-        let _ = self
-            .root
+        let Node {
+            ctx,
+            root,
+            root_handle,
+            ..
+        } = self;
+        let closed = ctx.store.closed();
+        let _ = root
             .stop_and_wait(Some("shutdown".to_string()), Some(Duration::from_secs(10)))
             .await;
-        self.ctx.transport.close();
-        let _ = self.root_handle.await;
+        ctx.transport.close();
+        let _ = root_handle.await;
+        drop(ctx);
+        if tokio::time::timeout(STORE_CLOSE_WAIT, closed.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                waited = ?STORE_CLOSE_WAIT,
+                "the store is still open after the node stopped: a task outlived the tree"
+            );
+        }
     }
 
     /// Resolves when the Root stops on its own (restart intensity exceeded).

@@ -35,4 +35,4 @@ pub use codec::{ApplyState, SnapshotRecord, StoredEntry};
 pub use error::StorageError;
 pub use raft_storage::{RaftLogStorage, TAIL_BYTES_MAX};
 pub use reader::{PartitionReader, RetentionCut};
-pub use store::{RoundObserver, RoundTiming, Store, StoreOptions, WriterPause};
+pub use store::{RoundObserver, RoundTiming, Store, StoreClosed, StoreOptions, WriterPause};

@@ -28,7 +28,7 @@ use std::thread::JoinHandle;
 
 use daftka_types::GroupId;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::batch::{Ks, Op, WriteBatch};
 use crate::keys;
@@ -149,6 +149,9 @@ pub(crate) struct Inner {
     rounds: Arc<AtomicU64>,
     /// Write requests committed, counted before they are answered.
     writes: Arc<AtomicU64>,
+    /// Dropped last, after the database and its keyspaces: its receivers learn the directory is
+    /// free (see [`Store::closed`]).
+    closed: watch::Sender<()>,
 }
 
 impl Drop for Inner {
@@ -172,6 +175,16 @@ pub struct Store {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+/// See [`Store::closed`]. Holds no reference to the store.
+pub struct StoreClosed(watch::Receiver<()>);
+
+impl StoreClosed {
+    /// Resolves once the store is closed.
+    pub async fn wait(mut self) {
+        while self.0.changed().await.is_ok() {}
     }
 }
 
@@ -221,8 +234,15 @@ impl Store {
                 writer: Some(handle),
                 rounds,
                 writes,
+                closed: watch::Sender::new(()),
             }),
         })
+    }
+
+    /// A handle that resolves once every clone of this store is gone and the database is closed,
+    /// so its directory can be opened again (a node's shutdown waits for it).
+    pub fn closed(&self) -> StoreClosed {
+        StoreClosed(self.inner.closed.subscribe())
     }
 
     /// Group commit: queues `batch` for the writer thread and resolves once it is committed (and,
