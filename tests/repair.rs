@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use daftka_protocol::{
-    Client, FetchOffset, FetchRequest, GroupId, ProduceRecord, Record, TopicSpec,
+    Client, ErrorCode, FetchOffset, FetchRequest, GroupId, ProduceRecord, Record, TopicSpec,
 };
 use daftka_storage::{Store, StoreOptions};
 use support::cluster::TestCluster;
@@ -235,11 +235,6 @@ async fn replicas_of_a_node_down_for_good_are_created_again_elsewhere() {
     produce(&client, keyed(200, 100)).await;
     all_present(&read_all(&client, PARTITIONS).await, 0, 300);
 
-    // A second node goes: every partition still has two of its three replicas and takes writes.
-    c.stop(2).await;
-    produce(&client, keyed(300, 50)).await;
-    all_present(&read_all(&client, PARTITIONS).await, 0, 350);
-
     // The first node comes back with its old data: it holds no replica any more, and deletes them.
     c.start_member(3).await;
     c.wait_ready(3).await;
@@ -251,6 +246,57 @@ async fn replicas_of_a_node_down_for_good_are_created_again_elsewhere() {
         vec![GroupId::METADATA],
         "only the metadata group is left on the node that was replaced"
     );
+    drop(store);
+
+    // Removed (it is down), the node is refused with its old data directory, and says why.
+    let removed = client.remove_node(lost).await.expect("remove the node");
+    assert_eq!(removed.state, "removed");
+    let active = client
+        .remove_node(&names[0])
+        .await
+        .expect_err("a live node");
+    assert_eq!(active.code, ErrorCode::NodeActive, "{active}");
+    c.start_member(3).await;
+    let refused = c.members[3].node.as_ref().expect("running").refused();
+    let why = tokio::time::timeout(WAIT, refused)
+        .await
+        .expect("the old data directory is refused");
+    assert!(
+        why.contains("removed") && why.contains("empty data directory"),
+        "{why}"
+    );
+    c.stop(3).await;
+
+    // A second node goes (three nodes registered now, two up): every partition still has two of its three replicas and takes writes.
+    c.stop(2).await;
+    produce(&client, keyed(300, 50)).await;
+    all_present(&read_all(&client, PARTITIONS).await, 0, 350);
+
+    // With an empty data directory it joins as a new member (a new Raft id): node 2, down past
+    // the timeout, has its replicas created again there.
+    c.members[3].dir = dir.with_file_name(format!("{lost}-fresh"));
+    c.start_member(3).await;
+    c.wait_ready(3).await;
+    let down = names[2].clone();
+    eventually(
+        "every partition at 3 replicas on the live nodes, the new one among them",
+        WAIT,
+        async || {
+            let d = client.describe_topic("orders").await.ok()?;
+            d.partitions
+                .iter()
+                .all(|p| {
+                    p.replicas.len() == 3
+                        && p.replicas.contains(lost)
+                        && !p.replicas.contains(&down)
+                        && p.moving_to.is_empty()
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    produce(&client, keyed(350, 50)).await;
+    all_present(&read_all(&client, PARTITIONS).await, 0, 400);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -182,6 +182,9 @@ pub enum NodeCommand {
     },
     /// Take a drained (or draining) node back into placement; prints the node.
     Undrain { node: String },
+    /// Forget a node that is down or drained (its replicas are created again elsewhere, its data
+    /// directory may never join again); prints the node as it was, state `removed`.
+    Remove { node: String },
 }
 
 /// The group subcommands.
@@ -593,6 +596,10 @@ mod tests {
         assert!(matches!(
             node(&["node", "undrain", "c"]),
             NodeCommand::Undrain { node } if node == "c"
+        ));
+        assert!(matches!(
+            node(&["node", "remove", "c"]),
+            NodeCommand::Remove { node } if node == "c"
         ));
         assert!(parse(&["node", "drain"]).is_err());
     }

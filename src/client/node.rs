@@ -1,4 +1,4 @@
-//! `daftka node list|drain|undrain`: the cluster's nodes, and draining one.
+//! `daftka node list|drain|undrain|remove`: the cluster's nodes, draining and removing one.
 //!
 //! - `list` prints one tab-separated line per node, sorted by name, without a header:
 //!   `name status state replicas leaders` (status `up`/`down`; state `active`, `draining`,
@@ -7,6 +7,8 @@
 //!   it, and prints the node's line. With `--wait` it then follows the drain: a line each time the
 //!   node's replica count changes, until it is `drained` (the node may then be stopped).
 //! - `undrain NODE` takes the node back into placement and prints its line.
+//! - `remove NODE` forgets a node that is down or drained and prints its line as it was, state
+//!   `removed` (refused with `node_active` while it is up and holds replicas).
 
 use std::time::Duration;
 
@@ -34,6 +36,10 @@ pub async fn run(
         }
         NodeCommand::Undrain { node } => {
             let n = api.drain_node(&node, false).await?;
+            out.write_all(format_node(&n).as_bytes()).await?;
+        }
+        NodeCommand::Remove { node } => {
+            let n = api.remove_node(&node).await?;
             out.write_all(format_node(&n).as_bytes()).await?;
         }
         NodeCommand::Drain { node, wait } => {
@@ -148,6 +154,10 @@ mod tests {
                 ("POST", "/v1/cluster/nodes/x/drain") => {
                     Reply::error(404, "unknown_node", "no node \"x\" is registered")
                 }
+                ("DELETE", "/v1/cluster/nodes/c") => Reply::json(200, node("c", "removed", 0)),
+                ("DELETE", "/v1/cluster/nodes/a") => {
+                    Reply::error(409, "node_active", "node \"a\" is up and holds 4 replicas")
+                }
                 _ => Reply::error(404, "not_found", "no route"),
             })
             .await
@@ -185,5 +195,18 @@ mod tests {
         .await
         .expect_err("unknown");
         assert_eq!(err.to_string(), "unknown_node: no node \"x\" is registered");
+        assert_eq!(
+            run_node(&mock, NodeCommand::Remove { node: "c".into() })
+                .await
+                .expect("remove"),
+            "c\tup\tremoved\t0\t0\n"
+        );
+        let err = run_node(&mock, NodeCommand::Remove { node: "a".into() })
+            .await
+            .expect_err("active");
+        assert_eq!(
+            err.to_string(),
+            "node_active: node \"a\" is up and holds 4 replicas"
+        );
     }
 }

@@ -430,6 +430,21 @@ impl<M: StateMachine, S: LogStore, P> Driver<M, S, P> {
             && prs.get(self.raw.raft.id).is_some()
     }
 
+    /// The last index of this replica's log.
+    pub fn last_index(&self) -> u64 {
+        self.raw.raft.raft_log.last_index()
+    }
+
+    /// On the leader: a member's last index known to be on it, and whether it takes entries as
+    /// they come (raft's `Replicate` state).
+    pub fn progress(&self, id: u64) -> Option<(u64, bool)> {
+        self.raw
+            .raft
+            .prs()
+            .get(id)
+            .map(|p| (p.matched, p.state == raft::ProgressState::Replicate))
+    }
+
     /// The group's configuration as this replica has applied it.
     pub fn conf_state(&self) -> ConfState {
         self.raw.raft.prs().conf().to_conf_state()

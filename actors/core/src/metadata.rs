@@ -107,6 +107,18 @@ pub enum MetadataCommand {
         from_to: Vec<String>,
         to: Vec<String>,
     },
+    /// Registers a node with the incarnation of its data directory (what nodes send since
+    /// incarnations exist; [`MetadataCommand::RegisterNode`] stays for old logs). Refused for the
+    /// incarnation of a removed node, and for a name registered with another incarnation.
+    JoinNode {
+        node: NodeMeta,
+        incarnation: u64,
+    },
+    /// Forgets a node: it leaves the metadata group, its replicas are created again elsewhere, and
+    /// its data directory may never join again (its incarnation is remembered).
+    RemoveNode {
+        name: String,
+    },
 }
 
 /// What applying a command changed, for the proposer's reply and for watchers.
@@ -141,6 +153,9 @@ pub enum MetadataEvent {
     MoveRedirected {
         group: GroupId,
         to: Vec<String>,
+    },
+    NodeRemoved {
+        name: String,
     },
 }
 
@@ -182,6 +197,14 @@ pub struct MetadataState {
     pub reconfigured: BTreeSet<GroupId>,
     /// Nodes being drained (or drained): their replicas move away, nothing new goes to them.
     pub draining: BTreeSet<String>,
+    /// The incarnation of each registered node's data directory (absent for nodes registered
+    /// before incarnations existed, until they register again).
+    pub incarnations: BTreeMap<String, u64>,
+    /// Removed nodes: the incarnation (0 if unknown) whose data directory may not join again.
+    pub removed: BTreeMap<String, u64>,
+    /// Raft ids of removed nodes (kept after a new node of the same name joins, with another id):
+    /// the metadata group's leader takes them out of the group.
+    pub retired_raft_ids: BTreeSet<u64>,
 }
 
 impl Default for MetadataState {
@@ -196,6 +219,9 @@ impl Default for MetadataState {
             moves: BTreeMap::new(),
             reconfigured: BTreeSet::new(),
             draining: BTreeSet::new(),
+            incarnations: BTreeMap::new(),
+            removed: BTreeMap::new(),
+            retired_raft_ids: BTreeSet::new(),
         }
     }
 }
@@ -215,31 +241,70 @@ impl MetadataState {
     ) -> Result<MetadataEvent, Error> {
         match cmd {
             MetadataCommand::RegisterNode(node) => {
-                validate_name("node", &node.name)?;
-                // A node may change its addresses, never its Raft identity, and ids are unique.
-                if node.raft_id == 0 {
-                    return Err(Error::invalid("a node's raft id must not be 0"));
-                }
-                if let Some(other) = self
-                    .nodes
-                    .values()
-                    .find(|n| n.raft_id == node.raft_id && n.name != node.name)
-                {
-                    return Err(Error::invalid(format!(
-                        "raft id {} already belongs to node {:?}",
-                        node.raft_id, other.name
-                    )));
-                }
-                if let Some(old) = self.nodes.get(&node.name) {
-                    if old.raft_id != node.raft_id {
-                        return Err(Error::invalid(format!(
-                            "node {:?} has raft id {}, not {}",
-                            node.name, old.raft_id, node.raft_id
-                        )));
-                    }
-                }
+                self.check_registration(&node)?;
                 self.nodes.insert(node.name.clone(), node.clone());
                 Ok(MetadataEvent::NodeRegistered(node))
+            }
+            MetadataCommand::JoinNode { node, incarnation } => {
+                if incarnation == 0 {
+                    return Err(Error::invalid("a node's incarnation must not be 0"));
+                }
+                let name = &node.name;
+                if self.removed.get(name) == Some(&incarnation) {
+                    return Err(Error::new(
+                        ErrorCode::NodeRemoved,
+                        format!(
+                            "node {name:?} was removed from the cluster and this is its old data \
+                             directory: start it with an empty data directory to join again"
+                        ),
+                    ));
+                }
+                if self.nodes.contains_key(name)
+                    && self
+                        .incarnations
+                        .get(name)
+                        .is_some_and(|i| *i != incarnation)
+                {
+                    return Err(Error::new(
+                        ErrorCode::NodeRemoved,
+                        format!(
+                            "node {name:?} is registered with another data directory: remove it \
+                             (DELETE /v1/cluster/nodes/{name}) before a node with this one joins"
+                        ),
+                    ));
+                }
+                if self.removed.contains_key(name)
+                    && self.topics.values().any(|t| {
+                        t.partitions
+                            .iter()
+                            .any(|p| self.hosts(p).iter().any(|h| h == name))
+                    })
+                {
+                    return Err(Error::unavailable(format!(
+                        "node {name:?} was removed and its replicas are still being created again \
+                         elsewhere: a new node of that name joins once that is done"
+                    )));
+                }
+                self.check_registration(&node)?;
+                self.removed.remove(name);
+                self.incarnations.insert(name.clone(), incarnation);
+                self.nodes.insert(name.clone(), node.clone());
+                Ok(MetadataEvent::NodeRegistered(node))
+            }
+            MetadataCommand::RemoveNode { name } => {
+                if !self.nodes.contains_key(&name) {
+                    return Err(Error::new(
+                        ErrorCode::UnknownNode,
+                        format!("no node {name:?} is registered"),
+                    ));
+                }
+                if let Some(n) = self.nodes.remove(&name) {
+                    self.retired_raft_ids.insert(n.raft_id);
+                }
+                self.draining.remove(&name);
+                let incarnation = self.incarnations.remove(&name).unwrap_or(0);
+                self.removed.insert(name.clone(), incarnation);
+                Ok(MetadataEvent::NodeRemoved { name })
             }
             MetadataCommand::CreateTopic {
                 name,
@@ -558,6 +623,34 @@ struct MetadataStateV1 {
 }
 
 impl MetadataState {
+    /// A node may change its addresses, never its Raft identity, and ids are unique.
+    fn check_registration(&self, node: &NodeMeta) -> Result<(), Error> {
+        validate_name("node", &node.name)?;
+        // A node may change its addresses, never its Raft identity, and ids are unique.
+        if node.raft_id == 0 {
+            return Err(Error::invalid("a node's raft id must not be 0"));
+        }
+        if let Some(other) = self
+            .nodes
+            .values()
+            .find(|n| n.raft_id == node.raft_id && n.name != node.name)
+        {
+            return Err(Error::invalid(format!(
+                "raft id {} already belongs to node {:?}",
+                node.raft_id, other.name
+            )));
+        }
+        if let Some(old) = self.nodes.get(&node.name) {
+            if old.raft_id != node.raft_id {
+                return Err(Error::invalid(format!(
+                    "node {:?} has raft id {}, not {}",
+                    node.name, old.raft_id, node.raft_id
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Encodes the state for a snapshot.
     pub fn encode_snapshot(&self) -> Result<Vec<u8>, Error> {
         postcard::to_allocvec(self)
@@ -633,6 +726,73 @@ mod tests {
             replication_factor: 1,
             placement: (0..n).map(|_| vec!["a".to_string()]).collect(),
         }
+    }
+
+    fn join(name: &str, id: u64, incarnation: u64) -> MetadataCommand {
+        MetadataCommand::JoinNode {
+            node: NodeMeta {
+                name: name.into(),
+                raft_id: id,
+                cluster_addr: String::new(),
+                http_addr: String::new(),
+            },
+            incarnation,
+        }
+    }
+
+    /// A node joins again with the same data directory; a removed node's directory is refused,
+    /// and so is another directory under a registered name; a fresh one joins after the removal,
+    /// with a raft id of its own.
+    #[test]
+    fn incarnations_fence_removed_nodes() -> Result<(), Error> {
+        let mut s = MetadataState::default();
+        s.apply(join("a", 1, 10), LIMITS)?;
+        s.apply(node("b", 2), LIMITS)?;
+        s.apply(join("a", 1, 10), LIMITS)?;
+        s.apply(
+            MetadataCommand::SetDraining {
+                node: "a".into(),
+                draining: true,
+            },
+            LIMITS,
+        )?;
+        let code = |r: Result<MetadataEvent, Error>| r.err().map(|e| e.code);
+        assert_eq!(
+            code(s.apply(join("a", 7, 11), LIMITS)),
+            Some(ErrorCode::NodeRemoved)
+        );
+        assert_eq!(
+            code(s.apply(join("a", 1, 0), LIMITS)),
+            Some(ErrorCode::InvalidRequest)
+        );
+        let before = s.clone();
+        assert_eq!(
+            code(s.apply(MetadataCommand::RemoveNode { name: "z".into() }, LIMITS)),
+            Some(ErrorCode::UnknownNode)
+        );
+        assert_eq!(s, before, "a rejected removal changes nothing");
+        s.apply(MetadataCommand::RemoveNode { name: "a".into() }, LIMITS)?;
+        assert!(!s.nodes.contains_key("a") && !s.draining.contains("a"));
+        assert_eq!(s.removed.get("a"), Some(&10));
+        assert!(s.retired_raft_ids.contains(&1));
+        let refused = s
+            .apply(join("a", 1, 10), LIMITS)
+            .expect_err("old data directory");
+        assert_eq!(refused.code, ErrorCode::NodeRemoved);
+        assert!(
+            refused.message.contains("empty data directory"),
+            "{}",
+            refused.message
+        );
+        s.apply(join("a", 7, 12), LIMITS)?;
+        assert_eq!(s.nodes["a"].raft_id, 7);
+        assert!(s.removed.is_empty());
+        // A node registered before incarnations (b) takes one when it joins.
+        s.apply(join("b", 2, 20), LIMITS)?;
+        assert_eq!(s.incarnations.get("b"), Some(&20));
+        let snap = MetadataState::decode_snapshot(&s.encode_snapshot()?)?;
+        assert_eq!(snap, s);
+        Ok(())
     }
 
     /// Group ids are handed out in order and never reused after a delete.

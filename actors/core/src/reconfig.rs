@@ -152,8 +152,7 @@ pub fn plan_repairs(
 ) -> Vec<MetadataCommand> {
     let mut load = replica_load(state, live);
     let is_live = |n: &String| live.contains(n);
-    // A draining node's replicas are replaced like a dead node's; it never receives new ones.
-    let gone_from = |n: &String| dead.contains(n) || state.draining.contains(n);
+    let gone_from = |n: &String| gone(state, dead, n);
     let mut short: Vec<(usize, &crate::metadata::PartitionMeta, usize)> = state
         .topics
         .values()
@@ -218,7 +217,13 @@ pub fn plan_repairs(
     out
 }
 
-/// Moves in flight towards a dead or draining node get a new destination: each such node is
+/// Whether replicas on `node` are to be created again elsewhere: it is down past the timeout
+/// (`dead`), draining (it never receives new ones either), or removed from the cluster.
+fn gone(state: &MetadataState, dead: &BTreeSet<String>, node: &String) -> bool {
+    dead.contains(node) || state.draining.contains(node) || !state.nodes.contains_key(node)
+}
+
+/// Moves in flight towards a dead, draining or removed node get a new destination: each such node is
 /// replaced by a live, undrained one, a node the move comes from first (a rollback: it holds the
 /// data), else the node holding fewest replicas. Without a replacement the move is left to wait.
 fn redirects(
@@ -226,7 +231,7 @@ fn redirects(
     live: &[String],
     dead: &BTreeSet<String>,
 ) -> Vec<MetadataCommand> {
-    let gone = |n: &String| dead.contains(n) || state.draining.contains(n);
+    let gone = |n: &String| gone(state, dead, n);
     let load = replica_load(state, live);
     let mut out = Vec::new();
     for (group, m) in &state.moves {
@@ -320,6 +325,93 @@ pub fn plan_balance(
                 to,
                 now_ms,
             });
+        }
+    }
+    None
+}
+
+/// One membership change of the metadata group, as its leader plans it with [`metadata_step`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetaChange {
+    /// A registered node is not a member: add it as a voter (while the group has fewer than it
+    /// should) or as a learner.
+    Add { id: u64, voter: bool },
+    /// The member belongs to a removed node: take it out.
+    Remove(u64),
+    /// A caught-up learner on a live node becomes a voter (the group is short of healthy voters).
+    Promote(u64),
+    /// A voter down past the timeout becomes a learner, once a replacement has been promoted.
+    Demote(u64),
+    /// The leader itself must go: it hands leadership to this voter first.
+    TransferLeader(u64),
+}
+
+/// What [`metadata_step`] looks at.
+#[derive(Debug, Clone)]
+pub struct MetaMembers<'a> {
+    /// The leader's raft id, and the configuration as applied.
+    pub leader: u64,
+    pub conf: &'a ConfState,
+    /// Registered nodes: (raft id, may be a voter) — `cluster.metadata_voters` lists who may,
+    /// or everybody when it is empty.
+    pub registered: &'a [(u64, bool)],
+    /// Raft ids of removed nodes.
+    pub removed: &'a BTreeSet<u64>,
+    /// Raft ids of nodes down past `rebalance.node_down_timeout`.
+    pub dead: &'a BTreeSet<u64>,
+    /// How many voters the group should have.
+    pub voters_wanted: usize,
+}
+
+/// The next membership change of the metadata group, one at a time (the caller proposes it only
+/// when no change is pending), in this order: members of removed nodes leave (the leader hands
+/// leadership over first); registered nodes that are not members join; a group short of healthy
+/// voters promotes a caught-up learner on a live node; then a dead voter beyond the count is
+/// demoted. Promotion goes first so the group never drops below the voters it has alive.
+pub fn metadata_step(
+    m: &MetaMembers,
+    follower: impl Fn(u64) -> Option<Follower>,
+) -> Option<MetaChange> {
+    let voters = &m.conf.voters;
+    let learners = &m.conf.learners;
+    let caught_up = |id: u64| follower(id).is_some_and(|f| f.replicating);
+    if let Some(gone) = voters
+        .iter()
+        .chain(learners)
+        .copied()
+        .find(|id| m.removed.contains(id))
+    {
+        if gone != m.leader {
+            return Some(MetaChange::Remove(gone));
+        }
+        let heir = voters.iter().copied().find(|v| {
+            *v != m.leader && !m.removed.contains(v) && !m.dead.contains(v) && caught_up(*v)
+        });
+        return heir.map(MetaChange::TransferLeader);
+    }
+    let member = |id: &u64| voters.contains(id) || learners.contains(id);
+    if let Some((id, may_vote)) = m.registered.iter().copied().find(|(id, _)| !member(id)) {
+        return Some(MetaChange::Add {
+            id,
+            voter: may_vote && voters.len() < m.voters_wanted,
+        });
+    }
+    let healthy = voters.iter().filter(|v| !m.dead.contains(v)).count();
+    if healthy < m.voters_wanted {
+        let candidate = m.registered.iter().copied().find(|(id, may_vote)| {
+            *may_vote && learners.contains(id) && !m.dead.contains(id) && caught_up(*id)
+        });
+        if let Some((id, _)) = candidate {
+            return Some(MetaChange::Promote(id));
+        }
+    }
+    if voters.len() > m.voters_wanted {
+        if let Some(dead) = voters
+            .iter()
+            .copied()
+            .find(|v| m.dead.contains(v) && *v != m.leader)
+        {
+            return Some(MetaChange::Demote(dead));
         }
     }
     None
@@ -573,6 +665,100 @@ mod tests {
         assert!(moves.iter().all(
             |m| !matches!(m, MetadataCommand::StartMove { group, .. } if *group == groups[1])
         ));
+    }
+
+    /// The metadata group: removed members leave (the leader hands over first), registered
+    /// nodes join, a dead voter is replaced by a caught-up live learner and then demoted.
+    #[test]
+    fn the_metadata_group_heals() {
+        let up = |_: u64| {
+            Some(Follower {
+                matched: 10,
+                replicating: true,
+            })
+        };
+        let none: BTreeSet<u64> = BTreeSet::new();
+        let all = [(1, true), (2, true), (3, true), (4, true)];
+        let c = conf(&[1, 2, 3], &[4], &[]);
+        let members = |conf, removed, dead, registered| MetaMembers {
+            leader: 1,
+            conf,
+            registered,
+            removed,
+            dead,
+            voters_wanted: 3,
+        };
+        assert_eq!(metadata_step(&members(&c, &none, &none, &all), up), None);
+        // A new registered node joins as a learner (three voters already).
+        let five = [(1, true), (2, true), (3, true), (4, true), (5, true)];
+        assert_eq!(
+            metadata_step(&members(&c, &none, &none, &five), up),
+            Some(MetaChange::Add {
+                id: 5,
+                voter: false
+            })
+        );
+        // Voter 3 is dead: learner 4 is promoted, then 3 demoted.
+        let dead: BTreeSet<u64> = [3].into();
+        assert_eq!(
+            metadata_step(&members(&c, &none, &dead, &all), up),
+            Some(MetaChange::Promote(4))
+        );
+        assert_eq!(
+            metadata_step(&members(&c, &none, &dead, &all), |_| None),
+            None,
+            "a learner that does not replicate is not promoted"
+        );
+        let promoted = conf(&[1, 2, 3, 4], &[], &[]);
+        assert_eq!(
+            metadata_step(&members(&promoted, &none, &dead, &all), up),
+            Some(MetaChange::Demote(3))
+        );
+        // Node 2 is removed: its member leaves; the leader, removed, hands over first.
+        let removed: BTreeSet<u64> = [2].into();
+        let left = [(1, true), (3, true), (4, true)];
+        assert_eq!(
+            metadata_step(&members(&c, &removed, &none, &left), up),
+            Some(MetaChange::Remove(2))
+        );
+        let removed_leader: BTreeSet<u64> = [1].into();
+        assert_eq!(
+            metadata_step(&members(&c, &removed_leader, &none, &all[1..]), up),
+            Some(MetaChange::TransferLeader(2))
+        );
+        // After the removal, the group is short of a voter: the learner is promoted.
+        let two = conf(&[1, 3], &[4], &[]);
+        assert_eq!(
+            metadata_step(&members(&two, &none, &none, &left), up),
+            Some(MetaChange::Promote(4))
+        );
+    }
+
+    /// A removed node's replicas are replaced at once, without waiting for it to count as dead.
+    #[test]
+    fn a_removed_nodes_replicas_are_replaced_at_once() {
+        let (mut s, limits) = four_nodes();
+        s.apply(
+            MetadataCommand::CreateTopic {
+                name: "t".into(),
+                replication_factor: 3,
+                placement: vec![names(&["c", "a", "b"])],
+            },
+            limits,
+        )
+        .expect("create");
+        let group = s.topics["t"].partitions[0].group;
+        s.apply(MetadataCommand::RemoveNode { name: "c".into() }, limits)
+            .expect("remove");
+        assert_eq!(
+            plan_repairs(&s, &names(&["a", "b", "d"]), &BTreeSet::new(), 2, 1),
+            vec![MetadataCommand::StartMove {
+                group,
+                from: names(&["c", "a", "b"]),
+                to: names(&["d", "a", "b"]),
+                now_ms: 1
+            }]
+        );
     }
 
     /// A draining node's replicas move to other nodes, and it receives none.

@@ -229,6 +229,11 @@ fn command() -> impl Strategy<Value = MetadataCommand> {
             .prop_map(|(g, from_to, to)| MetadataCommand::RedirectMove { group: GroupId(g), from_to, to }),
         1 => (node_name(), any::<bool>())
             .prop_map(|(node, draining)| MetadataCommand::SetDraining { node, draining }),
+        1 => (register(), 0u64..3).prop_map(|(r, incarnation)| match r {
+            MetadataCommand::RegisterNode(node) => MetadataCommand::JoinNode { node, incarnation },
+            other => other,
+        }),
+        1 => node_name().prop_map(|name| MetadataCommand::RemoveNode { name }),
     ]
 }
 
@@ -339,8 +344,8 @@ fn check_invariants(s: &MetadataState) -> Result<(), TestCaseError> {
             prop_assert_eq!(distinct.len(), p.replicas.len(), "replicas are distinct");
             for r in &p.replicas {
                 prop_assert!(
-                    s.nodes.contains_key(r),
-                    "replica on unregistered node {}",
+                    s.nodes.contains_key(r) || s.removed.contains_key(r),
+                    "replica on a node never registered {}",
                     r
                 );
             }
@@ -483,6 +488,8 @@ fn generators_exercise_both_outcomes() -> Result<(), TestCaseError> {
                 MetadataCommand::Barrier => "barrier",
                 MetadataCommand::SetDraining { .. } => "drain",
                 MetadataCommand::RedirectMove { .. } => "redirect",
+                MetadataCommand::JoinNode { .. } => "join",
+                MetadataCommand::RemoveNode { .. } => "remove",
             };
             seen.insert((kind, out.is_ok()));
         }
@@ -496,6 +503,8 @@ fn generators_exercise_both_outcomes() -> Result<(), TestCaseError> {
         "start move",
         "finish move",
         "drain",
+        "join",
+        "remove",
     ] {
         assert!(seen.contains(&(kind, true)), "no accepted {kind}");
         assert!(seen.contains(&(kind, false)), "no rejected {kind}");

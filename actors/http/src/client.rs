@@ -276,6 +276,20 @@ impl Api {
         .and_then(decode)
     }
 
+    /// Forgets `node` (`DELETE /v1/cluster/nodes/{node}`); answers it as it was, `state`
+    /// "removed". Not retried: a second try would answer `unknown_node`.
+    pub async fn remove_node(&self, node: &str) -> Result<NodeJson, ClientError> {
+        self.once(
+            Method::DELETE,
+            self.url(&["v1", "cluster", "nodes", node]),
+            &[],
+            None::<&()>,
+            0,
+        )
+        .await
+        .and_then(decode)
+    }
+
     /// Kills one registered actor of the node (`DELETE /v1/admin/actors/{actor}`).
     pub async fn kill_actor(&self, name: &str) -> Result<(), ClientError> {
         self.once(

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use daftka_core::config::CLUSTER_PORT_DEFAULT;
 use daftka_core::metadata::{MetadataCommand, NodeMeta};
-use daftka_protocol::{names, SeedInfo};
+use daftka_protocol::{names, ErrorCode, SeedInfo};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage, NodeSessionMessage};
 
@@ -303,7 +303,7 @@ impl Actor for Cluster {
                 if ok {
                     tracing::info!(node = %state.ctx.node, "node registered in the metadata");
                     state.backoff = state.ctx.config.router.retry_backoff_min;
-                } else {
+                } else if state.ctx.refused.borrow().is_none() {
                     myself.send_after(state.backoff, || ClusterMsg::Register);
                     state.backoff =
                         (state.backoff * 2).min(state.ctx.config.router.retry_backoff_max);
@@ -820,16 +820,26 @@ impl ClusterState {
             cluster_addr: ctx.config.node.cluster_addr.clone(),
             http_addr: ctx.http_addr.to_string(),
         };
+        let incarnation = ctx.store.incarnation();
         let view = ctx.metadata_view();
-        if self.registering || (view.loaded && view.state.nodes.get(&me.name) == Some(&me)) {
+        let known = view.loaded
+            && view.state.nodes.get(&me.name) == Some(&me)
+            && view.state.incarnations.get(&me.name) == Some(&incarnation);
+        if self.registering || known || ctx.refused.borrow().is_some() {
             return;
         }
         self.registering = true;
         let myself = myself.clone();
         tokio::spawn(async move {
-            let result = crate::metadata::propose(&ctx, MetadataCommand::RegisterNode(me)).await;
-            if let Err(e) = &result {
-                tracing::debug!(error = %e, "node registration retried");
+            let join = MetadataCommand::JoinNode {
+                node: me,
+                incarnation,
+            };
+            let result = crate::metadata::propose(&ctx, join).await;
+            match &result {
+                Err(e) if e.code == ErrorCode::NodeRemoved => ctx.refuse(e.message.clone()),
+                Err(e) => tracing::debug!(error = %e, "node registration retried"),
+                Ok(_) => {}
             }
             let _ = myself.cast(ClusterMsg::RegisterDone { ok: result.is_ok() });
         });

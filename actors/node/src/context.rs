@@ -68,9 +68,27 @@ pub struct NodeContext {
     pub budget: crate::budget::ByteBudget,
     /// Drives the Raft clock of this node's partition replicas.
     pub ticker: crate::partitions::ticker::Ticker,
+    /// Set once the cluster refuses this node for good (it was removed, or its data directory is
+    /// not the one registered under its name): the node stops and says why.
+    pub refused: watch::Sender<Option<String>>,
+    /// On the metadata leader: the nodes down past `rebalance.node_down_timeout`, as the
+    /// Rebalancer counts them (empty elsewhere). The Metadata actor replaces such voters.
+    pub dead_nodes: watch::Sender<std::collections::BTreeSet<String>>,
 }
 
 impl NodeContext {
+    /// The cluster refuses this node for good: logs why once and asks the node to stop.
+    pub fn refuse(&self, why: String) {
+        self.refused.send_if_modified(|r| {
+            if r.is_some() {
+                return false;
+            }
+            tracing::error!(node = %self.node, "{why}");
+            *r = Some(why);
+            true
+        });
+    }
+
     /// Whether `node` can be reached now: this node, or a peer with an authenticated session
     /// whose heartbeats arrive.
     pub fn reachable(&self, node: &str) -> bool {

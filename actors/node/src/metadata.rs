@@ -331,43 +331,94 @@ impl MetadataActorState {
         });
     }
 
-    /// On the leader: proposes adding the first registered node that is not in the group yet, as
-    /// a voter while the metadata group has fewer voters than it should, else as a learner.
+    /// On the leader, with no change pending: the group's next membership change
+    /// ([`daftka_core::reconfig::metadata_step`]): members of removed nodes leave, registered
+    /// nodes join (voters while the group has fewer than `cluster.metadata_voters` or three, else
+    /// learners), a voter down past `rebalance.node_down_timeout` is replaced by a caught-up
+    /// learner and then demoted.
     fn add_members(&mut self) {
+        use daftka_core::reconfig::{metadata_step, Follower, MetaChange, MetaMembers};
+        use raft::eraftpb::ConfChangeType;
         if !self.raft.is_leader() || self.raft.conf_change_pending() {
             return;
         }
         let cs = self.raft.conf_state();
         let listed = &self.ctx.config.cluster.metadata_voters;
-        let missing = self
-            .raft
-            .machine
-            .state
+        let state = &self.raft.machine.state;
+        let registered: Vec<(u64, bool)> = state
             .nodes
             .values()
-            .find(|n| !cs.voters.contains(&n.raft_id) && !cs.learners.contains(&n.raft_id))
-            .cloned();
-        let Some(node) = missing else { return };
-        let voter = if listed.is_empty() {
-            cs.voters.len() < METADATA_VOTERS_DEFAULT
-        } else {
-            listed.contains(&node.name)
+            .map(|n| (n.raft_id, listed.is_empty() || listed.contains(&n.name)))
+            .collect();
+        let dead: std::collections::BTreeSet<u64> = self
+            .ctx
+            .dead_nodes
+            .borrow()
+            .iter()
+            .filter_map(|n| state.nodes.get(n).map(|m| m.raft_id))
+            .collect();
+        let members = MetaMembers {
+            leader: self.raft.id(),
+            conf: &cs,
+            registered: &registered,
+            removed: &state.retired_raft_ids,
+            dead: &dead,
+            voters_wanted: if listed.is_empty() {
+                METADATA_VOTERS_DEFAULT
+            } else {
+                listed.len()
+            },
         };
+        let last = self.raft.last_index();
+        let step = metadata_step(&members, |id| {
+            self.raft
+                .progress(id)
+                .map(|(matched, replicating)| Follower {
+                    matched,
+                    replicating: replicating
+                        && matched + self.ctx.config.rebalance.catch_up_entries >= last,
+                })
+        });
+        let Some(step) = step else { return };
+        let name = |id: u64| {
+            state
+                .nodes
+                .values()
+                .find(|n| n.raft_id == id)
+                .map_or_else(|| format!("raft id {id}"), |n| n.name.clone())
+        };
+        let (id, change, what) = match step {
+            MetaChange::TransferLeader(id) => {
+                tracing::info!(to = %name(id), "the metadata leader's node was removed: handing leadership over");
+                self.raft.transfer_to(id);
+                return;
+            }
+            MetaChange::Add { id, voter: true } => (id, ConfChangeType::AddNode, "adding a voter"),
+            MetaChange::Add { id, voter: false } => {
+                (id, ConfChangeType::AddLearnerNode, "adding a learner")
+            }
+            MetaChange::Remove(id) => (id, ConfChangeType::RemoveNode, "removing a removed node"),
+            MetaChange::Promote(id) => (
+                id,
+                ConfChangeType::AddNode,
+                "promoting a learner: the group is short of live voters",
+            ),
+            MetaChange::Demote(id) => (
+                id,
+                ConfChangeType::AddLearnerNode,
+                "demoting a voter down past rebalance.node_down_timeout",
+            ),
+        };
+        let who = name(id);
         let mut cc = raft::eraftpb::ConfChange {
-            node_id: node.raft_id,
+            node_id: id,
             ..Default::default()
         };
-        cc.set_change_type(if voter {
-            raft::eraftpb::ConfChangeType::AddNode
-        } else {
-            raft::eraftpb::ConfChangeType::AddLearnerNode
-        });
+        cc.set_change_type(change);
         match self.raft.propose_conf_change(cc) {
-            Ok(()) => {
-                tracing::info!(node = %node.name, voter, "adding a node to the metadata group")
-            }
+            Ok(()) => tracing::info!(node = %who, "metadata group: {what}"),
             Err(e) => {
-                tracing::debug!(node = %node.name, error = %e, "metadata membership change deferred")
+                tracing::debug!(node = %who, error = %e, "metadata membership change deferred")
             }
         }
     }

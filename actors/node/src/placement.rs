@@ -136,6 +136,15 @@ impl PlacementState {
         if !view.loaded {
             return Err(Error::unavailable("metadata is loading"));
         }
+        if view.state.removed.get(&ctx.node) == Some(&ctx.store.incarnation()) {
+            let why = format!(
+                "node {} was removed from the cluster: it stops, and joins again only with an \
+                 empty data directory",
+                ctx.node
+            );
+            ctx.refuse(why.clone());
+            return Err(Error::new(daftka_protocol::ErrorCode::NodeRemoved, why));
+        }
         let partitions: ActorRef<SupervisorMsg> =
             ractor::registry::where_is(names::partitions(&ctx.node))
                 .ok_or_else(|| Error::unavailable("partitions supervisor restarting"))?
@@ -241,6 +250,11 @@ impl PlacementState {
             self.plan_repairs(&view.state);
         } else {
             self.down_since.clear();
+            ctx.dead_nodes.send_if_modified(|d| {
+                let changed = !d.is_empty();
+                d.clear();
+                changed
+            });
         }
         Ok(())
     }
@@ -272,6 +286,11 @@ impl PlacementState {
             .filter(|(_, since)| now.duration_since(**since) >= cfg.node_down_timeout)
             .map(|(n, _)| n.clone())
             .collect();
+        self.ctx.dead_nodes.send_if_modified(|d| {
+            let changed = *d != dead;
+            d.clone_from(&dead);
+            changed
+        });
         let now_ms = u64::try_from(crate::partitions::server::now_ms()).unwrap_or(0);
         let mut moves = daftka_core::reconfig::plan_repairs(
             state,

@@ -54,6 +54,8 @@ pub enum NodeError {
     Spawn(String),
     #[error("the node's root supervisor stopped: restart intensity exceeded")]
     RootDown,
+    #[error("the cluster refuses this node: {0}")]
+    Refused(String),
 }
 
 /// The node's bound sockets. Binding is separate from starting so tests can bind port 0 and
@@ -140,6 +142,14 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
             on_round: Some(on_round),
         },
     )?;
+    let incarnation = store.incarnation();
+    let raft_id = store.raft_id(|new| {
+        if new {
+            daftka_protocol::ids::raft_id_of_incarnation(&node, incarnation)
+        } else {
+            daftka_protocol::ids::raft_id(&node)
+        }
+    })?;
     let local = |l: &std::net::TcpListener, what| {
         l.local_addr().map_err(|source| NodeError::Bind {
             what,
@@ -157,7 +167,7 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
     );
     let ctx = Arc::new(NodeContext {
         node: node.clone(),
-        raft_id: daftka_protocol::ids::raft_id(&node),
+        raft_id,
         config,
         store,
         metrics: metrics.clone(),
@@ -169,6 +179,8 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
         metrics_addr,
         budget,
         ticker: Default::default(),
+        refused: watch::channel(None).0,
+        dead_nodes: watch::channel(Default::default()).0,
     });
 
     transport.attach(&ctx);
@@ -321,6 +333,22 @@ impl Node {
         }
     }
 
+    /// Resolves with the reason once the cluster refuses this node for good (it was removed, or
+    /// started on a removed node's data directory): the caller shuts it down.
+    pub fn refused(&self) -> impl Future<Output = String> + Send + 'static {
+        let mut rx = self.ctx.refused.subscribe();
+        async move {
+            loop {
+                if let Some(why) = rx.borrow_and_update().clone() {
+                    return why;
+                }
+                if rx.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
+            }
+        }
+    }
+
     /// Resolves when the Root stops on its own (restart intensity exceeded).
     pub async fn stopped(&mut self) {
         let _ = (&mut self.root_handle).await;
@@ -400,11 +428,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     config.validate()?;
     let listeners = Listeners::bind(&config)?;
     let mut node = start(config, listeners).await?;
+    let refused = node.refused();
     tokio::select! {
         _ = shutdown => {
             tracing::info!("shutting down");
             node.shutdown().await;
             Ok(())
+        }
+        why = refused => {
+            node.shutdown().await;
+            Err(NodeError::Refused(why))
         }
         _ = node.stopped() => Err(NodeError::RootDown),
     }

@@ -171,6 +171,9 @@ impl Actor for Router {
                 reply,
                 async move { r.drain_node(node.0?, draining.0?).await },
             ),
+            RouterMsg::RemoveNode { node, reply } => {
+                answer(reply, async move { r.remove_node(node.0?).await })
+            }
             RouterMsg::JoinGroup { request, reply } => {
                 answer(reply, async move { r.join_group(request.0?).await })
             }
@@ -707,6 +710,46 @@ impl Inner {
             "down"
         };
         Ok(self.node_info(&view.state, meta, status.to_string()))
+    }
+
+    /// Forgets `node`: refused (`node_active`) while it is up and holds replicas (drain it
+    /// first). A node that is down may be removed with its replicas: the Rebalancer creates them
+    /// again elsewhere at once. The node stops if it runs, and its data directory may never
+    /// join again.
+    async fn remove_node(&self, node: String) -> Result<NodeInfo, Error> {
+        validate_name("node", &node)?;
+        crate::metadata::propose(&self.ctx, MetadataCommand::Barrier).await?;
+        let view = self.ctx.metadata_view();
+        let Some(meta) = view.state.nodes.get(&node) else {
+            return Err(Error::new(
+                daftka_protocol::ErrorCode::UnknownNode,
+                format!("no node {node:?} is registered"),
+            ));
+        };
+        let up = self.ctx.reachable(&node);
+        let mut info = self.node_info(
+            &view.state,
+            meta,
+            if up { "up" } else { "down" }.to_string(),
+        );
+        if up && info.replicas > 0 {
+            return Err(Error::new(
+                daftka_protocol::ErrorCode::NodeActive,
+                format!(
+                    "node {node:?} is up and holds {} replicas: drain it first (POST \
+                     /v1/cluster/nodes/{node}/drain), remove it once it is drained",
+                    info.replicas
+                ),
+            ));
+        }
+        crate::metadata::propose(
+            &self.ctx,
+            MetadataCommand::RemoveNode { name: node.clone() },
+        )
+        .await?;
+        tracing::info!(%node, replicas = info.replicas, "node removed from the cluster");
+        info.state = "removed".into();
+        Ok(info)
     }
 
     /// Calls partition `p`'s leader replica, wherever it runs, retrying with backoff while the

@@ -329,6 +329,29 @@ impl Actor for FakeRouter {
                 };
                 let _ = reply.send(Wire(answer));
             }
+            RouterMsg::RemoveNode { node, reply } => {
+                let answer = match node.0 {
+                    Ok(n) if n == "a" => Err(Error::new(
+                        ErrorCode::NodeActive,
+                        "node \"a\" is up and holds 2 replicas: drain it first",
+                    )),
+                    Ok(n) if n == "b" => Ok(NodeInfo {
+                        name: n,
+                        cluster_addr: "127.0.0.1:7001".into(),
+                        http_addr: "127.0.0.1:8081".into(),
+                        status: "down".into(),
+                        state: "removed".into(),
+                        replicas: 1,
+                        leaders: 0,
+                    }),
+                    Ok(n) => Err(Error::new(
+                        ErrorCode::UnknownNode,
+                        format!("no node {n:?} is registered"),
+                    )),
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(Wire(answer));
+            }
         }
         Ok(())
     }
@@ -802,6 +825,21 @@ async fn cluster_and_health() {
         .await
         .assert_error(404, "unknown_node", false);
     h.get("/v1/cluster/nodes/a/drain")
+        .await
+        .assert_error(404, "not_found", false);
+    // Remove: 200 with the node as it was; 409 while it is up with replicas; 404 unknown.
+    let a = h.call(Method::DELETE, "/v1/cluster/nodes/b", None).await;
+    assert_eq!(
+        (a.status.as_u16(), &a.body["name"], &a.body["state"]),
+        (200, &json!("b"), &json!("removed"))
+    );
+    h.call(Method::DELETE, "/v1/cluster/nodes/a", None)
+        .await
+        .assert_error(409, "node_active", false);
+    h.call(Method::DELETE, "/v1/cluster/nodes/zz", None)
+        .await
+        .assert_error(404, "unknown_node", false);
+    h.post("/v1/cluster/nodes/b", json!({}))
         .await
         .assert_error(404, "not_found", false);
     // Reassign: 202 with the move; a bad body or partition is 400; the list of moves.

@@ -352,6 +352,16 @@ impl Client {
         })
         .await
     }
+
+    /// Forgets `node`: refused (`node_active`) while it is up and holds replicas. Its replicas
+    /// are created again elsewhere; its data directory may never join again.
+    pub async fn remove_node(&self, node: &str) -> Result<NodeInfo, Error> {
+        self.call(self.timeout, |reply| RouterMsg::RemoveNode {
+            node: Wire::ok(node.to_string()),
+            reply,
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

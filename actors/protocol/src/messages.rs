@@ -482,4 +482,10 @@ pub enum RouterMsg {
         draining: Wire<bool>,
         reply: RpcReplyPort<Wire<NodeInfo>>,
     },
+    /// Forgets a node (down, or holding no replica); answers it as it was, `state` "removed".
+    #[rpc]
+    RemoveNode {
+        node: Wire<String>,
+        reply: RpcReplyPort<Wire<NodeInfo>>,
+    },
 }

@@ -6,6 +6,7 @@
 //! | `raft_log`     | group ‖ raft index (u64 BE)           | [`crate::codec::StoredEntry`]  |
 //! | `raft_meta`    | group ‖ tag (u8, see [`MetaTag`])     | postcard record per tag        |
 //! | `offset_index` | group ‖ base offset (u64 BE)          | raft index u64 BE ‖ count u32 BE |
+//! | `node`         | `incarnation`, `raft_id`              | u64 BE, never 0                |
 
 use daftka_types::GroupId;
 
@@ -15,6 +16,12 @@ use crate::StorageError;
 pub(crate) const RAFT_LOG: &str = "raft_log";
 pub(crate) const RAFT_META: &str = "raft_meta";
 pub(crate) const OFFSET_INDEX: &str = "offset_index";
+/// Facts about the node's data directory itself, not about a group.
+pub(crate) const NODE: &str = "node";
+/// In `node`: this data directory's incarnation (u64 BE), drawn when the directory was created.
+pub(crate) const INCARNATION: &[u8] = b"incarnation";
+/// In `node`: the node's Raft id (u64 BE), fixed when it was first asked for.
+pub(crate) const RAFT_ID: &[u8] = b"raft_id";
 
 /// The one-byte tag after the group prefix in `raft_meta`. Values are part of the disk format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

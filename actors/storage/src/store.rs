@@ -152,6 +152,24 @@ pub(crate) struct Inner {
     /// Dropped last, after the database and its keyspaces: its receivers learn the directory is
     /// free (see [`Store::closed`]).
     closed: watch::Sender<()>,
+    incarnation: u64,
+    node: Keyspace,
+}
+
+/// The incarnation stored in `node`, or a fresh random one stored durably if the directory has
+/// none yet (it is new, or older than incarnations).
+fn incarnation(db: &Database, node: &Keyspace) -> Result<u64, StorageError> {
+    if let Some(v) = node.get(keys::INCARNATION)? {
+        let bytes: [u8; 8] = v
+            .as_ref()
+            .try_into()
+            .map_err(|_| StorageError::Corrupt(format!("node incarnation of {} bytes", v.len())))?;
+        return Ok(u64::from_be_bytes(bytes));
+    }
+    let fresh = rand::random::<u64>().max(1);
+    node.insert(keys::INCARNATION, fresh.to_be_bytes())?;
+    db.persist(PersistMode::SyncAll)?;
+    Ok(fresh)
 }
 
 impl Drop for Inner {
@@ -209,6 +227,8 @@ impl Store {
             raft_meta: db.keyspace(keys::RAFT_META, options)?,
             offset_index: db.keyspace(keys::OFFSET_INDEX, options)?,
         };
+        let node = db.keyspace(keys::NODE, options)?;
+        let incarnation = incarnation(&db, &node)?;
         let (tx, rx) = mpsc::channel();
         let rounds = Arc::new(AtomicU64::new(0));
         let writes = Arc::new(AtomicU64::new(0));
@@ -235,8 +255,35 @@ impl Store {
                 rounds,
                 writes,
                 closed: watch::Sender::new(()),
+                incarnation,
+                node,
             }),
         })
+    }
+
+    /// This data directory's incarnation: drawn at random (never 0) when the directory was
+    /// created, the same for as long as it lives. The cluster tells a node that comes back with
+    /// its old data from a new node of the same name by it.
+    pub fn incarnation(&self) -> u64 {
+        self.inner.incarnation
+    }
+
+    /// The node's Raft id as this directory stores it; the first call stores `derive(new)`, where
+    /// `new` says the directory holds no group yet (a directory from before stored ids holds
+    /// some, and keeps the id its groups know). Call it before any group is written.
+    pub fn raft_id(&self, derive: impl FnOnce(bool) -> u64) -> Result<u64, StorageError> {
+        let node = &self.inner.node;
+        if let Some(v) = node.get(keys::RAFT_ID)? {
+            let bytes: [u8; 8] = v
+                .as_ref()
+                .try_into()
+                .map_err(|_| StorageError::Corrupt(format!("node raft id of {} bytes", v.len())))?;
+            return Ok(u64::from_be_bytes(bytes));
+        }
+        let id = derive(self.groups()?.is_empty()).max(1);
+        node.insert(keys::RAFT_ID, id.to_be_bytes())?;
+        self.inner.db.persist(PersistMode::SyncAll)?;
+        Ok(id)
     }
 
     /// A handle that resolves once every clone of this store is gone and the database is closed,
@@ -526,6 +573,9 @@ mod tests {
                 writer: None,
                 rounds: Arc::default(),
                 writes: Arc::default(),
+                closed: watch::Sender::new(()),
+                incarnation: real.inner.incarnation,
+                node: real.inner.node.clone(),
             }),
         };
 

@@ -118,3 +118,31 @@ async fn durable_state_survives_reopen_loop() {
         drop((meta, part, store));
     }
 }
+
+/// A data directory keeps its incarnation across reopens (and the close handle resolves once the
+/// last clone is gone); a new directory draws another one.
+#[tokio::test]
+async fn the_incarnation_belongs_to_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let first = store.incarnation();
+    assert_ne!(first, 0);
+    let closed = store.closed();
+    let clone = store.clone();
+    drop(store);
+    drop(clone);
+    closed.wait().await;
+    let again = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    assert_eq!(
+        again.incarnation(),
+        first,
+        "the same directory, the same incarnation"
+    );
+    let other = tempfile::tempdir().unwrap();
+    let fresh = Store::open(other.path(), StoreOptions::default()).unwrap();
+    assert_ne!(
+        fresh.incarnation(),
+        first,
+        "a new directory, a new incarnation"
+    );
+}

@@ -48,6 +48,11 @@ pub enum ErrorCode {
     /// The change would leave partitions with fewer replicas than their factor, for want of
     /// nodes to hold them (draining the last node that could hold a replica).
     NotEnoughNodes,
+    /// The node is up and still holds replicas: drain it before removing it.
+    NodeActive,
+    /// The node was removed from the cluster (or is registered with another data directory): a
+    /// node of that name joins again only with an empty data directory.
+    NodeRemoved,
 }
 
 impl ErrorCode {
@@ -74,11 +79,13 @@ impl ErrorCode {
             ErrorCode::AssignorMismatch => "assignor_mismatch",
             ErrorCode::UnknownNode => "unknown_node",
             ErrorCode::NotEnoughNodes => "not_enough_nodes",
+            ErrorCode::NodeActive => "node_active",
+            ErrorCode::NodeRemoved => "node_removed",
         }
     }
 
     /// Every code, in the order they were added.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::InvalidRequest,
         ErrorCode::UnknownTopic,
         ErrorCode::UnknownPartition,
@@ -99,6 +106,8 @@ impl ErrorCode {
         ErrorCode::AssignorMismatch,
         ErrorCode::UnknownNode,
         ErrorCode::NotEnoughNodes,
+        ErrorCode::NodeActive,
+        ErrorCode::NodeRemoved,
     ];
 
     /// The code whose [`as_str`](Self::as_str) name is `name` (a JSON error body's `code`).
@@ -218,7 +227,9 @@ mod tests {
             | ErrorCode::OffsetBackwards
             | ErrorCode::AssignorMismatch
             | ErrorCode::UnknownNode
-            | ErrorCode::NotEnoughNodes => ErrorCode::ALL.contains(&c),
+            | ErrorCode::NotEnoughNodes
+            | ErrorCode::NodeActive
+            | ErrorCode::NodeRemoved => ErrorCode::ALL.contains(&c),
         };
         assert!(ErrorCode::ALL.into_iter().all(listed));
     }

@@ -74,6 +74,19 @@ pub fn raft_id(node: &str) -> u64 {
     h.max(1)
 }
 
+/// The Raft id of a node whose data directory was created with `incarnation` (since incarnations
+/// exist): FNV-1a over the name and the incarnation, never 0. A node that joins again under the
+/// same name with a new, empty directory is thus a new member of every Raft group, never taken
+/// for the old one that lost its log. Nodes learn each other's ids from the metadata.
+pub fn raft_id_of_incarnation(node: &str, incarnation: u64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in node.as_bytes().iter().chain(&incarnation.to_be_bytes()) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h.max(1)
+}
+
 #[cfg(test)]
 mod raft_id_tests {
     /// The id is a pure function of the name (the disk and the wire depend on it).
@@ -82,5 +95,13 @@ mod raft_id_tests {
         assert_eq!(super::raft_id(""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(super::raft_id("a"), 0xaf63_dc4c_8601_ec8c);
         assert_ne!(super::raft_id("b"), super::raft_id("a"));
+        assert_eq!(
+            super::raft_id_of_incarnation("a", 7),
+            super::raft_id_of_incarnation("a", 7)
+        );
+        assert_ne!(
+            super::raft_id_of_incarnation("a", 7),
+            super::raft_id_of_incarnation("a", 8)
+        );
     }
 }

@@ -307,7 +307,16 @@ pub async fn call_peer<R: rpc::Reply>(
             "node {node} is unresponsive (no heartbeat): {what} not called"
         )));
     }
-    let Some(peer) = peer_of(ctx, ids::raft_id(node)) else {
+    // Ids come from the metadata (a directory's id depends on its incarnation); a node not
+    // registered yet can only have the id its name gives.
+    let raft_id = ctx
+        .metadata
+        .borrow()
+        .state
+        .nodes
+        .get(node)
+        .map_or_else(|| ids::raft_id(node), |n| n.raft_id);
+    let Some(peer) = peer_of(ctx, raft_id) else {
         return Err(Error::unavailable(format!("node {node} is not reachable")));
     };
     tokio::select! {

@@ -21,6 +21,13 @@ pub async fn drain(state: &GatewayState, node: &str, draining: bool) -> Result<R
     Ok(json_reply(StatusCode::ACCEPTED, &NodeJson::from(info)))
 }
 
+/// `DELETE /v1/cluster/nodes/{node}` -> 200 with the node as it was, `state` "removed". 409
+/// `node_active` while it is up and holds replicas.
+pub async fn remove(state: &GatewayState, node: &str) -> Result<Response, Error> {
+    let info = state.client.remove_node(node).await?;
+    Ok(json_reply(StatusCode::OK, &NodeJson::from(info)))
+}
+
 /// `GET /healthz`: the process serves HTTP. Says nothing about data: see `/readyz`.
 pub fn healthz() -> Result<Response, Error> {
     Ok(json_reply(

@@ -26,7 +26,9 @@ pub fn status(code: ErrorCode) -> StatusCode {
         | ErrorCode::GroupActive
         | ErrorCode::OffsetBackwards
         | ErrorCode::AssignorMismatch
-        | ErrorCode::NotEnoughNodes => StatusCode::CONFLICT,
+        | ErrorCode::NotEnoughNodes
+        | ErrorCode::NodeActive
+        | ErrorCode::NodeRemoved => StatusCode::CONFLICT,
         ErrorCode::OffsetOutOfRange => StatusCode::RANGE_NOT_SATISFIABLE,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         // A gateway that cannot reach a partition leader is "unavailable" to its client either way.
@@ -72,6 +74,8 @@ mod tests {
             (ErrorCode::AssignorMismatch, 409),
             (ErrorCode::UnknownNode, 404),
             (ErrorCode::NotEnoughNodes, 409),
+            (ErrorCode::NodeActive, 409),
+            (ErrorCode::NodeRemoved, 409),
         ];
         for (code, want) in table {
             assert_eq!(status(code).as_u16(), want, "{code}");

@@ -54,6 +54,7 @@ pub enum Route {
     Readyz,
     Cluster,
     DrainNode { node: String, draining: bool },
+    RemoveNode { node: String },
     Reassign { topic: String, partition: String },
     Reassignments,
     ListTopics,
@@ -85,6 +86,11 @@ pub fn recognise(method: &Method, path: &str) -> (&'static str, Result<Route, Er
         ["healthz"] => ("/healthz", "GET", (m == "GET").then_some(Route::Healthz)),
         ["readyz"] => ("/readyz", "GET", (m == "GET").then_some(Route::Readyz)),
         ["v1", "cluster"] => ("/v1/cluster", "GET", (m == "GET").then_some(Route::Cluster)),
+        ["v1", "cluster", "nodes", node] => (
+            "/v1/cluster/nodes/{node}",
+            "DELETE",
+            (m == "DELETE").then(|| Route::RemoveNode { node: s(node) }),
+        ),
         ["v1", "cluster", "nodes", node, action @ ("drain" | "undrain")] => (
             if *action == "drain" {
                 "/v1/cluster/nodes/{node}/drain"
@@ -287,6 +293,7 @@ async fn dispatch(state: &GatewayState, route: Route, req: HttpRequest) -> Resul
         Route::Readyz => cluster::readyz(state),
         Route::Cluster => cluster::info(state).await,
         Route::DrainNode { node, draining } => cluster::drain(state, &node, draining).await,
+        Route::RemoveNode { node } => cluster::remove(state, &node).await,
         Route::ListTopics => topics::list(state).await,
         Route::CreateTopic => {
             let (body, _held) = read_reserved(state, &req.headers, req.body, body_max).await?;
