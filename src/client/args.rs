@@ -86,6 +86,20 @@ pub enum TopicCommand {
     Describe { name: String },
     /// Delete a topic and all its records.
     Delete { name: String },
+    /// Grow a topic's partitions and set its retention; prints the topic like describe.
+    Alter {
+        name: String,
+        /// The new partition count (partitions only grow).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        partitions: Option<u32>,
+        /// Delete records older than this ("2d", "12h"...); `default`: the node's setting.
+        #[arg(long, value_parser = parse_retention_time)]
+        retention_time: Option<Setting>,
+        /// Keep at most this many bytes per partition ("10GiB"...); `default`: the node's
+        /// setting.
+        #[arg(long, value_parser = parse_retention_bytes)]
+        retention_bytes: Option<Setting>,
+    },
     /// Move one partition's replicas by hand (through Raft membership changes); prints the move.
     Reassign {
         name: String,
@@ -94,6 +108,31 @@ pub enum TopicCommand {
         #[arg(long, value_delimiter = ',', required = true)]
         replicas: Vec<String>,
     },
+}
+
+/// A topic setting given on the command line: a value, or `default` (`None`: the node's own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting(pub Option<u64>);
+
+fn parse_retention_time(s: &str) -> Result<Setting, String> {
+    if s == "default" {
+        return Ok(Setting(None));
+    }
+    let d = daftka_core::config::parse_duration(s)?;
+    match u64::try_from(d.as_millis()) {
+        Ok(0) | Err(_) => Err(format!("{s:?}: a retention time must be positive")),
+        Ok(ms) => Ok(Setting(Some(ms))),
+    }
+}
+
+fn parse_retention_bytes(s: &str) -> Result<Setting, String> {
+    if s == "default" {
+        return Ok(Setting(None));
+    }
+    match daftka_core::config::parse_size(s)? {
+        0 => Err(format!("{s:?}: a retention size must be positive")),
+        n => Ok(Setting(Some(n))),
+    }
 }
 
 /// `daftka produce TOPIC`: one record per stdin line, without its newline.
@@ -541,6 +580,53 @@ mod tests {
             let err = parse(args).expect_err(&format!("{args:?} should fail"));
             assert_eq!(err.exit_code(), 2, "{args:?}");
         }
+    }
+
+    #[test]
+    fn alter_parses_sizes_durations_and_default() {
+        let alter = |args: &[&str]| match parse(args) {
+            Ok(Cli {
+                command:
+                    Command::Client(ClientCommand::Topic(TopicArgs {
+                        command:
+                            TopicCommand::Alter {
+                                partitions,
+                                retention_time,
+                                retention_bytes,
+                                ..
+                            },
+                    })),
+                ..
+            }) => Ok((partitions, retention_time, retention_bytes)),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(
+            alter(&[
+                "topic",
+                "alter",
+                "orders",
+                "--partitions",
+                "12",
+                "--retention-time",
+                "2d",
+                "--retention-bytes",
+                "10GiB",
+            ])
+            .expect("parses"),
+            (
+                Some(12),
+                Some(Setting(Some(172_800_000))),
+                Some(Setting(Some(10 << 30)))
+            )
+        );
+        assert_eq!(
+            alter(&["topic", "alter", "orders", "--retention-bytes", "default"]).expect("parses"),
+            (None, None, Some(Setting(None)))
+        );
+        assert!(alter(&["topic", "alter", "orders", "--retention-bytes", "0"]).is_err());
+        assert!(alter(&["topic", "alter", "orders", "--retention-time", "2w"]).is_err());
+        assert!(alter(&["topic", "alter", "orders", "--partitions", "0"]).is_err());
     }
 
     #[test]

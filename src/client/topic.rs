@@ -1,15 +1,16 @@
-//! `daftka topic create|list|describe|delete`.
+//! `daftka topic create|list|describe|alter|delete|reassign`.
 //!
 //! Output is tab-separated without a header: `list` prints `name partitions replication_factor`,
 //! `describe` prints `partition leader replicas log_start_offset high_watermark` with replicas joined
-//! by commas and `-` for a missing leader. `create` and `delete` print nothing on success.
+//! by commas and `-` for a missing leader. `create` and `delete` print nothing on success; `alter`
+//! prints the topic as `describe` does.
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::args::TopicCommand;
 use super::ClientError;
 use daftka_http::client::Api;
-use daftka_http::json::{ReassignmentJson, TopicJson};
+use daftka_http::json::{AlterTopicBody, ReassignmentJson, TopicJson};
 
 pub async fn run(
     api: &Api,
@@ -35,6 +36,20 @@ pub async fn run(
             out.write_all(format_describe(&topic).as_bytes()).await?;
         }
         TopicCommand::Delete { name } => api.delete_topic(&name).await?,
+        TopicCommand::Alter {
+            name,
+            partitions,
+            retention_time,
+            retention_bytes,
+        } => {
+            let body = AlterTopicBody {
+                partitions,
+                retention_time_ms: retention_time.map(|s| s.0),
+                retention_bytes: retention_bytes.map(|s| s.0),
+            };
+            let topic = api.alter_topic(&name, &body).await?;
+            out.write_all(format_describe(&topic).as_bytes()).await?;
+        }
         TopicCommand::Reassign {
             name,
             partition,
@@ -185,6 +200,21 @@ mod tests {
                      "high_watermark": 4}]}),
             ),
             ("DELETE", "/v1/topics/orders") => Reply::empty(204),
+            ("PATCH", "/v1/topics/orders") => {
+                let body: serde_json::Value = serde_json::from_slice(&req.body).expect("json body");
+                assert_eq!(
+                    body,
+                    json!({"partitions": 2, "retention_time_ms": 172_800_000u64,
+                           "retention_bytes": null})
+                );
+                Reply::json(
+                    200,
+                    json!({"name": "orders", "replication_factor": 1, "retention_time_ms": 172_800_000u64,
+                           "partitions": [
+                        {"partition": 0, "leader": "n1", "replicas": ["n1"], "log_start_offset": 0, "high_watermark": 4},
+                        {"partition": 1, "leader": null, "replicas": ["n1"], "log_start_offset": 0, "high_watermark": 0}]}),
+                )
+            }
             ("POST", "/v1/topics/orders/partitions/3/reassign") => {
                 let body: serde_json::Value = serde_json::from_slice(&req.body).expect("json body");
                 assert_eq!(body, json!({"replicas": ["a", "c", "d"]}));
@@ -229,6 +259,18 @@ mod tests {
         .await
         .expect("reassign");
         assert_eq!(moved, "orders\t3\ta,b,c\ta,c,d\n");
+        let altered = topic(
+            &node,
+            TopicCommand::Alter {
+                name: "orders".into(),
+                partitions: Some(2),
+                retention_time: Some(crate::client::args::Setting(Some(172_800_000))),
+                retention_bytes: Some(crate::client::args::Setting(None)),
+            },
+        )
+        .await
+        .expect("alter");
+        assert_eq!(altered, "0\tn1\tn1\t0\t4\n1\t-\tn1\t0\t0\n");
         let mut out = Vec::new();
         crate::client::run(
             ClientOpts { url: node.url() },

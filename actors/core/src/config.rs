@@ -155,6 +155,10 @@ pub struct TopicsConfig {
     /// How often each replica looks for records past retention.
     #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub retention_check_interval: Duration,
+    /// Past this many bytes of stored batches in a partition, its oldest batches are deleted (on
+    /// every replica). 0: unlimited (the default).
+    #[serde(deserialize_with = "de_size", serialize_with = "ser_size")]
+    pub retention_bytes: u64,
 }
 
 /// Consumer groups.
@@ -413,6 +417,7 @@ impl Default for TopicsConfig {
             partitions_max: 1024,
             retention_time: Duration::from_secs(7 * 24 * 3600),
             retention_check_interval: Duration::from_secs(30),
+            retention_bytes: 0,
         }
     }
 }
@@ -808,7 +813,7 @@ impl Config {
     }
 }
 
-/// Parses `"150ms"`, `"5s"`, `"2m"`, `"1h"` (or a bare number of milliseconds).
+/// Parses `"150ms"`, `"5s"`, `"2m"`, `"1h"`, `"2d"` (or a bare number of milliseconds).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -816,14 +821,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("{s:?} is not a duration like 150ms, 5s, 2m"))?;
-    let ms = match unit.trim() {
-        "" | "ms" => n,
-        "s" => n * 1000,
-        "m" => n * 60_000,
-        "h" => n * 3_600_000,
+    let mult: u64 = match unit.trim() {
+        "" | "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
         u => return Err(format!("unknown duration unit {u:?} in {s:?}")),
     };
-    Ok(Duration::from_millis(ms))
+    n.checked_mul(mult)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("duration {s:?} overflows"))
 }
 
 /// Parses `"16MiB"`, `"64KiB"`, `"1GiB"`, `"100KB"`, `"512B"` (or a bare number of bytes).

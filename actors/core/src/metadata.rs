@@ -50,6 +50,24 @@ pub struct TopicMeta {
     pub partitions: Vec<PartitionMeta>,
 }
 
+/// A topic's own settings; `None` takes the node's default (`topics.retention_time`,
+/// `topics.retention_bytes`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicSettings {
+    /// Records older than this (ms) are deleted.
+    pub retention_time_ms: Option<u64>,
+    /// Past this many bytes per partition, the oldest batches are deleted.
+    pub retention_bytes: Option<u64>,
+}
+
+/// A change to a topic's settings: `None` leaves one as it is, `Some(None)` returns it to the
+/// node's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingsChange {
+    pub retention_time_ms: Option<Option<u64>>,
+    pub retention_bytes: Option<Option<u64>>,
+}
+
 /// A change to the metadata, proposed through Raft. Variants are only ever appended (wire and disk).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetadataCommand {
@@ -119,6 +137,14 @@ pub enum MetadataCommand {
     RemoveNode {
         name: String,
     },
+    /// Grows a topic by the partitions of `add_partitions` (one replica list each, placed by the
+    /// proposer; numbered after the existing ones) and changes its settings. Consumer groups
+    /// subscribed to it rebalance when it grows.
+    AlterTopic {
+        name: String,
+        add_partitions: Vec<Vec<String>>,
+        settings: SettingsChange,
+    },
 }
 
 /// What applying a command changed, for the proposer's reply and for watchers.
@@ -157,6 +183,7 @@ pub enum MetadataEvent {
     NodeRemoved {
         name: String,
     },
+    TopicAltered(TopicMeta),
 }
 
 /// A replica move in flight: the partition's group goes from the voters `from` to `to`.
@@ -205,6 +232,8 @@ pub struct MetadataState {
     /// Raft ids of removed nodes (kept after a new node of the same name joins, with another id):
     /// the metadata group's leader takes them out of the group.
     pub retired_raft_ids: BTreeSet<u64>,
+    /// Topics' own settings (absent: every setting is the node's default).
+    pub topic_settings: BTreeMap<String, TopicSettings>,
 }
 
 impl Default for MetadataState {
@@ -222,6 +251,7 @@ impl Default for MetadataState {
             incarnations: BTreeMap::new(),
             removed: BTreeMap::new(),
             retired_raft_ids: BTreeSet::new(),
+            topic_settings: BTreeMap::new(),
         }
     }
 }
@@ -364,8 +394,69 @@ impl MetadataState {
                     offsets.retain(|(t, _), _| t != &name);
                 }
                 self.group_offsets.retain(|_, o| !o.is_empty());
+                self.topic_settings.remove(&name);
                 self.rebalance_subscribers(&name);
                 Ok(MetadataEvent::TopicDeleted(topic))
+            }
+            MetadataCommand::AlterTopic {
+                name,
+                add_partitions,
+                settings,
+            } => {
+                let topic = self
+                    .topics
+                    .get(&name)
+                    .ok_or_else(|| Error::unknown_topic(&name))?;
+                let total = topic.partitions.len() as u64 + add_partitions.len() as u64;
+                if total > u64::from(limits.partitions_per_topic_max) {
+                    return Err(Error::invalid(format!(
+                        "partitions must be 1 to {}, got {total}",
+                        limits.partitions_per_topic_max
+                    )));
+                }
+                for replicas in &add_partitions {
+                    check_replicas(replicas, topic.replication_factor, &self.nodes)?;
+                }
+                for v in [settings.retention_time_ms, settings.retention_bytes] {
+                    if v == Some(Some(0)) {
+                        return Err(Error::invalid(
+                            "a retention must be positive (null returns it to the default)",
+                        ));
+                    }
+                }
+                let grows = !add_partitions.is_empty();
+                let first = topic.partitions.len();
+                let mut added = Vec::with_capacity(add_partitions.len());
+                for (i, replicas) in add_partitions.into_iter().enumerate() {
+                    let group = GroupId(self.next_group_id);
+                    self.next_group_id += 1;
+                    added.push(PartitionMeta {
+                        partition: (first + i) as PartitionId,
+                        group,
+                        replicas,
+                        leader: None,
+                    });
+                }
+                let t = self
+                    .topics
+                    .get_mut(&name)
+                    .ok_or_else(|| Error::unknown_topic(&name))?;
+                t.partitions.extend(added);
+                let altered = t.clone();
+                let s = self.topic_settings.entry(name.clone()).or_default();
+                if let Some(v) = settings.retention_time_ms {
+                    s.retention_time_ms = v;
+                }
+                if let Some(v) = settings.retention_bytes {
+                    s.retention_bytes = v;
+                }
+                if *s == TopicSettings::default() {
+                    self.topic_settings.remove(&name);
+                }
+                if grows {
+                    self.rebalance_subscribers(&name);
+                }
+                Ok(MetadataEvent::TopicAltered(altered))
             }
             MetadataCommand::CommitOffsets { group, offsets } => {
                 self.apply_plain_commit(group, offsets)
@@ -792,6 +883,63 @@ mod tests {
         assert_eq!(s.incarnations.get("b"), Some(&20));
         let snap = MetadataState::decode_snapshot(&s.encode_snapshot()?)?;
         assert_eq!(snap, s);
+        Ok(())
+    }
+
+    /// A topic grows by new partitions with new groups (never above the limit, never onto
+    /// unknown nodes) and takes settings of its own; null returns one to the default.
+    #[test]
+    fn topics_grow_and_take_settings() -> Result<(), Error> {
+        let mut s = MetadataState::default();
+        s.apply(node("a", 1), LIMITS)?;
+        s.apply(create("t", 2), LIMITS)?;
+        let alter = |add: usize, settings: SettingsChange| MetadataCommand::AlterTopic {
+            name: "t".into(),
+            add_partitions: (0..add).map(|_| vec!["a".to_string()]).collect(),
+            settings,
+        };
+        let set = SettingsChange {
+            retention_time_ms: Some(Some(60_000)),
+            retention_bytes: Some(Some(1 << 20)),
+        };
+        s.apply(alter(2, set), LIMITS)?;
+        let t = &s.topics["t"];
+        assert_eq!(t.partitions.len(), 4);
+        assert_eq!(
+            (t.partitions[3].partition, t.partitions[3].group),
+            (3, GroupId(4))
+        );
+        assert_eq!(s.topic_settings["t"].retention_bytes, Some(1 << 20));
+        let before = s.clone();
+        let code = |r: Result<MetadataEvent, Error>| r.err().map(|e| e.code);
+        assert_eq!(
+            code(s.apply(alter(97, SettingsChange::default()), LIMITS)),
+            Some(ErrorCode::InvalidRequest)
+        );
+        let zero = SettingsChange {
+            retention_bytes: Some(Some(0)),
+            ..SettingsChange::default()
+        };
+        assert_eq!(
+            code(s.apply(alter(0, zero), LIMITS)),
+            Some(ErrorCode::InvalidRequest)
+        );
+        let elsewhere = MetadataCommand::AlterTopic {
+            name: "t".into(),
+            add_partitions: vec![vec!["zz".to_string()]],
+            settings: SettingsChange::default(),
+        };
+        assert!(s.apply(elsewhere, LIMITS).is_err());
+        assert_eq!(s, before, "rejected changes change nothing");
+        let back = SettingsChange {
+            retention_time_ms: Some(None),
+            retention_bytes: Some(None),
+        };
+        s.apply(alter(0, back), LIMITS)?;
+        assert!(!s.topic_settings.contains_key("t"), "all defaults again");
+        s.apply(alter(0, set), LIMITS)?;
+        s.apply(MetadataCommand::DeleteTopic { name: "t".into() }, LIMITS)?;
+        assert!(s.topic_settings.is_empty(), "settings go with the topic");
         Ok(())
     }
 

@@ -234,6 +234,15 @@ fn command() -> impl Strategy<Value = MetadataCommand> {
             other => other,
         }),
         1 => node_name().prop_map(|name| MetadataCommand::RemoveNode { name }),
+        1 => (name(), prop::collection::vec(replica_set(), 0..3), prop::option::of(prop::option::of(0u64..5)))
+            .prop_map(|(name, add_partitions, bytes)| MetadataCommand::AlterTopic {
+                name,
+                add_partitions,
+                settings: daftka_core::metadata::SettingsChange {
+                    retention_time_ms: bytes.map(|b| b.map(|v| v * 1000)),
+                    retention_bytes: bytes,
+                },
+            }),
     ]
 }
 
@@ -414,6 +423,13 @@ fn run(
                     prop_assert!(p.group.0 >= before.next_group_id);
                 }
             }
+            Ok(MetadataEvent::TopicAltered(t)) => {
+                let had = before.topics[&t.name].partitions.len();
+                for p in &t.partitions[had..] {
+                    prop_assert!(ever.insert(p.group), "group id {} reused", p.group);
+                    prop_assert!(p.group.0 >= before.next_group_id);
+                }
+            }
             Ok(_) => prop_assert_eq!(s.next_group_id, before.next_group_id),
         }
         prop_assert!(
@@ -469,7 +485,7 @@ fn generators_exercise_both_outcomes() -> Result<(), TestCaseError> {
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
     let mut seen = BTreeSet::new();
-    for _ in 0..200 {
+    for _ in 0..600 {
         let cmds = commands()
             .new_tree(&mut runner)
             .map_err(|e| TestCaseError::fail(e.to_string()))?
@@ -490,6 +506,7 @@ fn generators_exercise_both_outcomes() -> Result<(), TestCaseError> {
                 MetadataCommand::RedirectMove { .. } => "redirect",
                 MetadataCommand::JoinNode { .. } => "join",
                 MetadataCommand::RemoveNode { .. } => "remove",
+                MetadataCommand::AlterTopic { .. } => "alter",
             };
             seen.insert((kind, out.is_ok()));
         }
@@ -505,6 +522,7 @@ fn generators_exercise_both_outcomes() -> Result<(), TestCaseError> {
         "drain",
         "join",
         "remove",
+        "alter",
     ] {
         assert!(seen.contains(&(kind, true)), "no accepted {kind}");
         assert!(seen.contains(&(kind, false)), "no rejected {kind}");

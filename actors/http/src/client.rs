@@ -14,10 +14,10 @@ use daftka_protocol::{
 };
 
 use crate::json::{
-    ActorsJson, ClusterJson, CommitBody, CommitOffsetJson, CreateTopicBody, Encoding, ErrorJson,
-    FetchedJson, GroupsJson, HeartbeatBody, JoinBody, NodeJson, ProduceBody, ProducedJson,
-    ReassignBody, ReassignmentJson, ReassignmentsJson, ResetBody, ResetJson, ResetToJson,
-    TopicJson, TopicsJson,
+    ActorsJson, AlterTopicBody, ClusterJson, CommitBody, CommitOffsetJson, CreateTopicBody,
+    Encoding, ErrorJson, FetchedJson, GroupsJson, HeartbeatBody, JoinBody, NodeJson, ProduceBody,
+    ProducedJson, ReassignBody, ReassignmentJson, ReassignmentsJson, ResetBody, ResetJson,
+    ResetToJson, TopicJson, TopicsJson,
 };
 
 // The group endpoints answer the protocol's own types as JSON: the client reads them as they are.
@@ -301,6 +301,24 @@ impl Api {
         )
         .await
         .map(|_| ())
+    }
+
+    /// Grows a topic and changes its retention (`PATCH /v1/topics/{topic}`); answers the
+    /// topic. Retrying is safe: the same change twice ends in the same topic.
+    pub async fn alter_topic(
+        &self,
+        name: &str,
+        body: &AlterTopicBody,
+    ) -> Result<TopicJson, ClientError> {
+        self.retrying(
+            Method::PATCH,
+            self.url(&["v1", "topics", name]),
+            &[],
+            Some(body),
+            0,
+        )
+        .await
+        .and_then(decode)
     }
 
     pub async fn delete_topic(&self, name: &str) -> Result<(), ClientError> {

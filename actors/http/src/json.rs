@@ -115,6 +115,36 @@ pub struct CreateTopicBody {
     pub replication_factor: Option<u32>,
 }
 
+/// `PATCH /v1/topics/{topic}`: absent fields stay as they are; a retention of `null` returns to
+/// the node's default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlterTopicBody {
+    /// The new partition count: only grows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<u32>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retention_time_ms: Option<Option<u64>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retention_bytes: Option<Option<u64>>,
+}
+
+/// A field that is present (`Some`), possibly as `null` (`Some(None)`); absent fields take the
+/// `default` (`None`).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
 /// `POST /v1/topics/{topic}/records`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -279,6 +309,12 @@ pub struct TopicJson {
     pub name: String,
     pub replication_factor: u32,
     pub partitions: Vec<PartitionJson>,
+    /// The topic's own retention by time, if set (absent: `topics.retention_time`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_time_ms: Option<u64>,
+    /// The topic's own retention by size per partition, if set (absent: `topics.retention_bytes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_bytes: Option<u64>,
 }
 
 impl From<TopicDescription> for TopicJson {
@@ -301,6 +337,8 @@ impl From<TopicDescription> for TopicJson {
                     moving_to: p.moving_to,
                 })
                 .collect(),
+            retention_time_ms: t.retention_time_ms,
+            retention_bytes: t.retention_bytes,
         }
     }
 }
@@ -781,7 +819,26 @@ mod tests {
                 under_replicated: true,
                 moving_to: vec!["a".into(), "b".into(), "c".into()],
             }],
+            retention_time_ms: None,
+            retention_bytes: Some(1 << 30),
         });
+        round_trip(AlterTopicBody {
+            partitions: Some(12),
+            retention_time_ms: Some(None),
+            retention_bytes: Some(Some(1 << 30)),
+        });
+        round_trip(AlterTopicBody::default());
+        // Absent is "unchanged", null is "back to the default".
+        let parsed: AlterTopicBody =
+            serde_json::from_str(r#"{"retention_bytes": null}"#).expect("parses");
+        assert_eq!(
+            (
+                parsed.partitions,
+                parsed.retention_time_ms,
+                parsed.retention_bytes
+            ),
+            (None, None, Some(None))
+        );
         round_trip(FetchedJson {
             records: vec![FetchedRecordJson {
                 offset: 3,

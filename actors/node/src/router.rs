@@ -25,7 +25,7 @@ use daftka_protocol::wire::Framed;
 use daftka_protocol::{
     ids::validate_name, names, rpc, ClusterInfo, CommittedOffset, Error, FetchRequest,
     FetchResponse, GroupId, GroupOffsets, NodeInfo, PartitionDescription, ProduceRecord, Record,
-    RecordPosition, RouterMsg, TopicDescription, TopicSpec, Wire,
+    RecordPosition, RouterMsg, TopicAlter, TopicDescription, TopicSpec, Wire,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
@@ -113,6 +113,14 @@ impl Actor for Router {
             RouterMsg::CreateTopic { spec, reply } => {
                 answer(reply, async move { r.create_topic(spec.0?).await })
             }
+            RouterMsg::AlterTopic {
+                topic,
+                alter,
+                reply,
+            } => answer(
+                reply,
+                async move { r.alter_topic(topic.0?, alter.0?).await },
+            ),
             RouterMsg::ListTopics { reply } => answer(reply, async move { r.list_topics().await }),
             RouterMsg::DescribeTopic { topic, reply } => {
                 answer(reply, async move { r.describe_topic(&topic.0?).await })
@@ -298,6 +306,85 @@ impl Inner {
                 let t = self.wait_for_leaders(t).await;
                 crate::placement::reconcile(&self.ctx).await?;
                 Ok(describe_unpositioned(&t, &self.ctx.metadata_view().state))
+            }
+            other => Err(Error::internal(format!(
+                "unexpected metadata event {other:?}"
+            ))),
+        }
+    }
+
+    /// Grows a topic (new partitions placed like a new topic's, on live undrained nodes) and
+    /// changes its settings; answers its description once the new partitions have leaders (or
+    /// the deadline passed).
+    async fn alter_topic(
+        &self,
+        topic: String,
+        alter: TopicAlter,
+    ) -> Result<TopicDescription, Error> {
+        validate_name("topic", &topic)?;
+        let cfg = &self.ctx.config.topics;
+        crate::metadata::propose(&self.ctx, MetadataCommand::Barrier).await?;
+        let view = self.ctx.metadata_view();
+        let t = view
+            .state
+            .topics
+            .get(&topic)
+            .ok_or_else(|| Error::unknown_topic(&topic))?;
+        let have = t.partitions.len() as u32;
+        let add = match alter.partitions {
+            Some(n) if n < have => {
+                return Err(Error::invalid(format!(
+                    "partitions only grow: topic {topic:?} has {have}, asked for {n}"
+                )))
+            }
+            Some(n) if n > cfg.partitions_max => {
+                return Err(Error::invalid(format!(
+                    "partitions must be 1 to {}, got {n}",
+                    cfg.partitions_max
+                )))
+            }
+            Some(n) => n - have,
+            None => 0,
+        };
+        for (what, v) in [
+            ("retention_time_ms", alter.retention_time_ms),
+            ("retention_bytes", alter.retention_bytes),
+        ] {
+            if v == Some(Some(0)) {
+                return Err(Error::invalid(format!(
+                    "{what} must be positive (null returns it to the node's default)"
+                )));
+            }
+        }
+        let add_partitions = if add == 0 {
+            Vec::new()
+        } else {
+            let live: Vec<String> = self
+                .ctx
+                .live_nodes(&view.state)
+                .into_iter()
+                .filter(|n| !view.state.draining.contains(n))
+                .collect();
+            if live.is_empty() {
+                return Err(Error::unavailable("no live node that is not draining"));
+            }
+            let placed = t.replication_factor.min(live.len() as u32);
+            place_replicas(&live, add, placed, have as usize)?
+        };
+        let cmd = MetadataCommand::AlterTopic {
+            name: topic.clone(),
+            add_partitions,
+            settings: daftka_core::metadata::SettingsChange {
+                retention_time_ms: alter.retention_time_ms,
+                retention_bytes: alter.retention_bytes,
+            },
+        };
+        match crate::metadata::propose(&self.ctx, cmd).await? {
+            MetadataEvent::TopicAltered(t) => {
+                tracing::info!(%topic, partitions = t.partitions.len(), ?alter, "topic altered");
+                let t = self.wait_for_leaders(t).await;
+                crate::placement::reconcile(&self.ctx).await?;
+                Ok(self.describe(&t).await)
             }
             other => Err(Error::internal(format!(
                 "unexpected metadata event {other:?}"
@@ -1054,6 +1141,14 @@ fn describe_unpositioned(
                     .unwrap_or_default(),
             })
             .collect(),
+        retention_time_ms: state
+            .topic_settings
+            .get(&t.name)
+            .and_then(|s| s.retention_time_ms),
+        retention_bytes: state
+            .topic_settings
+            .get(&t.name)
+            .and_then(|s| s.retention_bytes),
     }
 }
 

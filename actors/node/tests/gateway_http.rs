@@ -37,6 +37,8 @@ struct FakeRouter;
 struct FakeRouterState {
     /// topic -> partitions -> records.
     topics: BTreeMap<String, (u32, Vec<Vec<StoredRecord>>)>,
+    /// topic -> its own (retention_time_ms, retention_bytes).
+    settings: BTreeMap<String, (Option<u64>, Option<u64>)>,
     groups: BTreeMap<String, BTreeMap<(String, u32), u64>>,
     /// The last fetch request seen, so tests can check parsing and capping.
     last_fetch: Arc<Mutex<Option<FetchRequest>>>,
@@ -76,6 +78,8 @@ impl FakeRouterState {
                     moving_to: Vec::new(),
                 })
                 .collect(),
+            retention_time_ms: self.settings.get(name).and_then(|s| s.0),
+            retention_bytes: self.settings.get(name).and_then(|s| s.1),
         })
     }
 
@@ -128,6 +132,27 @@ impl Actor for FakeRouter {
             }
             RouterMsg::ListTopics { reply } => {
                 let r = s.topics.keys().map(|t| s.describe(t)).collect();
+                let _ = reply.send(Wire(r));
+            }
+            RouterMsg::AlterTopic {
+                topic,
+                alter,
+                reply,
+            } => {
+                let (topic, alter) = (topic.0.expect("local"), alter.0.expect("local"));
+                let r = match (s.topics.get_mut(&topic), alter.partitions) {
+                    (None, _) => Err(Error::unknown_topic(&topic)),
+                    (Some((_, parts)), Some(n)) if (n as usize) < parts.len() => {
+                        Err(Error::invalid("partitions only grow"))
+                    }
+                    (Some((_, parts)), n) => {
+                        parts.resize(n.map_or(parts.len(), |n| n as usize), Vec::new());
+                        let e = s.settings.entry(topic.clone()).or_default();
+                        e.0 = alter.retention_time_ms.unwrap_or(e.0);
+                        e.1 = alter.retention_bytes.unwrap_or(e.1);
+                        s.describe(&topic)
+                    }
+                };
                 let _ = reply.send(Wire(r));
             }
             RouterMsg::DescribeTopic { topic, reply } => {
@@ -555,6 +580,34 @@ async fn topic_lifecycle() {
     let a = h.get("/v1/topics/orders").await;
     assert_eq!(a.status, 200);
     assert_eq!(a.body["name"], "orders");
+
+    // Alter: 200 with the topic; absent fields stay, null returns a setting to the default;
+    // shrinking, unknown fields and unknown topics are refused.
+    let patch = |body| h.call(Method::PATCH, "/v1/topics/orders", Some(body));
+    let a = patch(json!({"partitions": 4, "retention_bytes": 1048576})).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body["partitions"].as_array().map(Vec::len), Some(4));
+    assert_eq!(a.body["retention_bytes"], 1048576);
+    let a = patch(json!({"retention_time_ms": 60000})).await;
+    assert_eq!(
+        (&a.body["retention_time_ms"], &a.body["retention_bytes"]),
+        (&json!(60000), &json!(1048576))
+    );
+    let a = patch(json!({"retention_bytes": null})).await;
+    assert_eq!(a.body.get("retention_bytes"), None, "{}", a.body);
+    patch(json!({"partitions": 2}))
+        .await
+        .assert_error(400, "invalid_request", false);
+    patch(json!({"partitionz": 9}))
+        .await
+        .assert_error(400, "invalid_request", false);
+    h.call(
+        Method::PATCH,
+        "/v1/topics/nope",
+        Some(json!({"partitions": 9})),
+    )
+    .await
+    .assert_error(404, "unknown_topic", false);
 
     let a = h.call(Method::DELETE, "/v1/topics/orders", None).await;
     assert_eq!(a.status, 204);

@@ -353,6 +353,21 @@ impl Client {
         .await
     }
 
+    /// Grows `topic` to `alter.partitions` (never shrinks: `invalid_request`) and changes its
+    /// retention settings; answers the topic's description.
+    pub async fn alter_topic(
+        &self,
+        topic: &str,
+        alter: TopicAlter,
+    ) -> Result<TopicDescription, Error> {
+        self.call(self.timeout, |reply| RouterMsg::AlterTopic {
+            topic: Wire::ok(topic.to_string()),
+            alter: Wire::ok(alter),
+            reply,
+        })
+        .await
+    }
+
     /// Forgets `node`: refused (`node_active`) while it is up and holds replicas. Its replicas
     /// are created again elsewhere; its data directory may never join again.
     pub async fn remove_node(&self, node: &str) -> Result<NodeInfo, Error> {

@@ -20,6 +20,15 @@ pub struct TopicSpec {
     pub replication_factor: Option<u32>,
 }
 
+/// What a client changes in a topic (`None`: unchanged). Partitions only grow; a retention of
+/// `Some(None)` returns to the node's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicAlter {
+    pub partitions: Option<u32>,
+    pub retention_time_ms: Option<Option<u64>>,
+    pub retention_bytes: Option<Option<u64>>,
+}
+
 /// One partition as described to clients.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionDescription {
@@ -40,6 +49,11 @@ pub struct TopicDescription {
     pub name: String,
     pub replication_factor: u32,
     pub partitions: Vec<PartitionDescription>,
+    /// The topic's own retention by time (ms), if it has one (else `topics.retention_time`).
+    pub retention_time_ms: Option<u64>,
+    /// The topic's own retention by size (bytes per partition), if it has one (else
+    /// `topics.retention_bytes`).
+    pub retention_bytes: Option<u64>,
 }
 
 /// A record to produce, with an optional explicit partition.
@@ -483,6 +497,13 @@ pub enum RouterMsg {
         reply: RpcReplyPort<Wire<NodeInfo>>,
     },
     /// Forgets a node (down, or holding no replica); answers it as it was, `state` "removed".
+    /// Grows a topic and changes its settings; answers the topic as it is then.
+    #[rpc]
+    AlterTopic {
+        topic: Wire<String>,
+        alter: Wire<TopicAlter>,
+        reply: RpcReplyPort<Wire<TopicDescription>>,
+    },
     #[rpc]
     RemoveNode {
         node: Wire<String>,

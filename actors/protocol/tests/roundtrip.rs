@@ -11,7 +11,7 @@ use daftka_protocol::wire::{Framed, FromFrame, Wire};
 use daftka_protocol::{
     ClusterInfo, CommittedOffset, Error, ErrorCode, FetchOffset, FetchRequest, FetchResponse,
     GroupOffsets, Header, NodeInfo, PartitionDescription, ProduceRecord, Record, RecordPosition,
-    SeedInfo, StoredRecord, TopicDescription, TopicPartitionOffset, TopicSpec,
+    SeedInfo, StoredRecord, TopicAlter, TopicDescription, TopicPartitionOffset, TopicSpec,
 };
 use proptest::prelude::*;
 use ractor::BytesConvertable;
@@ -222,12 +222,20 @@ proptest! {
         rf in prop::option::of(any::<u32>()),
         rf2 in any::<u32>(),
         parts in prop::collection::vec(partition_description(), 0..6),
+        retention in prop::option::of(prop::option::of(any::<u64>())),
     ) {
         roundtrip(&TopicSpec { name: name.clone(), partitions, replication_factor: rf })?;
         for p in &parts {
             roundtrip(p)?;
         }
-        roundtrip(&TopicDescription { name, replication_factor: rf2, partitions: parts })?;
+        roundtrip(&TopicAlter { partitions, retention_time_ms: retention, retention_bytes: retention })?;
+        roundtrip(&TopicDescription {
+            name,
+            replication_factor: rf2,
+            partitions: parts,
+            retention_time_ms: retention.flatten(),
+            retention_bytes: None,
+        })?;
     }
 
     // Produce and fetch types survive postcard.

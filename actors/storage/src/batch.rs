@@ -87,19 +87,21 @@ impl WriteBatch {
         self.insert_encoded(Ks::RaftMeta, key, st);
     }
 
-    /// Records that the batch stored in Raft entry `raft_index` holds the `record_count` records
-    /// with offsets `base_offset..base_offset + record_count`. Written at apply time.
+    /// Records that the batch stored in Raft entry `raft_index` (`bytes` long) holds the
+    /// `record_count` records with offsets `base_offset..base_offset + record_count`. Written at
+    /// apply time.
     pub fn index_batch(
         &mut self,
         group: GroupId,
         base_offset: u64,
         raft_index: u64,
         record_count: u32,
+        bytes: u32,
     ) {
         self.ops.push(Op::Insert(
             Ks::OffsetIndex,
             keys::group_u64_key(group, base_offset).to_vec(),
-            keys::index_value(raft_index, record_count).to_vec(),
+            keys::index_value(raft_index, record_count, bytes).to_vec(),
         ));
     }
 

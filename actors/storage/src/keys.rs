@@ -5,7 +5,7 @@
 //! |----------------|---------------------------------------|--------------------------------|
 //! | `raft_log`     | group ‖ raft index (u64 BE)           | [`crate::codec::StoredEntry`]  |
 //! | `raft_meta`    | group ‖ tag (u8, see [`MetaTag`])     | postcard record per tag        |
-//! | `offset_index` | group ‖ base offset (u64 BE)          | raft index u64 BE ‖ count u32 BE |
+//! | `offset_index` | group ‖ base offset (u64 BE)          | raft index u64 BE ‖ count u32 BE ‖ bytes u32 BE (rows written before sizes: no bytes) |
 //! | `node`         | `incarnation`, `raft_id`              | u64 BE, never 0                |
 
 use daftka_types::GroupId;
@@ -75,25 +75,37 @@ pub(crate) fn key_u64_field(key: &[u8]) -> Result<u64, StorageError> {
     Ok(u64::from_be_bytes(field))
 }
 
-/// The value of an `offset_index` row.
-pub(crate) fn index_value(raft_index: u64, record_count: u32) -> [u8; 12] {
-    let mut v = [0u8; 12];
+/// The value of an `offset_index` row: the batch's raft entry, its record count and its size
+/// (the bytes of the stored batch, for retention by size).
+pub(crate) fn index_value(raft_index: u64, record_count: u32, bytes: u32) -> [u8; 16] {
+    let mut v = [0u8; 16];
     v[..8].copy_from_slice(&raft_index.to_be_bytes());
-    v[8..].copy_from_slice(&record_count.to_be_bytes());
+    v[8..12].copy_from_slice(&record_count.to_be_bytes());
+    v[12..].copy_from_slice(&bytes.to_be_bytes());
     v
 }
 
-pub(crate) fn parse_index_value(v: &[u8]) -> Result<(u64, u32), StorageError> {
+/// An `offset_index` row: `(raft index, record count, bytes)`; rows written before sizes were
+/// stored (12 bytes) have no size.
+pub(crate) fn parse_index_value(v: &[u8]) -> Result<(u64, u32, Option<u32>), StorageError> {
     let bad = || StorageError::Corrupt(format!("offset index value of {} bytes", v.len()));
-    if v.len() != 12 {
+    if v.len() != 12 && v.len() != 16 {
         return Err(bad());
     }
+    let u32_at = |at: usize| -> Result<u32, StorageError> {
+        let b: [u8; 4] = v
+            .get(at..at + 4)
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(bad)?;
+        Ok(u32::from_be_bytes(b))
+    };
     let idx: [u8; 8] = v.get(..8).and_then(|s| s.try_into().ok()).ok_or_else(bad)?;
-    let cnt: [u8; 4] = v
-        .get(8..12)
-        .and_then(|s| s.try_into().ok())
-        .ok_or_else(bad)?;
-    Ok((u64::from_be_bytes(idx), u32::from_be_bytes(cnt)))
+    let bytes = if v.len() == 16 {
+        Some(u32_at(12)?)
+    } else {
+        None
+    };
+    Ok((u64::from_be_bytes(idx), u32_at(8)?, bytes))
 }
 
 #[cfg(test)]
@@ -112,7 +124,18 @@ mod tests {
         assert!(
             meta_key(GroupId(1), MetaTag::SnapshotMeta) < meta_key(GroupId(2), MetaTag::HardState)
         );
-        assert_eq!(parse_index_value(&index_value(7, 9)).unwrap(), (7, 9));
+        assert_eq!(
+            parse_index_value(&index_value(7, 9, 300)).unwrap(),
+            (7, 9, Some(300))
+        );
+        let mut old = [0u8; 12];
+        old[..8].copy_from_slice(&7u64.to_be_bytes());
+        old[8..].copy_from_slice(&9u32.to_be_bytes());
+        assert_eq!(
+            parse_index_value(&old).unwrap(),
+            (7, 9, None),
+            "rows from before sizes"
+        );
         assert!(parse_index_value(&[0; 11]).is_err());
     }
 }

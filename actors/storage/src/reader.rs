@@ -64,7 +64,7 @@ impl PartitionReader {
         for guard in rows {
             let (key, value) = guard.into_inner()?;
             let base = keys::key_u64_field(&key)?;
-            let (raft_index, count) = keys::parse_index_value(&value)?;
+            let (raft_index, count, _) = keys::parse_index_value(&value)?;
             if base != expected_base && base > offset {
                 return Err(StorageError::Corrupt(format!(
                     "{group}: offsets [{expected_base}, {base}) have no index row"
@@ -103,14 +103,17 @@ impl PartitionReader {
     }
 
     /// Where retention may cut the log: walking the index rows from `log_start_offset` up to
-    /// `end_offset` (the high watermark), the last batch whose records are all older than
-    /// `older_than_ms` (Unix ms) such that every batch before it is too. At most `rows_max` rows
-    /// are looked at per call. Returns the cut as [`RetentionCut`], or `None` when nothing expired.
+    /// `end_offset` (the high watermark), oldest first, a batch goes while fewer than
+    /// `drop_bytes` bytes went before it (retention by size), or while its records are all older
+    /// than `older_than_ms` (Unix ms; retention by time); the walk stops at the first batch that
+    /// stays. At most `rows_max` rows are looked at per call. Returns the cut as
+    /// [`RetentionCut`], or `None` when nothing goes.
     pub fn retention_cut(
         &self,
         log_start_offset: u64,
         end_offset: u64,
         older_than_ms: i64,
+        drop_bytes: u64,
         rows_max: usize,
     ) -> Result<Option<RetentionCut>, StorageError> {
         let ks = &self.store.inner.ks;
@@ -122,17 +125,61 @@ impl PartitionReader {
         for guard in rows.take(rows_max) {
             let (key, value) = guard.into_inner()?;
             let base = keys::key_u64_field(&key)?;
-            let (raft_index, count) = keys::parse_index_value(&value)?;
-            let records = self.batch_at(base, raft_index)?;
-            let newest = records.iter().filter_map(|r| r.timestamp_ms).max();
-            if newest.is_none_or(|t| t >= older_than_ms) {
-                break;
+            let (raft_index, count, bytes) = keys::parse_index_value(&value)?;
+            let bytes = match bytes {
+                Some(b) => u64::from(b),
+                None => self.entry_bytes(base, raft_index)?,
+            };
+            if cut.bytes >= drop_bytes {
+                let records = self.batch_at(base, raft_index)?;
+                let newest = records.iter().filter_map(|r| r.timestamp_ms).max();
+                if newest.is_none_or(|t| t >= older_than_ms) {
+                    break;
+                }
             }
             cut.raft_index = raft_index;
             cut.log_start_offset = base + u64::from(count);
             cut.removed_rows.push(base);
+            cut.bytes += bytes;
         }
         Ok((!cut.removed_rows.is_empty()).then_some(cut))
+    }
+
+    /// The bytes of the batches stored in `[from, to)` (what retention by size counts): a walk
+    /// of the index rows.
+    pub fn log_bytes(&self, from: u64, to: u64) -> Result<u64, StorageError> {
+        let ks = &self.store.inner.ks;
+        let mut total = 0u64;
+        for guard in ks
+            .offset_index
+            .range(keys::group_u64_key(self.group, from)..keys::group_u64_key(self.group, to))
+        {
+            let (key, value) = guard.into_inner()?;
+            total += match keys::parse_index_value(&value)? {
+                (_, _, Some(b)) => u64::from(b),
+                (raft_index, _, None) => {
+                    self.entry_bytes(keys::key_u64_field(&key)?, raft_index)?
+                }
+            };
+        }
+        Ok(total)
+    }
+
+    /// The size of the batch in Raft entry `raft_index` (rows from before sizes were stored).
+    fn entry_bytes(&self, base: u64, raft_index: u64) -> Result<u64, StorageError> {
+        let group = self.group;
+        let entry = self
+            .store
+            .inner
+            .ks
+            .raft_log
+            .get(keys::group_u64_key(group, raft_index))?
+            .ok_or_else(|| {
+                StorageError::Corrupt(format!(
+                    "{group}: offset {base} points at missing raft entry {raft_index}"
+                ))
+            })?;
+        Ok(StoredEntryRef::decode(&entry)?.data.len() as u64)
     }
 
     /// The records of the batch stored in Raft entry `raft_index`, which the index row at `base`
@@ -179,4 +226,6 @@ pub struct RetentionCut {
     pub log_start_offset: u64,
     /// Base offsets of the index rows that go with the entries.
     pub removed_rows: Vec<u64>,
+    /// The bytes of the batches that go.
+    pub bytes: u64,
 }

@@ -21,8 +21,8 @@ async fn fill(store: &Store, group: GroupId, n: u64) {
         })
         .collect();
     b.append_entries(group, &ents, 0);
-    for i in 1..=n {
-        b.index_batch(group, i - 1, i, 1);
+    for e in &ents {
+        b.index_batch(group, e.index - 1, e.index, 1, e.data.len() as u32);
     }
     b.set_hard_state(
         group,

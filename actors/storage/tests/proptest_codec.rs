@@ -100,7 +100,8 @@ proptest! {
                 ..Default::default()
             });
             b.append_entries(group, &ents, index - ents.len() as u64);
-            b.index_batch(group, all.len() as u64, index, records.len() as u32);
+            let size = ents.last().map_or(0, |e| e.data.len() as u32);
+            b.index_batch(group, all.len() as u64, index, records.len() as u32, size);
             all.extend(records.iter().cloned());
             rt.block_on(store.write(b, false)).unwrap();
         }

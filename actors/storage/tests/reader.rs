@@ -44,13 +44,14 @@ async fn write_partition(store: &Store, group: GroupId, batches: &[Vec<usize>]) 
             .map(|(i, &s)| rec(apply.next_offset + i as u64, s))
             .collect();
         let data = Bytes::from(encode_batch(records.clone()).unwrap());
+        let size = data.len() as u32;
         ents.push(Entry {
             index,
             term: 1,
             data,
             ..Default::default()
         });
-        b.index_batch(group, apply.next_offset, index, records.len() as u32);
+        b.index_batch(group, apply.next_offset, index, records.len() as u32, size);
         apply.next_offset += records.len() as u64;
         apply.applied_index = index;
         all.extend(records);
@@ -196,13 +197,14 @@ async fn write_stamped(store: &Store, group: GroupId, stamps: &[i64]) {
                 ..Record::from_value("x")
             })
             .collect();
+        let data = Bytes::from(encode_batch(records).unwrap());
+        b.index_batch(group, 2 * i as u64, index, 2, data.len() as u32);
         ents.push(Entry {
             index,
             term: 1,
-            data: Bytes::from(encode_batch(records).unwrap()),
+            data,
             ..Default::default()
         });
-        b.index_batch(group, 2 * i as u64, index, 2);
     }
     b.append_entries(group, &ents, st.last_index());
     store.write(b, true).await.unwrap();
@@ -218,23 +220,37 @@ async fn retention_cuts_only_a_prefix_of_expired_batches() {
     write_stamped(&store, G, &[100, 200, 900, 150]).await;
     let r = store.partition_reader(G);
     assert_eq!(
-        r.retention_cut(0, 8, 50, 100).unwrap(),
+        r.retention_cut(0, 8, 50, 0, 100).unwrap(),
         None,
         "nothing older"
     );
-    let cut = r.retention_cut(0, 8, 300, 100).unwrap().expect("a cut");
+    let cut = r.retention_cut(0, 8, 300, 0, 100).unwrap().expect("a cut");
     // The batch at 6 is old too, but the one at 4 is not: the log is cut as a prefix only.
     assert_eq!(cut.raft_index, 2);
     assert_eq!(cut.log_start_offset, 4);
     assert_eq!(cut.removed_rows, vec![0, 2]);
-    let all = r.retention_cut(0, 8, 1000, 100).unwrap().expect("a cut");
+    let all = r.retention_cut(0, 8, 1000, 0, 100).unwrap().expect("a cut");
     assert_eq!((all.raft_index, all.log_start_offset), (4, 8));
-    let capped = r.retention_cut(0, 8, 1000, 1).unwrap().expect("a cut");
+    let capped = r.retention_cut(0, 8, 1000, 0, 1).unwrap().expect("a cut");
     assert_eq!(capped.log_start_offset, 2, "at most rows_max rows per call");
     assert_eq!(
-        r.retention_cut(4, 8, 300, 100).unwrap(),
+        r.retention_cut(4, 8, 300, 0, 100).unwrap(),
         None,
         "from a later log start"
     );
+    // By size: every batch is the same size; dropping just over one batch's bytes takes two
+    // batches (a batch goes while fewer bytes than asked went before it), whatever their age.
+    let total = r.log_bytes(0, 8).unwrap();
+    let one = total / 4;
+    assert_eq!(total, one * 4, "four batches of one size");
+    let by_size = r
+        .retention_cut(0, 8, 50, one + 1, 100)
+        .unwrap()
+        .expect("a cut");
+    assert_eq!((by_size.log_start_offset, by_size.bytes), (4, 2 * one));
+    // Size and time together: time takes the batch at 2 after size took the one at 0.
+    let both = r.retention_cut(0, 8, 300, 1, 100).unwrap().expect("a cut");
+    assert_eq!(both.log_start_offset, 4);
+    assert_eq!(r.log_bytes(4, 8).unwrap(), 2 * one);
     assert_eq!(r.index_rows(0, 5).unwrap(), vec![0, 2, 4]);
 }

@@ -79,13 +79,14 @@ async fn durable_state_survives_reopen_loop() {
                 Record::from_value(format!("r{next_offset}")),
                 Record::from_value(format!("r{}", next_offset + 1)),
             ];
+            let data: Bytes = encode_batch(records).unwrap().into();
+            b.index_batch(PART, next_offset, i, 2, data.len() as u32);
             part_ents.push(Entry {
                 index: i,
                 term: round + 1,
-                data: encode_batch(records).unwrap().into(),
+                data,
                 ..Default::default()
             });
-            b.index_batch(PART, next_offset, i, 2);
             next_offset += 2;
         }
         b.append_entries(PART, &part_ents, part.last_index());

@@ -60,6 +60,7 @@ pub enum Route {
     ListTopics,
     CreateTopic,
     DescribeTopic { topic: String },
+    AlterTopic { topic: String },
     DeleteTopic { topic: String },
     Produce { topic: String },
     Fetch { topic: String, partition: String },
@@ -114,9 +115,10 @@ pub fn recognise(method: &Method, path: &str) -> (&'static str, Result<Route, Er
         ),
         ["v1", "topics", topic] => (
             "/v1/topics/{topic}",
-            "GET, DELETE",
+            "GET, PATCH, DELETE",
             match m {
                 "GET" => Some(Route::DescribeTopic { topic: s(topic) }),
+                "PATCH" => Some(Route::AlterTopic { topic: s(topic) }),
                 "DELETE" => Some(Route::DeleteTopic { topic: s(topic) }),
                 _ => None,
             },
@@ -300,6 +302,10 @@ async fn dispatch(state: &GatewayState, route: Route, req: HttpRequest) -> Resul
             topics::create(state, &body).await
         }
         Route::DescribeTopic { topic } => topics::describe(state, &topic).await,
+        Route::AlterTopic { topic } => {
+            let (body, _held) = read_reserved(state, &req.headers, req.body, body_max).await?;
+            topics::alter(state, &topic, &body).await
+        }
         Route::DeleteTopic { topic } => topics::delete(state, &topic).await,
         Route::Reassign { topic, partition } => {
             let (body, _held) = read_reserved(state, &req.headers, req.body, body_max).await?;

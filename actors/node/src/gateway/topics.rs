@@ -1,7 +1,7 @@
-//! `/v1/topics` and `/v1/topics/{topic}`: create, list, describe, delete.
+//! `/v1/topics` and `/v1/topics/{topic}`: create, list, describe, alter, delete.
 
 use daftka_protocol::ids::validate_name;
-use daftka_protocol::{Error, TopicSpec};
+use daftka_protocol::{Error, TopicAlter, TopicSpec};
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Reply;
@@ -9,7 +9,8 @@ use warp::Reply;
 use super::routes::{json_reply, parse_json};
 use super::GatewayState;
 use daftka_http::json::{
-    CreateTopicBody, ReassignBody, ReassignmentJson, ReassignmentsJson, TopicJson, TopicsJson,
+    AlterTopicBody, CreateTopicBody, ReassignBody, ReassignmentJson, ReassignmentsJson, TopicJson,
+    TopicsJson,
 };
 
 /// `POST /v1/topics` -> 201 with the topic's description.
@@ -23,6 +24,20 @@ pub async fn create(state: &GatewayState, body: &[u8]) -> Result<Response, Error
     };
     let topic = state.client.create_topic(spec).await?;
     Ok(json_reply(StatusCode::CREATED, &TopicJson::from(topic)))
+}
+
+/// `PATCH /v1/topics/{topic}` -> 200 with the topic: grows its partitions (400 to shrink) and
+/// sets its retention (`null` returns one to the node's default).
+pub async fn alter(state: &GatewayState, topic: &str, body: &[u8]) -> Result<Response, Error> {
+    let body: AlterTopicBody = parse_json(body)?;
+    validate_name("topic", topic)?;
+    let alter = TopicAlter {
+        partitions: body.partitions,
+        retention_time_ms: body.retention_time_ms,
+        retention_bytes: body.retention_bytes,
+    };
+    let t = state.client.alter_topic(topic, alter).await?;
+    Ok(json_reply(StatusCode::OK, &TopicJson::from(t)))
 }
 
 /// `GET /v1/topics`.

@@ -45,6 +45,9 @@ pub struct PartitionMachine {
     pub position: LogPosition,
     /// The first offset still stored (raised when a snapshot replaces the log).
     pub log_start_offset: u64,
+    /// The bytes of the batches stored from the log start to the high watermark, once counted
+    /// (retention by size counts them at its first check, then keeps count).
+    pub log_bytes: Option<u64>,
 }
 
 impl PartitionMachine {
@@ -72,7 +75,17 @@ impl StateMachine for PartitionMachine {
         let count = batch_record_count(data)?;
         match self.position.apply(index, count) {
             Some(b) => {
-                batch.index_batch(self.group, b.base_offset, b.raft_index, b.record_count);
+                let bytes = u32::try_from(data.len()).unwrap_or(u32::MAX);
+                batch.index_batch(
+                    self.group,
+                    b.base_offset,
+                    b.raft_index,
+                    b.record_count,
+                    bytes,
+                );
+                if let Some(total) = &mut self.log_bytes {
+                    *total += u64::from(bytes);
+                }
                 Ok(b.base_offset)
             }
             None => Err(Error::internal(format!(
@@ -116,6 +129,7 @@ impl StateMachine for PartitionMachine {
             next_offset: st.next_offset,
         };
         self.log_start_offset = st.next_offset;
+        self.log_bytes = Some(0);
         batch.set_apply_state(self.group, &self.apply_state());
         Ok(())
     }
@@ -218,6 +232,7 @@ impl Actor for ReplicaRaft {
                 next_offset: st.next_offset,
             },
             log_start_offset: st.log_start_offset,
+            log_bytes: None,
         };
         let mut raft = RaftGroup::open(
             ctx.store.clone(),
@@ -321,7 +336,12 @@ impl Actor for ReplicaRaft {
                     let _ = myself.cast(RaftMsg::ProcessReady);
                 }
             }
-            RaftMsg::Housekeeping => state.enforce_retention().await?,
+            RaftMsg::Housekeeping => {
+                // A pass that hit its row bound goes on at once, after what is queued.
+                if state.enforce_retention().await? {
+                    let _ = myself.cast(RaftMsg::Housekeeping);
+                }
+            }
             RaftMsg::Reconfigure { target, to } => {
                 state.reconfigure(&target, to);
                 queue_round(&myself, &mut state.raft);
@@ -420,21 +440,55 @@ impl ReplicaRaftState {
         Ok(())
     }
 
-    /// Deletes the batches whose records are all past `topics.retention_time`: the log is
-    /// compacted up to the last of them, with a snapshot of the position there (which a
-    /// follower behind it installs), and the log start offset moves past them.
-    async fn enforce_retention(&mut self) -> Result<(), ActorProcessingErr> {
+    /// Deletes the oldest batches while the partition holds more than its retention bytes, and
+    /// those whose records are all past its retention time (the topic's own settings, else
+    /// `topics.retention_bytes` and `topics.retention_time`): the log is compacted up to the last
+    /// of them, with a snapshot of the position there (which a follower behind it installs), and
+    /// the log start offset moves past them. True when the pass stopped at its row bound
+    /// (`RETENTION_ROWS_MAX`) and more may go.
+    async fn enforce_retention(&mut self) -> Result<bool, ActorProcessingErr> {
         let cfg = &self.ctx.config.topics;
-        let older_than =
-            now_ms() - i64::try_from(cfg.retention_time.as_millis()).unwrap_or(i64::MAX);
-        let m = &self.raft.machine;
+        let settings = {
+            let view = self.ctx.metadata_view();
+            view.state
+                .partition_by_group(self.replica.group)
+                .ok()
+                .and_then(|(topic, _)| view.state.topic_settings.get(&topic).copied())
+                .unwrap_or_default()
+        };
+        let time_ms = settings
+            .retention_time_ms
+            .unwrap_or(u64::try_from(cfg.retention_time.as_millis()).unwrap_or(u64::MAX));
+        let older_than = now_ms().saturating_sub(i64::try_from(time_ms).unwrap_or(i64::MAX));
+        let bytes_max = settings
+            .retention_bytes
+            .or((cfg.retention_bytes > 0).then_some(cfg.retention_bytes));
+        let m = &mut self.raft.machine;
+        let drop_bytes = match bytes_max {
+            Some(max) => {
+                let total = match m.log_bytes {
+                    Some(total) => total,
+                    None => {
+                        let total = m
+                            .reader
+                            .log_bytes(m.log_start_offset, m.position.next_offset)?;
+                        m.log_bytes = Some(total);
+                        total
+                    }
+                };
+                total.saturating_sub(max)
+            }
+            None => 0,
+        };
         let cut = m.reader.retention_cut(
             m.log_start_offset,
             m.position.next_offset,
             older_than,
+            drop_bytes,
             RETENTION_ROWS_MAX,
         )?;
-        let Some(cut) = cut else { return Ok(()) };
+        let Some(cut) = cut else { return Ok(false) };
+        let more = cut.removed_rows.len() >= RETENTION_ROWS_MAX;
         let snapshot = ApplyState {
             applied_index: cut.raft_index,
             next_offset: cut.log_start_offset,
@@ -447,13 +501,16 @@ impl ReplicaRaftState {
         state.log_start_offset = cut.log_start_offset;
         batch.set_apply_state(self.replica.group, &state);
         if !self.raft.compact_to(cut.raft_index, data, batch).await? {
-            return Ok(());
+            return Ok(false);
         }
         self.raft.machine.log_start_offset = cut.log_start_offset;
+        if let Some(total) = &mut self.raft.machine.log_bytes {
+            *total = total.saturating_sub(cut.bytes);
+        }
         self.count_snapshot("stored");
         tracing::info!(group = %self.replica.group, log_start_offset = cut.log_start_offset, "retention deleted old records");
         self.publish_high_watermark();
-        Ok(())
+        Ok(more)
     }
 
     fn count_snapshot(&self, event: &str) {
@@ -540,6 +597,7 @@ mod tests {
                 next_offset: st.next_offset,
             },
             log_start_offset: st.log_start_offset,
+            log_bytes: None,
         };
         let cfg = RaftConfig::default();
         RaftGroup::open(
