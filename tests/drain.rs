@@ -17,7 +17,7 @@ use daftka_protocol::{
 };
 use serde_json::Value;
 use support::cluster::TestCluster;
-use support::eventually;
+use support::{eventually, metric};
 
 const WAIT: Duration = Duration::from_secs(60);
 const PARTITIONS: u32 = 4;
@@ -154,7 +154,14 @@ async fn a_drained_node_ends_with_no_replica_and_nothing_is_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_reassigned_by_hand_moves_and_keeps_its_records() {
-    let c = TestCluster::start(4).await;
+    // The catch-up is throttled to 128 KiB/s (in appends of at most 16 KiB): copying the
+    // partition's ~400 KB takes seconds, long enough to see the move's phase and bytes, and the
+    // new replica as a learner.
+    let c = TestCluster::start_with(4, |cfg| {
+        cfg.rebalance.move_bytes_per_sec = 128 << 10;
+        cfg.raft.max_size_per_msg = 16 << 10;
+    })
+    .await;
     let names: Vec<String> = c.members.iter().map(|m| m.name.clone()).collect();
     let client = c.client(1);
     // One partition of three replicas on four nodes: balanced before and after the move (the
@@ -167,17 +174,33 @@ async fn a_partition_reassigned_by_hand_moves_and_keeps_its_records() {
         })
         .await
         .expect("create");
+    let pad = "p".repeat(4000);
     let records: Vec<ProduceRecord> = (0..100)
         .map(|i| ProduceRecord {
             partition: Some(0),
-            record: Record::from_value(format!("v{i}")),
+            record: Record::from_value(format!("v{i}")).with_key(pad.clone()),
         })
         .collect();
     eventually("a produce", WAIT, async || {
         client.produce("orders", records.clone()).await.ok()
     })
     .await;
-    let before = client.describe_topic("orders").await.expect("describe");
+    // Each replica's state as the leader sees it: one leader, two followers.
+    let before = eventually(
+        "every replica to be in the leader's view",
+        WAIT,
+        async || {
+            let d = client.describe_topic("orders").await.ok()?;
+            let mut states: Vec<&str> = d.partitions[0]
+                .replica_states
+                .iter()
+                .map(|r| r.state.as_str())
+                .collect();
+            states.sort_unstable();
+            (states == ["follower", "follower", "leader"]).then_some(d.clone())
+        },
+    )
+    .await;
     let now = before.partitions[0].replicas.clone();
     // The node without a replica leads the new list; the old first replica leaves.
     let outsider = names
@@ -212,6 +235,23 @@ async fn a_partition_reassigned_by_hand_moves_and_keeps_its_records() {
         (started.from.clone(), started.to.clone()),
         (now.clone(), to.clone())
     );
+    // While it copies: the leader reports the phase and the bytes, the new replica is a learner.
+    let seen = eventually("the move's catch-up to show", WAIT, async || {
+        let moves = client.reassignments().await.ok()?;
+        let m = moves.first()?;
+        let d = client.describe_topic("orders").await.ok()?;
+        let learner = d.partitions[0]
+            .replica_states
+            .iter()
+            .any(|r| r.node == outsider && r.state == "learner");
+        (m.phase.as_deref() == Some("catching_up") && m.bytes_copied > 0 && learner)
+            .then(|| m.clone())
+    })
+    .await;
+    assert!(
+        seen.bytes_total >= 100 * 4000 && seen.bytes_copied <= seen.bytes_total + (64 << 10),
+        "{seen:?}"
+    );
     eventually("the move to finish", WAIT, async || {
         let d = client.describe_topic("orders").await.ok()?;
         let p = &d.partitions[0];
@@ -240,4 +280,13 @@ async fn a_partition_reassigned_by_hand_moves_and_keeps_its_records() {
         .collect();
     let want: Vec<String> = (0..100).map(|i| format!("v{i}")).collect();
     assert_eq!(values, want);
+    // The leaders counted what they sent to the new replica.
+    let mut sent = 0.0;
+    for m in &c.members {
+        let node = m.node.as_ref().expect("running");
+        sent += metric(node, "daftka_move_bytes_total ")
+            .await
+            .unwrap_or(0.0);
+    }
+    assert!(sent >= 100.0 * 4000.0, "daftka_move_bytes_total: {sent}");
 }

@@ -33,9 +33,10 @@ pub enum ClientCommand {
     Consume(ConsumeArgs),
     /// List consumer groups, describe one, or reset its committed offsets.
     Group(GroupArgs),
-    /// List the cluster's nodes, or drain one (move its replicas away) or take it back.
+    /// List the cluster's nodes, drain one (move its replicas away), take it back, or remove it.
     Node(NodeArgs),
-    /// Print every replica move in flight: topic, partition, from, to (tab-separated).
+    /// Print every replica move in flight: topic, partition, from, to, phase, bytes copied/total
+    /// (tab-separated).
     Reassignments,
     /// Kill a node's actors on purpose (the node must run with debug.chaos = true).
     Chaos(ChaosArgs),

@@ -101,14 +101,18 @@ pub fn format_describe(topic: &TopicJson) -> String {
         .collect()
 }
 
-/// One move's line: `topic partition from to`, node lists comma-separated.
+/// One move's line: `topic partition from to phase copied/total` (node lists comma-separated,
+/// `-` for a phase the leader did not report).
 pub fn format_reassignment(r: &ReassignmentJson) -> String {
     format!(
-        "{}\t{}\t{}\t{}\n",
+        "{}\t{}\t{}\t{}\t{}\t{}/{}\n",
         r.topic,
         r.partition,
         r.from.join(","),
-        r.to.join(",")
+        r.to.join(","),
+        r.phase.as_deref().unwrap_or("-"),
+        r.bytes_copied,
+        r.bytes_total
     )
 }
 
@@ -227,7 +231,9 @@ mod tests {
             ("GET", "/v1/reassignments") => Reply::json(
                 200,
                 json!({"reassignments": [{"topic": "orders", "partition": 3, "from": ["a", "b", "c"],
-                                          "to": ["a", "c", "d"], "started_ms": 5}]}),
+                                          "to": ["a", "c", "d"], "started_ms": 5,
+                                          "phase": "catching_up", "bytes_copied": 300,
+                                          "bytes_total": 1000}]}),
             ),
             _ => Reply::error(
                 404,
@@ -258,7 +264,7 @@ mod tests {
         )
         .await
         .expect("reassign");
-        assert_eq!(moved, "orders\t3\ta,b,c\ta,c,d\n");
+        assert_eq!(moved, "orders\t3\ta,b,c\ta,c,d\t-\t0/0\n");
         let altered = topic(
             &node,
             TopicCommand::Alter {
@@ -280,7 +286,7 @@ mod tests {
         )
         .await
         .expect("reassignments");
-        assert_eq!(out, b"orders\t3\ta,b,c\ta,c,d\n");
+        assert_eq!(out, b"orders\t3\ta,b,c\ta,c,d\tcatching_up\t300/1000\n");
         assert_eq!(
             topic(&node, TopicCommand::List).await.expect("list"),
             "orders\t1\t3\nz\t0\t1\n"

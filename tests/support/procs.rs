@@ -35,6 +35,24 @@ impl Slot {
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.http)
     }
+
+    /// Adds command-line arguments (a `--config` file, say) to every later start.
+    pub fn push_args(&mut self, extra: &[String]) {
+        self.args.extend_from_slice(extra);
+    }
+
+    /// The node's command line, as [`Slot::start`] runs it (without the chaos environment).
+    pub fn command(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_daftka"));
+        c.args(&self.args)
+            .env("RUST_LOG", "warn")
+            .args(["--node-name", &self.name])
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(["--http-addr", &format!("127.0.0.1:{}", self.http)])
+            .args(["--metrics-addr", &format!("127.0.0.1:{}", self.metrics)]);
+        c
+    }
 }
 
 /// Three nodes a, b, c of one cluster with `cookie`: a founds it, b joins a, c joins a and b.

@@ -202,6 +202,10 @@ pub struct RebalanceConfig {
     /// again on live nodes (if it comes back, it holds none any more and deletes their data).
     #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub node_down_timeout: Duration,
+    /// The most bytes per second a node's partition leaders send to the new replicas of moves
+    /// (catch-up), all moves together: production traffic keeps its share of disk and network.
+    #[serde(deserialize_with = "de_size", serialize_with = "ser_size")]
+    pub move_bytes_per_sec: u64,
 }
 
 impl Default for RebalanceConfig {
@@ -211,6 +215,7 @@ impl Default for RebalanceConfig {
             catch_up_entries: 64,
             check_interval: Duration::from_secs(1),
             node_down_timeout: Duration::from_secs(600),
+            move_bytes_per_sec: 100 << 20,
         }
     }
 }
@@ -793,6 +798,9 @@ impl Config {
         }
         if r.check_interval.is_zero() {
             return bad("rebalance.check_interval", "must be positive");
+        }
+        if r.move_bytes_per_sec == 0 {
+            return bad("rebalance.move_bytes_per_sec", "must be positive");
         }
         if r.node_down_timeout <= self.cluster.heartbeat_timeout {
             return bad(

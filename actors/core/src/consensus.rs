@@ -435,6 +435,25 @@ impl<M: StateMachine, S: LogStore, P> Driver<M, S, P> {
         self.raw.raft.raft_log.last_index()
     }
 
+    /// On the leader: every member (voters of both halves of a joint configuration, and
+    /// learners) as `(id, learner, matched, recently active)`, in id order.
+    pub fn members(&self) -> Vec<(u64, bool, u64, bool)> {
+        let conf = self.conf_state();
+        let learners: std::collections::BTreeSet<u64> = conf
+            .learners
+            .iter()
+            .chain(&conf.learners_next)
+            .copied()
+            .collect();
+        let prs = self.raw.raft.prs();
+        let mut out: Vec<(u64, bool, u64, bool)> = prs
+            .iter()
+            .map(|(id, p)| (*id, learners.contains(id), p.matched, p.recent_active))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     /// On the leader: a member's last index known to be on it, and whether it takes entries as
     /// they come (raft's `Replicate` state).
     pub fn progress(&self, id: u64) -> Option<(u64, bool)> {

@@ -301,6 +301,19 @@ pub struct PartitionJson {
     /// While a replica move is in flight: the replicas it moves to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub moving_to: Vec<String>,
+    /// Every replica (a move's destinations included) as the leader sees it: `state` (`leader`,
+    /// `follower`, `learner`, `offline`) and `lag` (entries behind the leader). Absent when the
+    /// leader did not answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replica_states: Vec<ReplicaStateJson>,
+}
+
+/// One replica of a partition in a [`PartitionJson`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaStateJson {
+    pub node: String,
+    pub state: String,
+    pub lag: u64,
 }
 
 /// A topic description: the answer of create and describe, and one item of list.
@@ -335,6 +348,15 @@ impl From<TopicDescription> for TopicJson {
                     desired_replication_factor: rf,
                     under_replicated: p.under_replicated,
                     moving_to: p.moving_to,
+                    replica_states: p
+                        .replica_states
+                        .into_iter()
+                        .map(|r| ReplicaStateJson {
+                            node: r.node,
+                            state: r.state,
+                            lag: r.lag,
+                        })
+                        .collect(),
                 })
                 .collect(),
             retention_time_ms: t.retention_time_ms,
@@ -585,6 +607,17 @@ pub struct ReassignmentJson {
     pub to: Vec<String>,
     /// When it started, ms since the Unix epoch.
     pub started_ms: u64,
+    /// Where the partition's leader stands with the move (`adding_learners`, `catching_up`,
+    /// `entering_joint`, `transferring_leadership`, `leaving_joint`, `removing_learners`,
+    /// `finishing`); absent when the leader did not answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Bytes the leader sent to the new replicas (throttled by `rebalance.move_bytes_per_sec`).
+    #[serde(default)]
+    pub bytes_copied: u64,
+    /// The partition's stored bytes when the leader took the move up.
+    #[serde(default)]
+    pub bytes_total: u64,
 }
 
 impl From<daftka_protocol::Reassignment> for ReassignmentJson {
@@ -595,6 +628,9 @@ impl From<daftka_protocol::Reassignment> for ReassignmentJson {
             from: r.from,
             to: r.to,
             started_ms: r.started_ms,
+            phase: r.phase,
+            bytes_copied: r.bytes_copied,
+            bytes_total: r.bytes_total,
         }
     }
 }
@@ -818,6 +854,11 @@ mod tests {
                 desired_replication_factor: 3,
                 under_replicated: true,
                 moving_to: vec!["a".into(), "b".into(), "c".into()],
+                replica_states: vec![ReplicaStateJson {
+                    node: "c".into(),
+                    state: "learner".into(),
+                    lag: 12,
+                }],
             }],
             retention_time_ms: None,
             retention_bytes: Some(1 << 30),

@@ -1,4 +1,5 @@
-//! The node-wide budget of request bytes in flight (`limits.inflight_bytes_max`).
+//! The node-wide budget of request bytes in flight (`limits.inflight_bytes_max`), and the
+//! node-wide rate of a move's catch-up bytes (`rebalance.move_bytes_per_sec`, [`Throttle`]).
 //!
 //! Every request that brings data reserves its size before the node holds it: the Gateway
 //! reserves a body's declared length (or `limits.body_bytes_max` when undeclared) before reading
@@ -11,6 +12,38 @@ use std::sync::Arc;
 
 use daftka_protocol::Error;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// A token bucket of bytes per second, shared by every sender that takes from it: at most a
+/// second's worth is saved up, and a taker may overdraw by one message (so a message larger than
+/// a second's worth still goes, then the bucket pays it back).
+pub struct Throttle {
+    per_sec: f64,
+    state: std::sync::Mutex<(f64, std::time::Instant)>,
+}
+
+impl Throttle {
+    pub fn new(bytes_per_sec: u64) -> Self {
+        let per_sec = bytes_per_sec.max(1) as f64;
+        Throttle {
+            per_sec,
+            state: std::sync::Mutex::new((per_sec, std::time::Instant::now())),
+        }
+    }
+
+    /// Whether `bytes` may go now (then they are taken from the bucket).
+    pub fn take(&self, bytes: u64) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(s.1).as_secs_f64() * self.per_sec;
+        s.0 = (s.0 + refill).min(self.per_sec);
+        s.1 = now;
+        if s.0 <= 0.0 {
+            return false;
+        }
+        s.0 -= bytes as f64;
+        true
+    }
+}
 
 /// Bytes per permit: permits are counted in KiB so a `u32` covers any single request.
 const UNIT: u64 = 1024;

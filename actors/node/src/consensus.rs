@@ -51,7 +51,13 @@ pub struct RaftGroup<M: StateMachine<Batch = WriteBatch>> {
     /// Called after applied entries are written and before their proposers are answered, with
     /// the machine's view and whether this replica leads.
     on_applied: Option<ApplyObserver<M::View>>,
+    /// Decides per outgoing message whether it goes now (a move's throttled catch-up); a
+    /// message it keeps back is dropped, and Raft sends again.
+    send_filter: Option<SendFilter>,
 }
+
+/// See [`RaftGroup::set_send_filter`].
+pub type SendFilter = Box<dyn FnMut(&Message) -> bool + Send>;
 
 /// Errors of a group: a failed write or a driver error; the owner must stop.
 #[derive(Debug, thiserror::Error)]
@@ -105,12 +111,19 @@ impl<M: StateMachine<Batch = WriteBatch>> RaftGroup<M> {
             transport,
             on_latency: None,
             on_applied: None,
+            send_filter: None,
         };
         g.carry_out(effects).await?;
         Ok(g)
     }
 
     /// Records each answered proposal's latency with `f`.
+    /// Every outgoing message is first shown to `f`; those it refuses are dropped (Raft sends
+    /// them again: a probe, the next heartbeat's append).
+    pub fn set_send_filter(&mut self, f: SendFilter) {
+        self.send_filter = Some(f);
+    }
+
     pub fn set_latency_observer(&mut self, f: Box<dyn Fn(std::time::Duration) + Send>) {
         self.on_latency = Some(f);
     }
@@ -189,7 +202,14 @@ impl<M: StateMachine<Batch = WriteBatch>> RaftGroup<M> {
     ) -> Result<(), ConsensusError> {
         for effect in effects {
             match effect {
-                Effect::Send(messages) => self.transport.send(self.driver.group(), messages),
+                Effect::Send(mut messages) => {
+                    if let Some(keep) = &mut self.send_filter {
+                        messages.retain(|m| keep(m));
+                    }
+                    if !messages.is_empty() {
+                        self.transport.send(self.driver.group(), messages)
+                    }
+                }
                 Effect::Write { batch, durable } => self.store.write(batch, durable).await?,
                 Effect::Applied { view, leader } => {
                     if let Some(f) = &self.on_applied {

@@ -74,6 +74,8 @@ pub struct NodeContext {
     /// On the metadata leader: the nodes down past `rebalance.node_down_timeout`, as the
     /// Rebalancer counts them (empty elsewhere). The Metadata actor replaces such voters.
     pub dead_nodes: watch::Sender<std::collections::BTreeSet<String>>,
+    /// The node's rate of move catch-up bytes (`rebalance.move_bytes_per_sec`).
+    pub move_throttle: crate::budget::Throttle,
 }
 
 impl NodeContext {

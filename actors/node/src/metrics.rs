@@ -55,6 +55,8 @@ pub struct Metrics {
     pub group_rebalances: IntCounterVec,
     /// Times the node handed free heap memory back to the OS (`memory`).
     pub memory_trims: prometheus::IntCounter,
+    /// Bytes this node's partition leaders sent to the new replicas of moves.
+    pub move_bytes: prometheus::IntCounter,
     /// Requests refused because the node's in-flight byte budget was spent.
     pub overload_rejections: prometheus::IntCounter,
     /// Records between a group's committed offset and the high watermark, for the partitions
@@ -223,6 +225,10 @@ impl Metrics {
             "daftka_memory_trims_total",
             "Times the node handed free heap memory back to the OS (limits.memory_trim_interval)",
         );
+        let move_bytes = single_counter(
+            "daftka_move_bytes_total",
+            "Bytes this node's partition leaders sent to the new replicas of moves (catch-up, throttled to rebalance.move_bytes_per_sec)",
+        );
         let append_latency = histogram(
             "daftka_append_latency_seconds",
             "Time from proposal to acknowledgement of a produce",
@@ -277,6 +283,7 @@ impl Metrics {
             node_replicas,
             overload_rejections,
             memory_trims,
+            move_bytes,
         })
     }
 

@@ -165,6 +165,7 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
         config.limits.inflight_bytes_max,
         metrics.overload_rejections.clone(),
     );
+    let move_bytes_per_sec = config.rebalance.move_bytes_per_sec;
     let ctx = Arc::new(NodeContext {
         node: node.clone(),
         raft_id,
@@ -181,6 +182,7 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Node, NodeErr
         ticker: Default::default(),
         refused: watch::channel(None).0,
         dead_nodes: watch::channel(Default::default()).0,
+        move_throttle: crate::budget::Throttle::new(move_bytes_per_sec),
     });
 
     transport.attach(&ctx);

@@ -169,7 +169,7 @@ impl Actor for Router {
                 r.reassign(topic.0?, partition.0?, replicas.0?).await
             }),
             RouterMsg::ListReassignments { reply } => {
-                answer(reply, async move { Ok(r.reassignments()) })
+                answer(reply, async move { Ok(r.reassignments().await) })
             }
             RouterMsg::DrainNode {
                 node,
@@ -445,15 +445,23 @@ impl Inner {
         Ok(self.describe(&t).await)
     }
 
-    /// A topic with each partition's offsets; a partition whose replica does not answer shows 0s.
+    /// A topic with each partition's offsets and replica states; a partition whose replica
+    /// does not answer shows 0s, one whose leader does not, no replica states.
     async fn describe(&self, t: &TopicMeta) -> TopicDescription {
-        let mut d = describe_unpositioned(t, &self.ctx.metadata_view().state);
-        let asks = t.partitions.iter().map(|p| self.positions(p));
-        let positions = futures::future::join_all(asks).await;
-        for (pd, pos) in d.partitions.iter_mut().zip(positions) {
+        let view = self.ctx.metadata_view();
+        let mut d = describe_unpositioned(t, &view.state);
+        let asks = t
+            .partitions
+            .iter()
+            .map(|p| async move { tokio::join!(self.positions(p), self.group_status(p)) });
+        let answers = futures::future::join_all(asks).await;
+        for ((pd, p), (pos, status)) in d.partitions.iter_mut().zip(&t.partitions).zip(answers) {
             if let Ok((start, hwm)) = pos {
                 pd.log_start_offset = start;
                 pd.high_watermark = hwm;
+            }
+            if let Some(status) = status {
+                pd.replica_states = replica_states(&view.state, p, &status);
             }
         }
         d
@@ -675,30 +683,55 @@ impl Inner {
             from: p.replicas,
             to: replicas,
             started_ms: now_ms,
+            phase: None,
+            bytes_copied: 0,
+            bytes_total: 0,
         })
     }
 
-    /// Every replica move in flight, by topic and partition.
-    fn reassignments(&self) -> Vec<daftka_protocol::Reassignment> {
+    /// Every replica move in flight, by topic and partition, with its phase and bytes as the
+    /// partition's leader reports them (none from a leader that does not answer in time).
+    async fn reassignments(&self) -> Vec<daftka_protocol::Reassignment> {
         let view = self.ctx.metadata_view();
         let s = &view.state;
-        let mut out: Vec<daftka_protocol::Reassignment> = s
+        let mut moving: Vec<(&TopicMeta, &PartitionMeta, &daftka_core::metadata::Move)> = s
             .topics
             .values()
             .flat_map(|t| t.partitions.iter().map(move |p| (t, p)))
-            .filter_map(|(t, p)| {
-                let m = s.moves.get(&p.group)?;
-                Some(daftka_protocol::Reassignment {
+            .filter_map(|(t, p)| Some((t, p, s.moves.get(&p.group)?)))
+            .collect();
+        moving.sort_by(|a, b| (&a.0.name, a.1.partition).cmp(&(&b.0.name, b.1.partition)));
+        let statuses =
+            futures::future::join_all(moving.iter().map(|(_, p, _)| self.group_status(p))).await;
+        moving
+            .into_iter()
+            .zip(statuses)
+            .map(|((t, p, m), status)| {
+                let progress = status.and_then(|s| s.moving);
+                daftka_protocol::Reassignment {
                     topic: t.name.clone(),
                     partition: p.partition,
                     from: m.from.clone(),
                     to: m.to.clone(),
                     started_ms: m.started_ms,
-                })
+                    phase: progress.as_ref().map(|g| g.phase.clone()),
+                    bytes_copied: progress.as_ref().map_or(0, |g| g.bytes_copied),
+                    bytes_total: progress.as_ref().map_or(0, |g| g.bytes_total),
+                }
             })
-            .collect();
-        out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-        out
+            .collect()
+    }
+
+    /// Partition `p`'s group as its leader sees it, if the leader answers within
+    /// [`STATUS_WAIT`].
+    async fn group_status(&self, p: &PartitionMeta) -> Option<daftka_protocol::GroupStatus> {
+        tokio::time::timeout(
+            STATUS_WAIT,
+            self.call_replica(p, Duration::ZERO, StatusCall),
+        )
+        .await
+        .ok()?
+        .ok()
     }
 
     /// A registered node as the cluster shows it: reachability, drain state, replicas, leaders.
@@ -1099,6 +1132,74 @@ impl ReplicaCall for Fetch {
     }
 }
 
+/// How long a describe or a list of moves waits for a partition leader's status.
+const STATUS_WAIT: Duration = Duration::from_secs(1);
+
+/// Every replica of `p` (a move's destinations included) as its leader's `status` shows it.
+fn replica_states(
+    state: &daftka_core::metadata::MetadataState,
+    p: &PartitionMeta,
+    status: &daftka_protocol::GroupStatus,
+) -> Vec<daftka_protocol::ReplicaStatus> {
+    state
+        .hosts(p)
+        .into_iter()
+        .map(|node| {
+            let member = state
+                .nodes
+                .get(&node)
+                .and_then(|n| status.members.iter().find(|m| m.raft_id == n.raft_id));
+            let (state, lag) = match member {
+                None => ("offline", status.last_index),
+                Some(m) => {
+                    let lag = status.last_index.saturating_sub(m.matched);
+                    let state = if m.leader {
+                        "leader"
+                    } else if !m.active {
+                        "offline"
+                    } else if m.learner {
+                        "learner"
+                    } else {
+                        "follower"
+                    };
+                    (state, if m.leader { 0 } else { lag })
+                }
+            };
+            daftka_protocol::ReplicaStatus {
+                node,
+                state: state.to_string(),
+                lag,
+            }
+        })
+        .collect()
+}
+
+#[derive(Clone)]
+struct StatusCall;
+
+impl ReplicaCall for StatusCall {
+    type Out = daftka_protocol::GroupStatus;
+    const READ: bool = true;
+    fn local(
+        self,
+        _: Instant,
+        reply: RpcReplyPort<Result<daftka_protocol::GroupStatus, Error>>,
+    ) -> ServerMsg {
+        ServerMsg::GroupStatus { reply }
+    }
+    fn remote(
+        self,
+        group: GroupId,
+        _: u64,
+        reply: RpcReplyPort<Wire<daftka_protocol::GroupStatus>>,
+    ) -> PeerMsg {
+        PeerMsg::GroupStatus {
+            group: Wire::ok(group),
+            reply,
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Positions;
 
@@ -1133,6 +1234,7 @@ fn describe_unpositioned(
                 replicas: p.replicas.clone(),
                 log_start_offset: 0,
                 high_watermark: 0,
+                replica_states: Vec::new(),
                 under_replicated: p.replicas.len() < t.replication_factor as usize,
                 moving_to: state
                     .moves

@@ -76,6 +76,7 @@ impl FakeRouterState {
                     high_watermark: p.len() as u64,
                     under_replicated: false,
                     moving_to: Vec::new(),
+                    replica_states: Vec::new(),
                 })
                 .collect(),
             retention_time_ms: self.settings.get(name).and_then(|s| s.0),
@@ -316,6 +317,9 @@ impl Actor for FakeRouter {
                         from: vec!["a".into()],
                         to,
                         started_ms: 7,
+                        phase: None,
+                        bytes_copied: 0,
+                        bytes_total: 0,
                     }),
                     (Ok(topic), _, _) => Err(Error::unknown_topic(&topic)),
                     (Err(e), _, _) => Err(e),
@@ -329,6 +333,9 @@ impl Actor for FakeRouter {
                     from: vec!["a".into()],
                     to: vec!["b".into()],
                     started_ms: 7,
+                    phase: Some("catching_up".into()),
+                    bytes_copied: 300,
+                    bytes_total: 1000,
                 }])));
             }
             RouterMsg::DrainNode {
@@ -905,7 +912,8 @@ async fn cluster_and_health() {
     assert_eq!(a.status, 202);
     assert_eq!(
         a.body,
-        json!({"topic": "t", "partition": 0, "from": ["a"], "to": ["b", "c"], "started_ms": 7})
+        json!({"topic": "t", "partition": 0, "from": ["a"], "to": ["b", "c"], "started_ms": 7,
+               "bytes_copied": 0, "bytes_total": 0})
     );
     h.post(
         "/v1/topics/t/partitions/x/reassign",
@@ -931,7 +939,8 @@ async fn cluster_and_health() {
         (
             200,
             json!({"reassignments": [{"topic": "t", "partition": 0, "from": ["a"], "to": ["b"],
-                                      "started_ms": 7}]})
+                                      "started_ms": 7, "phase": "catching_up",
+                                      "bytes_copied": 300, "bytes_total": 1000}]})
         )
     );
 }

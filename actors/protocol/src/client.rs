@@ -485,15 +485,19 @@ mod tests {
     ) -> Result<(), Box<dyn std::error::Error>> {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let (router, handle) = Actor::spawn(None, HoldingRouter, tx).await?;
+        // The first produce waits long (it must hold the window while the second one tries: a
+        // short deadline could end it first on a busy machine); the second, sharing the window,
+        // gives up after 50 ms.
         let client = Client::new(router.clone())
             .with_inflight_bytes_max(1000)
-            .with_timeout(Duration::from_millis(50));
+            .with_timeout(Duration::from_secs(60));
         let first = tokio::spawn({
             let c = client.clone();
             async move { c.produce("t", records(1, 800)).await }
         });
         let held = rx.recv().await.ok_or("router stopped")?;
-        let refused = client.produce("t", records(1, 800)).await;
+        let hurried = client.clone().with_timeout(Duration::from_millis(50));
+        let refused = hurried.produce("t", records(1, 800)).await;
         assert_eq!(refused.map_err(|e| e.code), Err(ErrorCode::Unavailable));
         assert!(rx.try_recv().is_err(), "the refused produce was sent");
         drop(held); // the first one's reply port: its caller sees a failed call

@@ -41,6 +41,9 @@ pub struct PartitionDescription {
     pub under_replicated: bool,
     /// While a replica move is in flight: the replicas it moves to; empty otherwise.
     pub moving_to: Vec<String>,
+    /// Every replica (a move's destinations included) as the leader sees it; empty when the
+    /// leader could not be asked.
+    pub replica_states: Vec<ReplicaStatus>,
 }
 
 /// A topic as described to clients.
@@ -173,6 +176,55 @@ pub struct Reassignment {
     pub to: Vec<String>,
     /// When it started (ms since the Unix epoch).
     pub started_ms: u64,
+    /// Where the partition's leader stands with it (`adding_learners`, `catching_up`,
+    /// `entering_joint`, `transferring_leadership`, `leaving_joint`, `removing_learners`,
+    /// `finishing`); `None` when the leader could not be asked.
+    pub phase: Option<String>,
+    /// Bytes the leader sent to the new replicas for this move (throttled catch-up).
+    pub bytes_copied: u64,
+    /// The partition's stored bytes when the leader took the move up: what a new replica copies.
+    pub bytes_total: u64,
+}
+
+/// A partition's Raft group as its leader sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStatus {
+    /// The leader's last log index.
+    pub last_index: u64,
+    /// Every voter and learner, the leader included.
+    pub members: Vec<MemberStatus>,
+    /// The move this leader is carrying out, if any.
+    pub moving: Option<MoveStatus>,
+}
+
+/// One member of a group as its leader sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    pub raft_id: u64,
+    pub leader: bool,
+    pub learner: bool,
+    /// The last index known to be on it.
+    pub matched: u64,
+    /// It answered the leader lately (raft's `recent_active`).
+    pub active: bool,
+}
+
+/// A move as the leader carrying it out sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveStatus {
+    pub phase: String,
+    pub bytes_copied: u64,
+    pub bytes_total: u64,
+}
+
+/// One replica of a partition as its leader sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    pub node: String,
+    /// `leader`, `follower`, `learner` or `offline` (not answering the leader, or not a member).
+    pub state: String,
+    /// Entries behind the leader.
+    pub lag: u64,
 }
 
 /// A seed this node dials to join the cluster, and how that goes.

@@ -11,7 +11,8 @@ use daftka_protocol::wire::{Framed, FromFrame, Wire};
 use daftka_protocol::{
     ClusterInfo, CommittedOffset, Error, ErrorCode, FetchOffset, FetchRequest, FetchResponse,
     GroupOffsets, Header, NodeInfo, PartitionDescription, ProduceRecord, Record, RecordPosition,
-    SeedInfo, StoredRecord, TopicAlter, TopicDescription, TopicPartitionOffset, TopicSpec,
+    ReplicaStatus, SeedInfo, StoredRecord, TopicAlter, TopicDescription, TopicPartitionOffset,
+    TopicSpec,
 };
 use proptest::prelude::*;
 use ractor::BytesConvertable;
@@ -79,6 +80,14 @@ fn partition_description() -> impl Strategy<Value = PartitionDescription> {
                     leader,
                     under_replicated: replicas.len() < 3,
                     moving_to: replicas.iter().rev().cloned().collect(),
+                    replica_states: replicas
+                        .iter()
+                        .map(|node| ReplicaStatus {
+                            node: node.clone(),
+                            state: "follower".into(),
+                            lag: high_watermark,
+                        })
+                        .collect(),
                     replicas,
                     log_start_offset,
                     high_watermark,

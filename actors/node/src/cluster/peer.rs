@@ -73,6 +73,12 @@ pub enum PeerMsg {
         group: Wire<GroupId>,
         reply: RpcReplyPort<Wire<(u64, u64)>>,
     },
+    /// A partition group's members and move as its leader sees them.
+    #[rpc]
+    GroupStatus {
+        group: Wire<GroupId>,
+        reply: RpcReplyPort<Wire<daftka_protocol::GroupStatus>>,
+    },
     /// Who this node is and whether it is a member of a metadata group (the founding rule).
     #[rpc]
     Status {
@@ -179,6 +185,11 @@ impl Actor for Peer {
             PeerMsg::Positions { group, reply } => {
                 forward(ctx, group.0.map(|g| (g, ())), reply, |(), reply| {
                     ServerMsg::Positions { reply }
+                })
+            }
+            PeerMsg::GroupStatus { group, reply } => {
+                forward(ctx, group.0.map(|g| (g, ())), reply, |(), reply| {
+                    ServerMsg::GroupStatus { reply }
                 })
             }
         }

@@ -173,6 +173,70 @@ pub struct ReplicaRaftState {
     finishing: Option<std::time::Instant>,
     /// This actor's place in the node's [`super::ticker::Ticker`].
     ticker: Registration,
+    /// The move this leader carries out, if any.
+    moving: Option<MoveTracking>,
+    /// Shared with the send filter: which members are a move's catching-up replicas, and the
+    /// bytes sent to them.
+    catch_up: Arc<CatchUp>,
+}
+
+/// A move as the leader carrying it out tracks it.
+struct MoveTracking {
+    target: Vec<u64>,
+    phase: &'static str,
+    /// The partition's stored bytes when this leader took the move up.
+    bytes_total: u64,
+    /// [`CatchUp::copied`] when it did.
+    copied_before: u64,
+}
+
+/// What the Raft actor and its send filter share.
+#[derive(Default)]
+struct CatchUp {
+    /// Raft ids of a move's destinations that are not voters yet: their appends and snapshots
+    /// are throttled (`rebalance.move_bytes_per_sec`) and counted.
+    peers: std::sync::Mutex<std::collections::BTreeSet<u64>>,
+    copied: std::sync::atomic::AtomicU64,
+}
+
+impl CatchUp {
+    fn set_peers(&self, peers: std::collections::BTreeSet<u64>) {
+        *self.peers.lock().unwrap_or_else(|p| p.into_inner()) = peers;
+    }
+    fn is_peer(&self, id: u64) -> bool {
+        self.peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&id)
+    }
+}
+
+/// The send filter of a partition's group: appends and snapshots to a move's catching-up
+/// replicas take their bytes from the node's move throttle (held back when it is empty: Raft
+/// sends again), and are counted in `daftka_move_bytes_total`.
+fn throttle_catch_up(
+    ctx: Arc<NodeContext>,
+    catch_up: Arc<CatchUp>,
+) -> crate::consensus::SendFilter {
+    Box::new(move |m| {
+        use raft::eraftpb::MessageType;
+        let bytes: u64 = match m.get_msg_type() {
+            MessageType::MsgAppend => m.entries.iter().map(|e| e.data.len() as u64).sum(),
+            MessageType::MsgSnapshot => m.get_snapshot().get_data().len() as u64,
+            _ => return true,
+        };
+        if bytes == 0 || !catch_up.is_peer(m.to) {
+            return true;
+        }
+        if !ctx.move_throttle.take(bytes) {
+            return false;
+        }
+        catch_up
+            .copied
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+        ctx.metrics.move_bytes.inc_by(bytes);
+        true
+    })
 }
 
 #[derive(ractor_cluster::RactorMessage)]
@@ -203,6 +267,10 @@ pub enum RaftMsg {
     Reconfigure {
         target: Vec<u64>,
         to: Vec<String>,
+    },
+    /// The group's members and move as this replica sees them; `not_leader` unless it leads.
+    Status {
+        reply: RpcReplyPort<Result<daftka_protocol::GroupStatus, Error>>,
     },
 }
 
@@ -252,6 +320,8 @@ impl Actor for ReplicaRaft {
         raft.set_latency_observer(Box::new(move |d| histogram.observe(d.as_secs_f64())));
         let (c, r) = (ctx.clone(), replica.clone());
         raft.set_apply_observer(Box::new(move |m, leader| publish(&c, &r, m, leader)));
+        let catch_up = Arc::new(CatchUp::default());
+        raft.set_send_filter(throttle_catch_up(ctx.clone(), catch_up.clone()));
         let ticker = ctx.ticker.register(replica.group, myself.clone());
         let balance_every = super::ticker::ticks_per(
             ctx.config.raft.leader_balance_interval,
@@ -267,6 +337,8 @@ impl Actor for ReplicaRaft {
             ticks: 0,
             finishing: None,
             ticker,
+            moving: None,
+            catch_up,
         };
         state.publish_high_watermark();
         if state.raft.recovered() {
@@ -343,8 +415,11 @@ impl Actor for ReplicaRaft {
                 }
             }
             RaftMsg::Reconfigure { target, to } => {
-                state.reconfigure(&target, to);
+                state.reconfigure(&target, to)?;
                 queue_round(&myself, &mut state.raft);
+            }
+            RaftMsg::Status { reply } => {
+                let _ = reply.send(state.status());
             }
             RaftMsg::ProcessReady => {
                 state.process_ready().await?;
@@ -366,12 +441,13 @@ impl ReplicaRaftState {
 
     /// A move's next step, if this replica leads: a configuration change or a leader transfer,
     /// or once the configuration is the destination, the report that the move is finished.
-    fn reconfigure(&mut self, target: &[u64], to: Vec<String>) {
+    fn reconfigure(&mut self, target: &[u64], to: Vec<String>) -> Result<(), ActorProcessingErr> {
         use daftka_core::reconfig::Step;
         let group = self.replica.group;
         let step = self
             .raft
             .move_step(target, self.ctx.config.rebalance.catch_up_entries);
+        self.track_move(target, &step)?;
         match step {
             Step::Wait => {}
             Step::Done => {
@@ -381,7 +457,7 @@ impl ReplicaRaftState {
                     .finishing
                     .is_some_and(|at| now.duration_since(at) < resend)
                 {
-                    return;
+                    return Ok(());
                 }
                 self.finishing = Some(now);
                 tracing::info!(%group, ?to, "move finished: the group's voters are its new replicas");
@@ -400,6 +476,100 @@ impl ReplicaRaftState {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Follows the move this leader carries out: its phase, the learners whose catch-up is
+    /// throttled and counted, and the partition's bytes when it took the move up.
+    fn track_move(
+        &mut self,
+        target: &[u64],
+        step: &daftka_core::reconfig::Step,
+    ) -> Result<(), ActorProcessingErr> {
+        use daftka_core::reconfig::Step;
+        if !self.raft.is_leader() {
+            self.moving = None;
+            self.catch_up.set_peers(Default::default());
+            return Ok(());
+        }
+        let conf = self.raft.conf_state();
+        let catching_up: std::collections::BTreeSet<u64> = target
+            .iter()
+            .copied()
+            .filter(|id| !conf.voters.contains(id))
+            .collect();
+        let phase = match step {
+            Step::AddLearners(_) => "adding_learners",
+            Step::Wait if !catching_up.is_empty() => "catching_up",
+            Step::Wait => self.moving.as_ref().map_or("waiting", |m| m.phase),
+            Step::EnterJoint { .. } => "entering_joint",
+            Step::TransferLeader(_) => "transferring_leadership",
+            Step::LeaveJoint => "leaving_joint",
+            Step::RemoveLearners(_) => "removing_learners",
+            Step::Done => "finishing",
+        };
+        self.catch_up.set_peers(catching_up);
+        match &mut self.moving {
+            Some(m) if m.target == target => m.phase = phase,
+            _ => {
+                let m = &mut self.raft.machine;
+                let bytes_total = match m.log_bytes {
+                    Some(b) => b,
+                    None => {
+                        let b = m
+                            .reader
+                            .log_bytes(m.log_start_offset, m.position.next_offset)?;
+                        m.log_bytes = Some(b);
+                        b
+                    }
+                };
+                self.moving = Some(MoveTracking {
+                    target: target.to_vec(),
+                    phase,
+                    bytes_total,
+                    copied_before: self
+                        .catch_up
+                        .copied
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The group as this leader sees it (`not_leader` on a follower: the caller asks the leader).
+    fn status(&self) -> Result<daftka_protocol::GroupStatus, Error> {
+        if !self.raft.is_leader() {
+            return Err(Error::not_leader("the group status comes from its leader"));
+        }
+        let me = self.raft.id();
+        let moving = self.moving.as_ref().map(|m| daftka_protocol::MoveStatus {
+            phase: m.phase.to_string(),
+            bytes_copied: self
+                .catch_up
+                .copied
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .saturating_sub(m.copied_before),
+            bytes_total: m.bytes_total,
+        });
+        Ok(daftka_protocol::GroupStatus {
+            last_index: self.raft.last_index(),
+            members: self
+                .raft
+                .members()
+                .into_iter()
+                .map(
+                    |(raft_id, learner, matched, active)| daftka_protocol::MemberStatus {
+                        raft_id,
+                        leader: raft_id == me,
+                        learner,
+                        matched,
+                        active: active || raft_id == me,
+                    },
+                )
+                .collect(),
+            moving,
+        })
     }
 
     async fn process_ready(&mut self) -> Result<(), ActorProcessingErr> {

@@ -56,6 +56,10 @@ pub enum ServerMsg {
     Positions {
         reply: RpcReplyPort<Result<(u64, u64), Error>>,
     },
+    /// The group's members and move, from the Raft actor (`not_leader` on a follower).
+    GroupStatus {
+        reply: RpcReplyPort<Result<daftka_protocol::GroupStatus, Error>>,
+    },
 }
 
 pub struct Server;
@@ -105,6 +109,19 @@ impl Actor for Server {
                     let _ = reply.send(Err(Error::unavailable("replica storage restarting")));
                 }
             },
+            ServerMsg::GroupStatus { reply } => {
+                match ractor::registry::where_is(names::replica_raft(
+                    &state.ctx.node,
+                    state.replica.group,
+                )) {
+                    Some(raft) => {
+                        let _ = ActorRef::<RaftMsg>::from(raft).cast(RaftMsg::Status { reply });
+                    }
+                    None => {
+                        let _ = reply.send(Err(Error::unavailable("replica restarting")));
+                    }
+                }
+            }
         }
         Ok(())
     }
