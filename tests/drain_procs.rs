@@ -1,17 +1,22 @@
 //! Drain under load on four real processes on loopback: while producers write through every node
-//! over HTTP, node d is drained (`POST /v1/cluster/nodes/d/drain`). It ends `drained` with no
-//! replica and no leadership, the producers never stop being served, the history checker finds 0
-//! lost, 0 duplicated-without-cause and 0 reordered records, every replica on a, b and c holds the
-//! same committed log (read from each stopped node's fjall store), and d's store holds no
-//! partition any more.
+//! over HTTP and a two-member consumer group reads the topic over HTTP, node d is drained
+//! (`POST /v1/cluster/nodes/d/drain`). It ends `drained` with no replica and no leadership, the
+//! producers never stop being served, the history checker finds 0 lost, 0
+//! duplicated-without-cause and 0 reordered records, the group consumed every acknowledged
+//! record, every replica on a, b and c holds the same committed log (read from each stopped
+//! node's fjall store), and d's store holds no partition any more.
 
 mod support;
 
 use std::path::Path;
 use std::time::Duration;
 
+use std::sync::atomic::Ordering;
+
+use daftka_http::client::Api;
 use serde_json::{json, Value};
 use support::eventually;
+use support::group::{member, GroupReads};
 use support::procs::{slots_n, start_all, stop_all, Slot};
 use support::produce::Producers;
 use support::readback::{assert_replicas_agree, check_history, metric_hwms, store_log};
@@ -44,6 +49,14 @@ async fn a_node_drains_under_load_and_nothing_is_lost() {
     assert_eq!(created.status().as_u16(), 201);
 
     let producers = Producers::start(4, &urls, (TOPIC, PARTITIONS, BATCH));
+    let reads = GroupReads::default();
+    let members: Vec<_> = urls[..2]
+        .iter()
+        .map(|u| {
+            let api = Api::new(u).expect("api");
+            member(api, "drain-readers", TOPIC, reads.clone())
+        })
+        .collect();
     let acked = || producers.acked();
     eventually("records acknowledged before the drain", WAIT, async || {
         (acked() >= 400).then_some(())
@@ -78,6 +91,22 @@ async fn a_node_drains_under_load_and_nothing_is_lost() {
     .await;
     let shared = producers.finish().await;
     let report = check_history(&http, &urls[0], TOPIC, PARTITIONS, &shared.history).await;
+    eventually(
+        "the group to consume every acknowledged record",
+        WAIT,
+        async || reads.has_all(shared.history.acked.keys()).then_some(()),
+    )
+    .await;
+    reads.stop.store(true, Ordering::Relaxed);
+    let mut owned = std::collections::BTreeSet::new();
+    for m in members {
+        owned.extend(m.await.expect("member"));
+    }
+    assert_eq!(
+        owned.len(),
+        PARTITIONS as usize,
+        "every partition had an owner"
+    );
     println!(
         "drain under load: {} acknowledged of {} sent, {} stored, {} stored with unknown outcome",
         report.acked,

@@ -7,14 +7,12 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use daftka_protocol::{
-    Client, Consumer, ConsumerConfig, ErrorCode, ProduceRecord, Record, TopicAlter, TopicSpec,
-};
+use daftka_protocol::{Client, ErrorCode, ProduceRecord, Record, TopicAlter, TopicSpec};
 use support::cluster::TestCluster;
+use support::group::{member, GroupReads};
 use support::{eventually, metric, start_node, test_config, unique_name};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -35,45 +33,6 @@ async fn produce(client: &Client, records: Vec<ProduceRecord>) {
     .await;
 }
 
-/// One group member in a task: polls, records every value it gets, acknowledges and commits,
-/// until `stop`. Returns the partitions it ever owned.
-fn member(
-    client: Client,
-    seen: Arc<Mutex<BTreeSet<String>>>,
-    stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<BTreeSet<u32>> {
-    tokio::spawn(async move {
-        let mut config = ConsumerConfig::new("readers", ["orders"]);
-        config.session_timeout = Some(Duration::from_secs(3));
-        config.fetch_wait = Duration::from_millis(100);
-        let c = Consumer::join(client, config).await.expect("join");
-        let mut owned = BTreeSet::new();
-        while !stop.load(Ordering::Relaxed) {
-            owned.extend(c.assignment().into_iter().map(|(_, p)| p));
-            match c.poll(200, Duration::from_millis(100)).await {
-                Ok(batch) => {
-                    for r in &batch {
-                        let v = String::from_utf8_lossy(&r.record.value).into_owned();
-                        seen.lock().expect("seen").insert(v);
-                        c.ack(r);
-                    }
-                    if !batch.is_empty() {
-                        // A commit may be refused mid-rebalance: the next one carries it.
-                        let _ = c.commit().await;
-                    }
-                }
-                Err(e) if e.retryable() || e.code == ErrorCode::NotAssigned => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) if e.code == ErrorCode::StaleGeneration => {}
-                Err(e) => panic!("member failed: {e}"),
-            }
-        }
-        let _ = c.close().await;
-        owned
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_grow_while_a_group_consumes() {
     let c = TestCluster::start_with(3, |cfg| {
@@ -89,10 +48,9 @@ async fn partitions_grow_while_a_group_consumes() {
         })
         .await
         .expect("create");
-    let seen = Arc::new(Mutex::new(BTreeSet::new()));
-    let stop = Arc::new(AtomicBool::new(false));
+    let reads = GroupReads::default();
     let members: Vec<_> = (0..3)
-        .map(|i| member(c.client(i), seen.clone(), stop.clone()))
+        .map(|i| member(c.client(i), "readers", "orders", reads.clone()))
         .collect();
     for chunk in 0..10 {
         produce(&client, keyed(chunk * 30, 30)).await;
@@ -134,13 +92,12 @@ async fn partitions_grow_while_a_group_consumes() {
         d.partitions[3..].iter().all(|p| p.high_watermark > 0),
         "keys reach the new partitions: {d:?}"
     );
-    let all: BTreeSet<String> = (0..600).map(|i| format!("v{i}")).collect();
+    let all: Vec<String> = (0..600).map(|i| format!("v{i}")).collect();
     eventually("the group to consume every record", WAIT, async || {
-        let seen = seen.lock().expect("seen");
-        all.is_subset(&seen).then_some(())
+        reads.has_all(all.iter()).then_some(())
     })
     .await;
-    stop.store(true, Ordering::Relaxed);
+    reads.stop.store(true, Ordering::Relaxed);
     let mut owned = BTreeSet::new();
     for m in members {
         owned.extend(m.await.expect("member"));

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod cluster;
+pub mod group;
 pub mod history;
 pub mod netns;
 pub mod procs;

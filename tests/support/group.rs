@@ -1,0 +1,69 @@
+//! A consumer-group member for the tests: the real [`Consumer`] over either transport (the native
+//! client, or HTTP through `daftka_http::client::Api`), in a task that records what it reads.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use daftka_protocol::consumer::GroupTransport;
+use daftka_protocol::{Consumer, ConsumerConfig, ErrorCode};
+
+/// What the members of a test's group read, and when they stop.
+#[derive(Clone, Default)]
+pub struct GroupReads {
+    pub seen: Arc<Mutex<BTreeSet<String>>>,
+    pub stop: Arc<AtomicBool>,
+}
+
+impl GroupReads {
+    /// Whether every value of `want` was read by some member.
+    pub fn has_all<'a>(&self, mut want: impl Iterator<Item = &'a String>) -> bool {
+        let seen = self.seen.lock().expect("seen");
+        want.all(|v| seen.contains(v))
+    }
+}
+
+/// One member of `group` reading `topic` through `transport` until `reads.stop`: every value it
+/// gets goes to `reads.seen`, is acknowledged, and committed after each batch. Returns the
+/// partitions it ever owned.
+pub fn member<T: GroupTransport + Clone>(
+    transport: T,
+    group: &str,
+    topic: &str,
+    reads: GroupReads,
+) -> tokio::task::JoinHandle<BTreeSet<u32>> {
+    let mut config = ConsumerConfig::new(group, [topic]);
+    config.session_timeout = Some(Duration::from_secs(3));
+    config.fetch_wait = Duration::from_millis(100);
+    tokio::spawn(async move {
+        let c = super::eventually("a member to join", Duration::from_secs(60), async || {
+            Consumer::join(transport.clone(), config.clone()).await.ok()
+        })
+        .await;
+        let mut owned = BTreeSet::new();
+        while !reads.stop.load(Ordering::Relaxed) {
+            owned.extend(c.assignment().into_iter().map(|(_, p)| p));
+            match c.poll(200, Duration::from_millis(100)).await {
+                Ok(batch) => {
+                    for r in &batch {
+                        let v = String::from_utf8_lossy(&r.record.value).into_owned();
+                        reads.seen.lock().expect("seen").insert(v);
+                        c.ack(r);
+                    }
+                    if !batch.is_empty() {
+                        // A commit may be refused mid-rebalance: the next one carries it.
+                        let _ = c.commit().await;
+                    }
+                }
+                Err(e) if e.retryable() || e.code == ErrorCode::NotAssigned => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) if e.code == ErrorCode::StaleGeneration => {}
+                Err(e) => panic!("group member failed: {e}"),
+            }
+        }
+        let _ = c.close().await;
+        owned
+    })
+}
