@@ -57,16 +57,6 @@ async fn see(http: &reqwest::Client, node: &BinaryNode, peer: &str, status: &str
     .await
 }
 
-/// Sends `signal` (e.g. `STOP`, `CONT`) to the node's process.
-fn signal(node: &BinaryNode, signal: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(node.child.id().to_string())
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{signal} failed");
-}
-
 fn spawn(name: &str, dir: &Path, args: Vec<String>) -> BinaryNode {
     BinaryNode::spawn_with(name, &dir.join(name), &args)
 }
@@ -95,9 +85,9 @@ async fn nodes_join_with_the_cookie_and_only_with_it() {
     see(&http, &b, "a", "up").await;
 
     // Pause b: no session closes, but its heartbeats stop, so a sees it down; resume: up again.
-    signal(&b, "STOP");
+    b.signal("STOP");
     see(&http, &a, "b", "down").await;
-    signal(&b, "CONT");
+    b.signal("CONT");
     see(&http, &a, "b", "up").await;
 
     // c tried and was refused, more than once; a never admitted it.

@@ -292,6 +292,16 @@ impl BinaryNode {
         .await
     }
 
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the node's process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
     /// kill -9: no clean shutdown.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

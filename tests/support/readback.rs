@@ -143,6 +143,63 @@ pub async fn check_history(
     report
 }
 
+/// The end of a test of moves on processes: waits until every node is ready and nothing moves,
+/// stops the producers and checks their history (0 lost, reordered, unexpected), waits until
+/// every node holding a partition reports the same high watermark (three holders at least),
+/// stops the nodes and checks that every holder's store holds the same log.
+pub async fn settle_moves(
+    http: &reqwest::Client,
+    nodes: &mut [super::procs::Slot],
+    producers: super::produce::Producers,
+    (topic, partitions): (&str, u32),
+) -> Report {
+    let wait = std::time::Duration::from_secs(120);
+    for n in nodes.iter() {
+        super::procs::wait_ready(http, &n.url()).await;
+    }
+    let first = nodes[0].url();
+    super::eventually("no move in flight", wait, async || {
+        let v: serde_json::Value = http
+            .get(format!("{first}/v1/reassignments"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        v["reassignments"].as_array()?.is_empty().then_some(())
+    })
+    .await;
+    let shared = producers.finish().await;
+    let report = check_history(http, &first, topic, partitions, &shared.history).await;
+    assert!(report.acked > 0);
+    let metrics: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("http://127.0.0.1:{}", n.metrics))
+        .collect();
+    super::eventually("the holders of each partition to agree", wait, async || {
+        let mut per_partition: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+        for m in &metrics {
+            for (p, h) in metric_hwms(http, m, topic).await? {
+                per_partition.entry(p).or_default().push(h);
+            }
+        }
+        (per_partition.len() == partitions as usize
+            && per_partition
+                .values()
+                .all(|h| h.len() >= 3 && h.iter().all(|x| *x == h[0])))
+        .then_some(())
+    })
+    .await;
+    super::procs::stop_all(nodes);
+    let stores: Vec<(&str, &Path)> = nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n.dir.as_path()))
+        .collect();
+    assert_holders_agree(&stores, partitions, 3, report.stored);
+    report
+}
+
 /// Every stopped node's store (`(name, data dir)`) holds the same committed log of `partitions`
 /// partitions, `stored` records in all.
 pub fn assert_replicas_agree(nodes: &[(&str, &Path)], partitions: u32, stored: usize) {

@@ -180,6 +180,26 @@ pub struct ReplicaRaftState {
     catch_up: Arc<CatchUp>,
 }
 
+/// The name of a move's phase when its next step is `step` (`copying`: a destination is not a
+/// voter yet; `before`: the phase seen last, kept while nothing is to be done).
+fn phase_of(
+    step: &daftka_core::reconfig::Step,
+    copying: bool,
+    before: Option<&'static str>,
+) -> &'static str {
+    use daftka_core::reconfig::Step;
+    match step {
+        Step::AddLearners(_) => "adding_learners",
+        Step::Wait if copying => "catching_up",
+        Step::Wait => before.unwrap_or("waiting"),
+        Step::EnterJoint { .. } => "entering_joint",
+        Step::TransferLeader(_) => "transferring_leadership",
+        Step::LeaveJoint => "leaving_joint",
+        Step::RemoveLearners(_) => "removing_learners",
+        Step::Done => "finishing",
+    }
+}
+
 /// A move as the leader carrying it out tracks it.
 struct MoveTracking {
     target: Vec<u64>,
@@ -486,7 +506,6 @@ impl ReplicaRaftState {
         target: &[u64],
         step: &daftka_core::reconfig::Step,
     ) -> Result<(), ActorProcessingErr> {
-        use daftka_core::reconfig::Step;
         if !self.raft.is_leader() {
             self.moving = None;
             self.catch_up.set_peers(Default::default());
@@ -498,16 +517,11 @@ impl ReplicaRaftState {
             .copied()
             .filter(|id| !conf.voters.contains(id))
             .collect();
-        let phase = match step {
-            Step::AddLearners(_) => "adding_learners",
-            Step::Wait if !catching_up.is_empty() => "catching_up",
-            Step::Wait => self.moving.as_ref().map_or("waiting", |m| m.phase),
-            Step::EnterJoint { .. } => "entering_joint",
-            Step::TransferLeader(_) => "transferring_leadership",
-            Step::LeaveJoint => "leaving_joint",
-            Step::RemoveLearners(_) => "removing_learners",
-            Step::Done => "finishing",
-        };
+        let phase = phase_of(
+            step,
+            !catching_up.is_empty(),
+            self.moving.as_ref().map(|m| m.phase),
+        );
         self.catch_up.set_peers(catching_up);
         match &mut self.moving {
             Some(m) if m.target == target => m.phase = phase,
@@ -544,7 +558,15 @@ impl ReplicaRaftState {
         }
         let me = self.raft.id();
         let moving = self.moving.as_ref().map(|m| daftka_protocol::MoveStatus {
-            phase: m.phase.to_string(),
+            // As the applied configuration stands now, not as at the last nudge.
+            phase: {
+                let step = self
+                    .raft
+                    .move_step(&m.target, self.ctx.config.rebalance.catch_up_entries);
+                let conf = self.raft.conf_state();
+                let copying = m.target.iter().any(|id| !conf.voters.contains(id));
+                phase_of(&step, copying, Some(m.phase)).to_string()
+            },
             bytes_copied: self
                 .catch_up
                 .copied
