@@ -108,6 +108,9 @@ pub enum TopicCommand {
         /// The new replicas, comma-separated; the first is the preferred leader.
         #[arg(long, value_delimiter = ',', required = true)]
         replicas: Vec<String>,
+        /// Follow the move, a progress line per change of phase or bytes, until it ends.
+        #[arg(long)]
+        wait: bool,
     },
 }
 
@@ -642,6 +645,7 @@ mod tests {
                                 name,
                                 partition,
                                 replicas,
+                                wait: false,
                             },
                     })),
                 ..

@@ -54,9 +54,14 @@ pub async fn run(
             name,
             partition,
             replicas,
+            wait,
         } => {
             let r = api.reassign(&name, partition, &replicas).await?;
             out.write_all(format_reassignment(&r).as_bytes()).await?;
+            if wait {
+                out.flush().await?;
+                follow_move(api, &name, partition, out).await?;
+            }
         }
     }
     Ok(())
@@ -99,6 +104,51 @@ pub fn format_describe(topic: &TopicJson) -> String {
             )
         })
         .collect()
+}
+
+/// How often `reassign --wait` looks at the move.
+const WAIT_POLL_MS: u64 = 500;
+
+/// Prints `moving T/P: PHASE COPIED/TOTAL bytes` each time the move's phase or bytes change, then
+/// `moved T/P to R` once it is no longer in flight.
+async fn follow_move(
+    api: &Api,
+    topic: &str,
+    partition: u32,
+    out: &mut (impl AsyncWrite + Unpin),
+) -> Result<(), ClientError> {
+    let mut last = None;
+    loop {
+        let moves = api.reassignments().await?;
+        let Some(m) = moves
+            .into_iter()
+            .find(|m| m.topic == topic && m.partition == partition)
+        else {
+            let t = api.describe_topic(topic).await?;
+            let replicas = t
+                .partitions
+                .iter()
+                .find(|p| p.partition == partition)
+                .map(|p| p.replicas.join(","))
+                .unwrap_or_default();
+            out.write_all(format!("moved {topic}/{partition} to {replicas}\n").as_bytes())
+                .await?;
+            return Ok(());
+        };
+        let now = (m.phase.clone(), m.bytes_copied, m.bytes_total);
+        if last.as_ref() != Some(&now) {
+            let line = format!(
+                "moving {topic}/{partition}: {} {}/{} bytes\n",
+                m.phase.as_deref().unwrap_or("-"),
+                m.bytes_copied,
+                m.bytes_total
+            );
+            out.write_all(line.as_bytes()).await?;
+            out.flush().await?;
+            last = Some(now);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(WAIT_POLL_MS)).await;
+    }
 }
 
 /// One move's line: `topic partition from to phase copied/total` (node lists comma-separated,
@@ -171,6 +221,62 @@ mod tests {
         )
         .await?;
         Ok(String::from_utf8(out).expect("utf8 output"))
+    }
+
+    #[tokio::test]
+    async fn reassign_wait_follows_the_move() {
+        // The move shows twice the same (one line), then another phase, then it is gone.
+        let looks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let node = {
+            let looks = looks.clone();
+            MockNode::start(move |req| match (req.method.as_str(), req.path.as_str()) {
+                ("POST", "/v1/topics/orders/partitions/3/reassign") => Reply::json(
+                    202,
+                    json!({"topic": "orders", "partition": 3, "from": ["a", "b", "c"],
+                           "to": ["a", "c", "d"], "started_ms": 5}),
+                ),
+                ("GET", "/v1/reassignments") => {
+                    let n = looks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let m = |phase: &str, copied: u64| {
+                        json!({"topic": "orders", "partition": 3, "from": ["a", "b", "c"],
+                               "to": ["a", "c", "d"], "started_ms": 5, "phase": phase,
+                               "bytes_copied": copied, "bytes_total": 1000})
+                    };
+                    let list = match n {
+                        0 | 1 => vec![m("catching_up", 300)],
+                        2 => vec![m("leaving_joint", 1000)],
+                        _ => vec![],
+                    };
+                    Reply::json(200, json!({ "reassignments": list }))
+                }
+                ("GET", "/v1/topics/orders") => Reply::json(
+                    200,
+                    json!({"name": "orders", "replication_factor": 3, "partitions": [
+                        {"partition": 3, "leader": "a", "replicas": ["a", "c", "d"],
+                         "log_start_offset": 0, "high_watermark": 9}]}),
+                ),
+                _ => Reply::error(404, "not_found", "no route"),
+            })
+            .await
+        };
+        let out = topic(
+            &node,
+            TopicCommand::Reassign {
+                name: "orders".into(),
+                partition: 3,
+                replicas: vec!["a".into(), "c".into(), "d".into()],
+                wait: true,
+            },
+        )
+        .await
+        .expect("reassign --wait");
+        assert_eq!(
+            out,
+            "orders\t3\ta,b,c\ta,c,d\t-\t0/0\n\
+             moving orders/3: catching_up 300/1000 bytes\n\
+             moving orders/3: leaving_joint 1000/1000 bytes\n\
+             moved orders/3 to a,c,d\n"
+        );
     }
 
     #[tokio::test]
@@ -260,6 +366,7 @@ mod tests {
                 name: "orders".into(),
                 partition: 3,
                 replicas: vec!["a".into(), "c".into(), "d".into()],
+                wait: false,
             },
         )
         .await
