@@ -299,6 +299,12 @@ impl PlacementState {
             cfg.max_parallel_moves as usize,
             now_ms,
         );
+        let partition = |group: &daftka_protocol::GroupId| {
+            state
+                .partition_by_group(*group)
+                .map(|(t, p)| format!("{t}/{}", p.partition))
+                .unwrap_or_default()
+        };
         for cmd in &moves {
             match cmd {
                 MetadataCommand::StartMove {
@@ -308,10 +314,10 @@ impl PlacementState {
                         .iter()
                         .filter(|n| dead.contains(*n) || state.draining.contains(*n))
                         .collect();
-                    tracing::info!(%group, ?from, ?to, ?gone, "starting a move: the partition is below its replication factor, or has replicas on nodes that are draining or down past rebalance.node_down_timeout");
+                    tracing::info!(partition = %partition(group), %group, ?from, ?to, ?gone, "starting a move: the partition is below its replication factor, or has replicas on nodes that are draining, removed, or down past rebalance.node_down_timeout");
                 }
                 MetadataCommand::RedirectMove { group, from_to, to } => {
-                    tracing::info!(%group, ?from_to, ?to, "redirecting a move: a destination is draining or down past rebalance.node_down_timeout");
+                    tracing::info!(partition = %partition(group), %group, ?from_to, ?to, "redirecting a move: a destination is draining, removed, or down past rebalance.node_down_timeout");
                 }
                 _ => {}
             }
@@ -328,7 +334,7 @@ impl PlacementState {
                     group, from, to, ..
                 } = &m
                 {
-                    tracing::info!(%group, ?from, ?to, "starting a move: evening out a topic's replicas across nodes");
+                    tracing::info!(partition = %partition(group), %group, ?from, ?to, "starting a move: evening out a topic's replicas across nodes");
                 }
                 moves.push(m);
             }

@@ -480,7 +480,8 @@ impl ReplicaRaftState {
                     return Ok(());
                 }
                 self.finishing = Some(now);
-                tracing::info!(%group, ?to, "move finished: the group's voters are its new replicas");
+                let partition = format!("{}/{}", self.replica.topic, self.replica.partition);
+                tracing::info!(%partition, %group, ?to, "move finished: the group's voters are its new replicas");
                 let ctx = self.ctx.clone();
                 tokio::spawn(async move {
                     let cmd = daftka_core::metadata::MetadataCommand::FinishMove { group, to };
@@ -490,7 +491,7 @@ impl ReplicaRaftState {
                 });
             }
             step => {
-                tracing::info!(%group, ?step, "move step");
+                tracing::info!(partition = %format!("{}/{}", self.replica.topic, self.replica.partition), %group, ?step, "move step");
                 if let Err(e) = self.raft.take_step(&step) {
                     tracing::debug!(%group, error = %e, "move step refused; tried again later");
                 }
