@@ -295,6 +295,23 @@ async fn replicas_of_a_node_down_for_good_are_created_again_elsewhere() {
         },
     )
     .await;
+    // The metadata group healed: node 2, a voter down past the timeout, was replaced by the new
+    // node (a learner promoted), then demoted.
+    eventually(
+        "the new node to replace the dead metadata voter",
+        WAIT,
+        async || {
+            let info = client.cluster_info().await.ok()?;
+            let role = |n: &str| {
+                info.nodes
+                    .iter()
+                    .find(|x| x.name == n)
+                    .map(|x| x.metadata_role.clone())
+            };
+            (role(lost)? == "voter" && role(&down)? == "learner").then_some(())
+        },
+    )
+    .await;
     produce(&client, keyed(350, 50)).await;
     all_present(&read_all(&client, PARTITIONS).await, 0, 400);
 }

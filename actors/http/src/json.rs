@@ -574,6 +574,9 @@ pub struct NodeJson {
     /// Partitions it leads.
     #[serde(default)]
     pub leaders: u32,
+    /// Its place in the metadata group: `voter`, `learner` or `none`. (Empty from older nodes.)
+    #[serde(default)]
+    pub metadata_role: String,
 }
 
 impl From<NodeInfo> for NodeJson {
@@ -586,6 +589,7 @@ impl From<NodeInfo> for NodeJson {
             state: n.state,
             replicas: n.replicas,
             leaders: n.leaders,
+            metadata_role: n.metadata_role,
         }
     }
 }

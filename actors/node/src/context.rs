@@ -25,6 +25,9 @@ pub struct MetadataView {
     pub leader: Option<String>,
     /// The last metadata log index `state` includes.
     pub applied: u64,
+    /// The metadata group's voters and learners (raft ids), as this node applied them.
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
 }
 
 /// One peer node as membership sees it.

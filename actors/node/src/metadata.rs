@@ -486,11 +486,14 @@ impl MetadataActorState {
             .find(|n| n.raft_id == leader_id)
             .map(|n| n.name.clone())
             .or_else(|| (leader_id == self.ctx.raft_id).then(|| self.ctx.node.clone()));
+        let conf = self.raft.conf_state();
         self.ctx.metadata.send_replace(MetadataView {
             state: Arc::new(st.clone()),
             loaded,
             leader,
             applied: self.raft.machine.applied,
+            voters: conf.voters,
+            learners: conf.learners,
         });
         // Ready once the log is replayed and this node is registered (placement needs it).
         self.ctx

@@ -640,6 +640,7 @@ impl Inner {
                     state: "active".into(),
                     replicas: 0,
                     leaders: 0,
+                    metadata_role: "none".into(),
                 });
             }
         }
@@ -770,6 +771,17 @@ impl Inner {
             state: state_name.to_string(),
             replicas: u32::try_from(replicas).unwrap_or(u32::MAX),
             leaders: u32::try_from(leaders).unwrap_or(u32::MAX),
+            metadata_role: {
+                let view = self.ctx.metadata_view();
+                if view.voters.contains(&n.raft_id) {
+                    "voter"
+                } else if view.learners.contains(&n.raft_id) {
+                    "learner"
+                } else {
+                    "none"
+                }
+                .to_string()
+            },
         }
     }
 

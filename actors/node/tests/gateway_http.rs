@@ -299,6 +299,7 @@ impl Actor for FakeRouter {
                         state: "active".into(),
                         replicas: 2,
                         leaders: 1,
+                        metadata_role: "voter".into(),
                     }],
                     metadata_leader: Some("a".into()),
                     seeds: vec![],
@@ -352,6 +353,7 @@ impl Actor for FakeRouter {
                         state: if d { "draining" } else { "active" }.into(),
                         replicas: 2,
                         leaders: 1,
+                        metadata_role: "voter".into(),
                     }),
                     (Ok(n), _) => Err(Error::new(
                         ErrorCode::UnknownNode,
@@ -375,6 +377,7 @@ impl Actor for FakeRouter {
                         state: "removed".into(),
                         replicas: 1,
                         leaders: 0,
+                        metadata_role: "voter".into(),
                     }),
                     Ok(n) => Err(Error::new(
                         ErrorCode::UnknownNode,
@@ -861,7 +864,8 @@ async fn cluster_and_health() {
     assert_eq!(
         a.body,
         json!({"nodes": [{"name": "a", "cluster_addr": "127.0.0.1:7000", "http_addr": "127.0.0.1:8080", "status": "up",
-                          "state": "active", "replicas": 2, "leaders": 1}],
+                          "state": "active", "replicas": 2, "leaders": 1,
+                          "metadata_role": "voter"}],
                "metadata_leader": "a", "seeds": []})
     );
     let a = h.get("/healthz").await;

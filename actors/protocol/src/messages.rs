@@ -165,6 +165,8 @@ pub struct NodeInfo {
     pub replicas: u32,
     /// Partitions it leads, as the metadata last heard.
     pub leaders: u32,
+    /// Its place in the metadata group: `voter`, `learner` or `none`.
+    pub metadata_role: String,
 }
 
 /// A replica move in flight: a partition's replicas going from `from` to `to`.

@@ -133,6 +133,7 @@ fn node_info() -> impl Strategy<Value = NodeInfo> {
                 name,
                 cluster_addr,
                 http_addr,
+                metadata_role: status.chars().rev().collect(),
                 status,
                 state,
                 replicas,
