@@ -155,8 +155,8 @@ async fn a_drained_node_ends_with_no_replica_and_nothing_is_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_reassigned_by_hand_moves_and_keeps_its_records() {
     // The catch-up is throttled to 128 KiB/s (in appends of at most 16 KiB): copying the
-    // partition's ~400 KB takes seconds, long enough to see the move's phase and bytes, and the
-    // new replica as a learner.
+    // partition's ~400 KB (100 entries) takes seconds, long enough to see the move's phase and
+    // bytes, and the new replica as a learner.
     let c = TestCluster::start_with(4, |cfg| {
         cfg.rebalance.move_bytes_per_sec = 128 << 10;
         cfg.raft.max_size_per_msg = 16 << 10;
@@ -181,10 +181,14 @@ async fn a_partition_reassigned_by_hand_moves_and_keeps_its_records() {
             record: Record::from_value(format!("v{i}")).with_key(pad.clone()),
         })
         .collect();
-    eventually("a produce", WAIT, async || {
-        client.produce("orders", records.clone()).await.ok()
-    })
-    .await;
+    // One request per record: a log of 100 entries, more than a learner may lag behind
+    // (`rebalance.catch_up_entries`, 64) and still count as caught up.
+    for r in &records {
+        eventually("a produce", WAIT, async || {
+            client.produce("orders", vec![r.clone()]).await.ok()
+        })
+        .await;
+    }
     // Each replica's state as the leader sees it: one leader, two followers.
     let before = eventually(
         "every replica to be in the leader's view",
@@ -280,7 +284,8 @@ async fn a_partition_reassigned_by_hand_moves_and_keeps_its_records() {
         .collect();
     let want: Vec<String> = (0..100).map(|i| format!("v{i}")).collect();
     assert_eq!(values, want);
-    // The leaders counted what they sent to the new replica.
+    // The leaders counted what they sent to the new replica while it was a learner (at least
+    // what the move showed; the last `catch_up_entries` follow once it is a voter).
     let mut sent = 0.0;
     for m in &c.members {
         let node = m.node.as_ref().expect("running");
@@ -288,5 +293,8 @@ async fn a_partition_reassigned_by_hand_moves_and_keeps_its_records() {
             .await
             .unwrap_or(0.0);
     }
-    assert!(sent >= 100.0 * 4000.0, "daftka_move_bytes_total: {sent}");
+    assert!(
+        sent >= seen.bytes_copied as f64,
+        "daftka_move_bytes_total: {sent}, {seen:?}"
+    );
 }

@@ -51,13 +51,33 @@ pub struct RaftGroup<M: StateMachine<Batch = WriteBatch>> {
     /// Called after applied entries are written and before their proposers are answered, with
     /// the machine's view and whether this replica leads.
     on_applied: Option<ApplyObserver<M::View>>,
-    /// Decides per outgoing message whether it goes now (a move's throttled catch-up); a
-    /// message it keeps back is dropped, and Raft sends again.
+    /// Decides per outgoing message whether it goes now (a move's throttled catch-up).
     send_filter: Option<SendFilter>,
+    /// Messages the filter held back, in order, and their bytes (see [`Self::release_held`]).
+    held: std::collections::VecDeque<Message>,
+    held_bytes: u64,
+}
+
+/// What a [`SendFilter`] says of an outgoing message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Send,
+    /// Not now: it waits, in order with the later messages to the same peer.
+    Hold,
 }
 
 /// See [`RaftGroup::set_send_filter`].
-pub type SendFilter = Box<dyn FnMut(&Message) -> bool + Send>;
+pub type SendFilter = Box<dyn FnMut(&Message) -> Verdict + Send>;
+
+/// The most bytes of messages a group holds back for its send filter; past it, a message that
+/// would wait is dropped, and Raft sends it again (the peer's progress falls back to probing).
+pub const HELD_BYTES_MAX: u64 = 16 << 20;
+
+/// The payload bytes of a message: its entries' data, or its snapshot's.
+pub fn payload_bytes(m: &Message) -> u64 {
+    m.entries.iter().map(|e| e.data.len() as u64).sum::<u64>()
+        + m.snapshot.as_ref().map_or(0, |s| s.data.len() as u64)
+}
 
 /// Errors of a group: a failed write or a driver error; the owner must stop.
 #[derive(Debug, thiserror::Error)]
@@ -112,18 +132,66 @@ impl<M: StateMachine<Batch = WriteBatch>> RaftGroup<M> {
             on_latency: None,
             on_applied: None,
             send_filter: None,
+            held: Default::default(),
+            held_bytes: 0,
         };
         g.carry_out(effects).await?;
         Ok(g)
     }
 
-    /// Records each answered proposal's latency with `f`.
-    /// Every outgoing message is first shown to `f`; those it refuses are dropped (Raft sends
-    /// them again: a probe, the next heartbeat's append).
+    /// Every outgoing message is first shown to `f`. One it holds, and every later one to the
+    /// same peer, waits (at most [`HELD_BYTES_MAX`] bytes; past it, dropped) until
+    /// [`Self::release_held`] finds `f` willing: the peer receives them in order, only later.
     pub fn set_send_filter(&mut self, f: SendFilter) {
         self.send_filter = Some(f);
     }
 
+    /// Sends the held messages `f` lets go now, oldest first, up to the first it holds again
+    /// (the owner calls it on every tick).
+    pub fn release_held(&mut self) {
+        let Some(filter) = &mut self.send_filter else {
+            return;
+        };
+        let mut out = Vec::new();
+        while let Some(m) = self.held.front() {
+            if filter(m) == Verdict::Hold {
+                break;
+            }
+            if let Some(m) = self.held.pop_front() {
+                self.held_bytes = self.held_bytes.saturating_sub(payload_bytes(&m));
+                out.push(m);
+            }
+        }
+        if !out.is_empty() {
+            self.transport.send(self.driver.group(), out);
+        }
+    }
+
+    /// Sends `messages` through the send filter (see [`Self::set_send_filter`]).
+    fn send(&mut self, messages: Vec<Message>) {
+        let Some(filter) = &mut self.send_filter else {
+            self.transport.send(self.driver.group(), messages);
+            return;
+        };
+        let mut out = Vec::with_capacity(messages.len());
+        for m in messages {
+            let behind = self.held.iter().any(|h| h.to == m.to);
+            if !behind && filter(&m) == Verdict::Send {
+                out.push(m);
+                continue;
+            }
+            let bytes = payload_bytes(&m);
+            if self.held_bytes + bytes <= HELD_BYTES_MAX {
+                self.held_bytes += bytes;
+                self.held.push_back(m);
+            }
+        }
+        if !out.is_empty() {
+            self.transport.send(self.driver.group(), out);
+        }
+    }
+
+    /// Records each answered proposal's latency with `f`.
     pub fn set_latency_observer(&mut self, f: Box<dyn Fn(std::time::Duration) + Send>) {
         self.on_latency = Some(f);
     }
@@ -202,14 +270,7 @@ impl<M: StateMachine<Batch = WriteBatch>> RaftGroup<M> {
     ) -> Result<(), ConsensusError> {
         for effect in effects {
             match effect {
-                Effect::Send(mut messages) => {
-                    if let Some(keep) = &mut self.send_filter {
-                        messages.retain(|m| keep(m));
-                    }
-                    if !messages.is_empty() {
-                        self.transport.send(self.driver.group(), messages)
-                    }
-                }
+                Effect::Send(messages) => self.send(messages),
                 Effect::Write { batch, durable } => self.store.write(batch, durable).await?,
                 Effect::Applied { view, leader } => {
                     if let Some(f) = &self.on_applied {

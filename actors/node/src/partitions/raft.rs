@@ -232,30 +232,26 @@ impl CatchUp {
 }
 
 /// The send filter of a partition's group: appends and snapshots to a move's catching-up
-/// replicas take their bytes from the node's move throttle (held back when it is empty: Raft
-/// sends again), and are counted in `daftka_move_bytes_total`.
+/// replicas take their bytes from the node's move throttle (held back while it is empty, and
+/// released on ticks), and are counted in `daftka_move_bytes_total`.
 fn throttle_catch_up(
     ctx: Arc<NodeContext>,
     catch_up: Arc<CatchUp>,
 ) -> crate::consensus::SendFilter {
+    use crate::consensus::Verdict;
     Box::new(move |m| {
-        use raft::eraftpb::MessageType;
-        let bytes: u64 = match m.get_msg_type() {
-            MessageType::MsgAppend => m.entries.iter().map(|e| e.data.len() as u64).sum(),
-            MessageType::MsgSnapshot => m.get_snapshot().get_data().len() as u64,
-            _ => return true,
-        };
+        let bytes = crate::consensus::payload_bytes(m);
         if bytes == 0 || !catch_up.is_peer(m.to) {
-            return true;
+            return Verdict::Send;
         }
         if !ctx.move_throttle.take(bytes) {
-            return false;
+            return Verdict::Hold;
         }
         catch_up
             .copied
             .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
         ctx.metrics.move_bytes.inc_by(bytes);
-        true
+        Verdict::Send
     })
 }
 
@@ -424,6 +420,7 @@ impl Actor for ReplicaRaft {
                         }
                     }
                 }
+                state.raft.release_held();
                 if state.raft.tick() {
                     let _ = myself.cast(RaftMsg::ProcessReady);
                 }
