@@ -56,6 +56,10 @@ pub struct RaftGroup<M: StateMachine<Batch = WriteBatch>> {
     /// Messages the filter held back, in order, and their bytes (see [`Self::release_held`]).
     held: std::collections::VecDeque<Message>,
     held_bytes: u64,
+    /// Peers a payload was dropped for (the held bytes were full): every later payload to them
+    /// is dropped too until what is held for them has gone, so nothing after the gap is sent
+    /// for the peer to refuse; Raft then sends again from what the peer has.
+    dropping: std::collections::BTreeSet<u64>,
 }
 
 /// What a [`SendFilter`] says of an outgoing message.
@@ -134,6 +138,7 @@ impl<M: StateMachine<Batch = WriteBatch>> RaftGroup<M> {
             send_filter: None,
             held: Default::default(),
             held_bytes: 0,
+            dropping: Default::default(),
         };
         g.carry_out(effects).await?;
         Ok(g)
@@ -162,6 +167,8 @@ impl<M: StateMachine<Batch = WriteBatch>> RaftGroup<M> {
                 out.push(m);
             }
         }
+        let held = &self.held;
+        self.dropping.retain(|p| held.iter().any(|h| h.to == *p));
         if !out.is_empty() {
             self.transport.send(self.driver.group(), out);
         }
@@ -175,15 +182,36 @@ impl<M: StateMachine<Batch = WriteBatch>> RaftGroup<M> {
         };
         let mut out = Vec::with_capacity(messages.len());
         for m in messages {
+            let bytes = payload_bytes(&m);
+            if bytes > 0 && self.dropping.contains(&m.to) {
+                continue;
+            }
+            if bytes > 0 {
+                // Raft sends again from an earlier index (a probe after a refusal): what is held
+                // for the peer from there on is superseded.
+                let before = self.held.len();
+                let mut freed = 0;
+                self.held.retain(|h| {
+                    let stale = h.to == m.to && payload_bytes(h) > 0 && h.index >= m.index;
+                    if stale {
+                        freed += payload_bytes(h);
+                    }
+                    !stale
+                });
+                if self.held.len() != before {
+                    self.held_bytes = self.held_bytes.saturating_sub(freed);
+                }
+            }
             let behind = self.held.iter().any(|h| h.to == m.to);
             if !behind && filter(&m) == Verdict::Send {
                 out.push(m);
                 continue;
             }
-            let bytes = payload_bytes(&m);
             if self.held_bytes + bytes <= HELD_BYTES_MAX {
                 self.held_bytes += bytes;
                 self.held.push_back(m);
+            } else {
+                self.dropping.insert(m.to);
             }
         }
         if !out.is_empty() {
