@@ -15,11 +15,11 @@ use std::sync::atomic::Ordering;
 
 use daftka_http::client::Api;
 use serde_json::{json, Value};
-use support::eventually;
 use support::group::{member, GroupReads};
 use support::procs::{slots_n, start_all, stop_all, Slot};
 use support::produce::Producers;
 use support::readback::{assert_replicas_agree, check_history, metric_hwms, store_log};
+use support::{eventually, metric_at};
 
 const TOPIC: &str = "drained";
 const PARTITIONS: u32 = 4;
@@ -128,6 +128,14 @@ async fn a_node_drains_under_load_and_nothing_is_lost() {
         (all.iter()
             .all(|h| h.len() == PARTITIONS as usize && *h == all[0]))
         .then_some(())
+    })
+    .await;
+    // d's own Placement has deleted the replicas it no longer holds once its gauge says 0
+    // (published after that reconcile's deletions).
+    let d_metrics = format!("http://127.0.0.1:{}", nodes[3].metrics);
+    eventually("d to see it holds no replica", WAIT, async || {
+        let v = metric_at(&http, &d_metrics, "daftka_node_replicas{node=\"d\"} ").await?;
+        (v == 0.0).then_some(())
     })
     .await;
     stop_all(&mut nodes);

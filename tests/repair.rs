@@ -236,8 +236,16 @@ async fn replicas_of_a_node_down_for_good_are_created_again_elsewhere() {
     all_present(&read_all(&client, PARTITIONS).await, 0, 300);
 
     // The first node comes back with its old data: it holds no replica any more, and deletes them.
+    // It may be ready on its own stale metadata first (it replays its log before it hears from
+    // the leader); its own gauge says when its Placement has caught up (published after the
+    // deletions of that reconcile).
     c.start_member(3).await;
     c.wait_ready(3).await;
+    let node3 = c.members[3].node.as_ref().expect("running");
+    eventually("node 3 to see it holds no replica", WAIT, async || {
+        (metric(node3, &gauge).await? == 0.0).then_some(())
+    })
+    .await;
     let dir = c.members[3].dir.clone();
     c.stop(3).await;
     let store = Store::open(&dir.join("fjall"), StoreOptions::default()).expect("node 3's store");
