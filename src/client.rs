@@ -22,6 +22,9 @@
 //! the future that asks a long-running command to end cleanly (the binary passes Ctrl-C and
 //! SIGTERM); tests use `run`, which never asks.
 
+/// How often `--wait` (a drain, a move) looks at the cluster again.
+const WAIT_POLL_MS: u64 = 500;
+
 mod args;
 mod consume;
 mod group;

@@ -19,9 +19,6 @@ use super::ClientError;
 use daftka_http::client::Api;
 use daftka_http::json::NodeJson;
 
-/// How often `drain --wait` looks at the cluster.
-const WAIT_POLL_MS: u64 = 500;
-
 pub async fn run(
     api: &Api,
     command: NodeCommand,
@@ -98,7 +95,7 @@ async fn follow(
                 .await?;
             out.flush().await?;
         }
-        tokio::time::sleep(Duration::from_millis(WAIT_POLL_MS)).await;
+        tokio::time::sleep(Duration::from_millis(super::WAIT_POLL_MS)).await;
     }
 }
 

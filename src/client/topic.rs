@@ -106,9 +106,6 @@ pub fn format_describe(topic: &TopicJson) -> String {
         .collect()
 }
 
-/// How often `reassign --wait` looks at the move.
-const WAIT_POLL_MS: u64 = 500;
-
 /// Prints `moving T/P: PHASE COPIED/TOTAL bytes` each time the move's phase or bytes change, then
 /// `moved T/P to R` once it is no longer in flight.
 async fn follow_move(
@@ -147,7 +144,7 @@ async fn follow_move(
             out.flush().await?;
             last = Some(now);
         }
-        tokio::time::sleep(std::time::Duration::from_millis(WAIT_POLL_MS)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(super::WAIT_POLL_MS)).await;
     }
 }
 

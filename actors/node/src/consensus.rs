@@ -182,6 +182,12 @@ impl<M: StateMachine<Batch = WriteBatch>> RaftGroup<M> {
         };
         let mut out = Vec::with_capacity(messages.len());
         for m in messages {
+            // Nothing held back for anybody: the filter alone decides (every replicated
+            // append of a group that is not moving takes this way).
+            if self.held.is_empty() && self.dropping.is_empty() && filter(&m) == Verdict::Send {
+                out.push(m);
+                continue;
+            }
             let bytes = payload_bytes(&m);
             if bytes > 0 && self.dropping.contains(&m.to) {
                 continue;
@@ -189,7 +195,6 @@ impl<M: StateMachine<Batch = WriteBatch>> RaftGroup<M> {
             if bytes > 0 {
                 // Raft sends again from an earlier index (a probe after a refusal): what is held
                 // for the peer from there on is superseded.
-                let before = self.held.len();
                 let mut freed = 0;
                 self.held.retain(|h| {
                     let stale = h.to == m.to && payload_bytes(h) > 0 && h.index >= m.index;
@@ -198,9 +203,7 @@ impl<M: StateMachine<Batch = WriteBatch>> RaftGroup<M> {
                     }
                     !stale
                 });
-                if self.held.len() != before {
-                    self.held_bytes = self.held_bytes.saturating_sub(freed);
-                }
+                self.held_bytes = self.held_bytes.saturating_sub(freed);
             }
             let behind = self.held.iter().any(|h| h.to == m.to);
             if !behind && filter(&m) == Verdict::Send {

@@ -284,18 +284,7 @@ impl Inner {
             Some(rf) => rf,
             None => cfg.default_replication_factor.min(registered.max(1)),
         };
-        // Nothing new goes to a draining node.
-        let live: Vec<String> = self
-            .ctx
-            .live_nodes(&view.state)
-            .into_iter()
-            .filter(|n| !view.state.draining.contains(n))
-            .collect();
-        if live.is_empty() {
-            return Err(Error::unavailable("no live node that is not draining"));
-        }
-        let placed = rf.min(live.len() as u32);
-        let placement = place_replicas(&live, partitions, placed, view.state.topics.len())?;
+        let placement = self.place(&view.state, partitions, rf, view.state.topics.len())?;
         let cmd = MetadataCommand::CreateTopic {
             name: spec.name.clone(),
             replication_factor: rf,
@@ -311,6 +300,28 @@ impl Inner {
                 "unexpected metadata event {other:?}"
             ))),
         }
+    }
+
+    /// Replica lists for `partitions` new partitions of factor `rf` on the live nodes that are
+    /// not draining (nothing new goes to a draining node), `rf` or as many as are live (the
+    /// Rebalancer tops the rest up), spread from `offset`.
+    fn place(
+        &self,
+        state: &daftka_core::metadata::MetadataState,
+        partitions: u32,
+        rf: u32,
+        offset: usize,
+    ) -> Result<Vec<Vec<String>>, Error> {
+        let live: Vec<String> = self
+            .ctx
+            .live_nodes(state)
+            .into_iter()
+            .filter(|n| !state.draining.contains(n))
+            .collect();
+        if live.is_empty() {
+            return Err(Error::unavailable("no live node that is not draining"));
+        }
+        place_replicas(&live, partitions, rf.min(live.len() as u32), offset)
     }
 
     /// Grows a topic (new partitions placed like a new topic's, on live undrained nodes) and
@@ -359,17 +370,7 @@ impl Inner {
         let add_partitions = if add == 0 {
             Vec::new()
         } else {
-            let live: Vec<String> = self
-                .ctx
-                .live_nodes(&view.state)
-                .into_iter()
-                .filter(|n| !view.state.draining.contains(n))
-                .collect();
-            if live.is_empty() {
-                return Err(Error::unavailable("no live node that is not draining"));
-            }
-            let placed = t.replication_factor.min(live.len() as u32);
-            place_replicas(&live, add, placed, have as usize)?
+            self.place(&view.state, add, t.replication_factor, have as usize)?
         };
         let cmd = MetadataCommand::AlterTopic {
             name: topic.clone(),
@@ -628,7 +629,7 @@ impl Inner {
             .state
             .nodes
             .values()
-            .map(|n| self.node_info(&view.state, n, status(&n.name)))
+            .map(|n| self.node_info(&view, n, status(&n.name)))
             .collect();
         for (name, peer) in &membership.peers {
             if !view.state.nodes.contains_key(name) {
@@ -738,10 +739,11 @@ impl Inner {
     /// A registered node as the cluster shows it: reachability, drain state, replicas, leaders.
     fn node_info(
         &self,
-        state: &daftka_core::metadata::MetadataState,
+        view: &crate::context::MetadataView,
         n: &daftka_core::metadata::NodeMeta,
         status: String,
     ) -> NodeInfo {
+        let state = &view.state;
         let name = std::slice::from_ref(&n.name);
         let replicas = daftka_core::reconfig::replica_load(state, name)
             .values()
@@ -772,7 +774,6 @@ impl Inner {
             replicas: u32::try_from(replicas).unwrap_or(u32::MAX),
             leaders: u32::try_from(leaders).unwrap_or(u32::MAX),
             metadata_role: {
-                let view = self.ctx.metadata_view();
                 if view.voters.contains(&n.raft_id) {
                     "voter"
                 } else if view.learners.contains(&n.raft_id) {
@@ -841,7 +842,7 @@ impl Inner {
         } else {
             "down"
         };
-        Ok(self.node_info(&view.state, meta, status.to_string()))
+        Ok(self.node_info(&view, meta, status.to_string()))
     }
 
     /// Forgets `node`: refused (`node_active`) while it is up and holds replicas (drain it
@@ -859,11 +860,7 @@ impl Inner {
             ));
         };
         let up = self.ctx.reachable(&node);
-        let mut info = self.node_info(
-            &view.state,
-            meta,
-            if up { "up" } else { "down" }.to_string(),
-        );
+        let mut info = self.node_info(&view, meta, if up { "up" } else { "down" }.to_string());
         if up && info.replicas > 0 {
             return Err(Error::new(
                 daftka_protocol::ErrorCode::NodeActive,

@@ -167,9 +167,14 @@ impl PartitionReader {
 
     /// The size of the batch in Raft entry `raft_index` (rows from before sizes were stored).
     fn entry_bytes(&self, base: u64, raft_index: u64) -> Result<u64, StorageError> {
+        let entry = self.entry_at(base, raft_index)?;
+        Ok(StoredEntryRef::decode(&entry)?.data.len() as u64)
+    }
+
+    /// The stored Raft entry `raft_index`, which the index row at `base` points at.
+    fn entry_at(&self, base: u64, raft_index: u64) -> Result<fjall::Slice, StorageError> {
         let group = self.group;
-        let entry = self
-            .store
+        self.store
             .inner
             .ks
             .raft_log
@@ -178,25 +183,14 @@ impl PartitionReader {
                 StorageError::Corrupt(format!(
                     "{group}: offset {base} points at missing raft entry {raft_index}"
                 ))
-            })?;
-        Ok(StoredEntryRef::decode(&entry)?.data.len() as u64)
+            })
     }
 
     /// The records of the batch stored in Raft entry `raft_index`, which the index row at `base`
     /// points at.
     fn batch_at(&self, base: u64, raft_index: u64) -> Result<Vec<Record>, StorageError> {
         let group = self.group;
-        let entry = self
-            .store
-            .inner
-            .ks
-            .raft_log
-            .get(keys::group_u64_key(group, raft_index))?
-            .ok_or_else(|| {
-                StorageError::Corrupt(format!(
-                    "{group}: offset {base} points at missing raft entry {raft_index}"
-                ))
-            })?;
+        let entry = self.entry_at(base, raft_index)?;
         let entry = StoredEntryRef::decode(&entry)?;
         decode_batch(entry.data).map_err(|e| {
             StorageError::Corrupt(format!("{group}: raft entry {raft_index}: {}", e.message))

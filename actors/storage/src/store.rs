@@ -156,20 +156,28 @@ pub(crate) struct Inner {
     node: Keyspace,
 }
 
-/// The incarnation stored in `node`, or a fresh random one stored durably if the directory has
-/// none yet (it is new, or older than incarnations).
-fn incarnation(db: &Database, node: &Keyspace) -> Result<u64, StorageError> {
-    if let Some(v) = node.get(keys::INCARNATION)? {
-        let bytes: [u8; 8] = v
-            .as_ref()
-            .try_into()
-            .map_err(|_| StorageError::Corrupt(format!("node incarnation of {} bytes", v.len())))?;
+/// The u64 stored under `key` in the `node` keyspace, or `init()`'s value (never 0), stored
+/// durably first: a fact about the data directory, fixed the first time it is asked for.
+fn stored_u64(
+    db: &Database,
+    node: &Keyspace,
+    key: &[u8],
+    init: impl FnOnce() -> Result<u64, StorageError>,
+) -> Result<u64, StorageError> {
+    if let Some(v) = node.get(key)? {
+        let bytes: [u8; 8] = v.as_ref().try_into().map_err(|_| {
+            StorageError::Corrupt(format!(
+                "node {} of {} bytes",
+                String::from_utf8_lossy(key),
+                v.len()
+            ))
+        })?;
         return Ok(u64::from_be_bytes(bytes));
     }
-    let fresh = rand::random::<u64>().max(1);
-    node.insert(keys::INCARNATION, fresh.to_be_bytes())?;
+    let value = init()?.max(1);
+    node.insert(key, value.to_be_bytes())?;
     db.persist(PersistMode::SyncAll)?;
-    Ok(fresh)
+    Ok(value)
 }
 
 impl Drop for Inner {
@@ -228,7 +236,8 @@ impl Store {
             offset_index: db.keyspace(keys::OFFSET_INDEX, options)?,
         };
         let node = db.keyspace(keys::NODE, options)?;
-        let incarnation = incarnation(&db, &node)?;
+        // Drawn when the directory is created (or first opened since incarnations exist).
+        let incarnation = stored_u64(&db, &node, keys::INCARNATION, || Ok(rand::random()))?;
         let (tx, rx) = mpsc::channel();
         let rounds = Arc::new(AtomicU64::new(0));
         let writes = Arc::new(AtomicU64::new(0));
@@ -272,18 +281,9 @@ impl Store {
     /// `new` says the directory holds no group yet (a directory from before stored ids holds
     /// some, and keeps the id its groups know). Call it before any group is written.
     pub fn raft_id(&self, derive: impl FnOnce(bool) -> u64) -> Result<u64, StorageError> {
-        let node = &self.inner.node;
-        if let Some(v) = node.get(keys::RAFT_ID)? {
-            let bytes: [u8; 8] = v
-                .as_ref()
-                .try_into()
-                .map_err(|_| StorageError::Corrupt(format!("node raft id of {} bytes", v.len())))?;
-            return Ok(u64::from_be_bytes(bytes));
-        }
-        let id = derive(self.groups()?.is_empty()).max(1);
-        node.insert(keys::RAFT_ID, id.to_be_bytes())?;
-        self.inner.db.persist(PersistMode::SyncAll)?;
-        Ok(id)
+        stored_u64(&self.inner.db, &self.inner.node, keys::RAFT_ID, || {
+            Ok(derive(self.groups()?.is_empty()))
+        })
     }
 
     /// A handle that resolves once every clone of this store is gone and the database is closed,

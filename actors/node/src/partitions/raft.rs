@@ -51,6 +51,19 @@ pub struct PartitionMachine {
 }
 
 impl PartitionMachine {
+    /// The bytes of the batches stored from the log start to the high watermark: counted (a walk
+    /// of the index rows) the first time they are asked for, kept up to date after.
+    fn count_log_bytes(&mut self) -> Result<u64, daftka_storage::StorageError> {
+        if let Some(b) = self.log_bytes {
+            return Ok(b);
+        }
+        let b = self
+            .reader
+            .log_bytes(self.log_start_offset, self.position.next_offset)?;
+        self.log_bytes = Some(b);
+        Ok(b)
+    }
+
     fn apply_state(&self) -> ApplyState {
         ApplyState {
             applied_index: self.position.applied_index,
@@ -216,18 +229,25 @@ struct CatchUp {
     /// Raft ids of a move's destinations that are not voters yet: their appends and snapshots
     /// are throttled (`rebalance.move_bytes_per_sec`) and counted.
     peers: std::sync::Mutex<std::collections::BTreeSet<u64>>,
+    /// `peers` is not empty: the send filter of a group that is not moving reads only this.
+    any: std::sync::atomic::AtomicBool,
     copied: std::sync::atomic::AtomicU64,
 }
 
 impl CatchUp {
     fn set_peers(&self, peers: std::collections::BTreeSet<u64>) {
-        *self.peers.lock().unwrap_or_else(|p| p.into_inner()) = peers;
+        let mut now = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        self.any
+            .store(!peers.is_empty(), std::sync::atomic::Ordering::Relaxed);
+        *now = peers;
     }
     fn is_peer(&self, id: u64) -> bool {
-        self.peers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&id)
+        self.any.load(std::sync::atomic::Ordering::Relaxed)
+            && self
+                .peers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&id)
     }
 }
 
@@ -240,8 +260,11 @@ fn throttle_catch_up(
 ) -> crate::consensus::SendFilter {
     use crate::consensus::Verdict;
     Box::new(move |m| {
+        if !catch_up.is_peer(m.to) {
+            return Verdict::Send;
+        }
         let bytes = crate::consensus::payload_bytes(m);
-        if bytes == 0 || !catch_up.is_peer(m.to) {
+        if bytes == 0 {
             return Verdict::Send;
         }
         if !ctx.move_throttle.take(bytes) {
@@ -524,17 +547,7 @@ impl ReplicaRaftState {
         match &mut self.moving {
             Some(m) if m.target == target => m.phase = phase,
             _ => {
-                let m = &mut self.raft.machine;
-                let bytes_total = match m.log_bytes {
-                    Some(b) => b,
-                    None => {
-                        let b = m
-                            .reader
-                            .log_bytes(m.log_start_offset, m.position.next_offset)?;
-                        m.log_bytes = Some(b);
-                        b
-                    }
-                };
+                let bytes_total = self.raft.machine.count_log_bytes()?;
                 self.moving = Some(MoveTracking {
                     target: target.to_vec(),
                     phase,
@@ -655,19 +668,7 @@ impl ReplicaRaftState {
             .or((cfg.retention_bytes > 0).then_some(cfg.retention_bytes));
         let m = &mut self.raft.machine;
         let drop_bytes = match bytes_max {
-            Some(max) => {
-                let total = match m.log_bytes {
-                    Some(total) => total,
-                    None => {
-                        let total = m
-                            .reader
-                            .log_bytes(m.log_start_offset, m.position.next_offset)?;
-                        m.log_bytes = Some(total);
-                        total
-                    }
-                };
-                total.saturating_sub(max)
-            }
+            Some(max) => m.count_log_bytes()?.saturating_sub(max),
             None => 0,
         };
         let cut = m.reader.retention_cut(
