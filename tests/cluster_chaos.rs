@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use support::eventually;
-use support::procs::{actor_targets, slots, stop_all, wait_ready, Slot};
+use support::procs::{actor_targets, http_client, slots, stop_all, wait_ready, Slot};
 use support::produce::Producers;
 use support::readback::{assert_replicas_agree, check_history, leaders, metric_hwms};
 
@@ -35,10 +35,7 @@ async fn three_processes_survive_kill_9_and_actor_kills() {
     println!("chaos seed: {seed} (CHAOS_SEED={seed} replays the choices)");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let root = tempfile::tempdir().expect("temp dir");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .expect("http client");
+    let http = http_client();
     let mut nodes = slots(root.path(), "chaos-cookie");
     for n in nodes.iter_mut() {
         n.start();

@@ -12,11 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use daftka_protocol::{
-    ErrorCode, FetchOffset, FetchRequest, NodeInfo, ProduceRecord, Record, TopicSpec,
-};
+use daftka_protocol::{ErrorCode, FetchOffset, FetchRequest, NodeInfo, ProduceRecord, Record};
 use serde_json::Value;
-use support::cluster::TestCluster;
+use support::cluster::{create_topic, TestCluster};
 use support::{eventually, metric};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -28,16 +26,9 @@ async fn a_drained_node_ends_with_no_replica_and_nothing_is_lost() {
         cfg.rebalance.check_interval = Duration::from_millis(200);
     })
     .await;
-    let names: Vec<String> = c.members.iter().map(|m| m.name.clone()).collect();
+    let names = c.names();
     let client = c.client(0);
-    client
-        .create_topic(TopicSpec {
-            name: "orders".into(),
-            partitions: Some(PARTITIONS),
-            replication_factor: Some(3),
-        })
-        .await
-        .expect("create");
+    create_topic(&client, "orders", PARTITIONS, 3).await;
 
     // A producer through node 0 the whole time; it keeps the values that were acknowledged.
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -162,18 +153,11 @@ async fn a_partition_reassigned_by_hand_moves_and_keeps_its_records() {
         cfg.raft.max_size_per_msg = 16 << 10;
     })
     .await;
-    let names: Vec<String> = c.members.iter().map(|m| m.name.clone()).collect();
+    let names = c.names();
     let client = c.client(1);
     // One partition of three replicas on four nodes: balanced before and after the move (the
     // Rebalancer has no reason to move it again).
-    client
-        .create_topic(TopicSpec {
-            name: "orders".into(),
-            partitions: Some(1),
-            replication_factor: Some(3),
-        })
-        .await
-        .expect("create");
+    create_topic(&client, "orders", 1, 3).await;
     let pad = "p".repeat(4000);
     let records: Vec<ProduceRecord> = (0..100)
         .map(|i| ProduceRecord {

@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use daftka_http::client::Api;
 use serde_json::{json, Value};
 use support::group::{member, GroupReads};
-use support::procs::{slots_n, start_all, stop_all, Slot};
+use support::procs::{create_topic, http_client, slots_n, start_all, stop_all, Slot};
 use support::produce::Producers;
 use support::readback::{assert_replicas_agree, check_history, metric_hwms, store_log};
 use support::{eventually, metric_at};
@@ -33,20 +33,11 @@ async fn get(http: &reqwest::Client, url: &str) -> Option<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_drains_under_load_and_nothing_is_lost() {
     let root = tempfile::tempdir().expect("temp dir");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .expect("http client");
+    let http = http_client();
     let mut nodes = slots_n(root.path(), "drain-cookie", 4);
     start_all(&http, &mut nodes).await;
     let urls: Vec<String> = nodes.iter().map(Slot::url).collect();
-    let created = http
-        .post(format!("{}/v1/topics", urls[1]))
-        .json(&json!({"name": TOPIC, "partitions": PARTITIONS, "replication_factor": 3}))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(created.status().as_u16(), 201);
+    create_topic(&http, &urls[1], TOPIC, PARTITIONS).await;
 
     let producers = Producers::start(4, &urls, (TOPIC, PARTITIONS, BATCH));
     let reads = GroupReads::default();

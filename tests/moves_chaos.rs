@@ -12,9 +12,11 @@ mod support;
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
+use serde_json::Value;
 use support::eventually;
-use support::procs::{actor_targets, slots_n, start_all, wait_ready, Slot};
+use support::procs::{
+    actor_targets, create_topic, http_client, slots_n, start_all, wait_ready, Slot,
+};
 use support::produce::Producers;
 use support::readback::settle_moves;
 
@@ -48,20 +50,11 @@ async fn moves_survive_kill_9_and_actor_kills() {
     println!("moves chaos seed: {seed} (MOVES_CHAOS_SEED={seed} replays the choices)");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let root = tempfile::tempdir().expect("temp dir");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .expect("http client");
+    let http = http_client();
     let mut nodes = slots_n(root.path(), "moves-cookie", 4);
     start_all(&http, &mut nodes).await;
     let urls: Vec<String> = nodes.iter().map(Slot::url).collect();
-    let created = http
-        .post(format!("{}/v1/topics", urls[0]))
-        .json(&json!({"name": TOPIC, "partitions": PARTITIONS, "replication_factor": 3}))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(created.status().as_u16(), 201);
+    create_topic(&http, &urls[0], TOPIC, PARTITIONS).await;
 
     let producers = Producers::start(3, &urls, (TOPIC, PARTITIONS, BATCH));
     let acked = || producers.acked();

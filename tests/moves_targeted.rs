@@ -11,11 +11,11 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::eventually;
-use support::procs::{slots_n, start_all, wait_ready, Slot};
+use support::procs::{create_topic, http_client, slots_n, start_all, wait_ready, Slot};
 use support::produce::Producers;
 use support::readback::settle_moves;
 
@@ -80,20 +80,11 @@ fn index_of(nodes: &[Slot], name: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moves_survive_targeted_kills() {
     let root = tempfile::tempdir().expect("temp dir");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .expect("http client");
+    let http = http_client();
     let mut nodes = slots_n(root.path(), "targeted-cookie", 4);
     start_all(&http, &mut nodes).await;
     let urls: Vec<String> = nodes.iter().map(Slot::url).collect();
-    let created = http
-        .post(format!("{}/v1/topics", urls[0]))
-        .json(&json!({"name": TOPIC, "partitions": PARTITIONS, "replication_factor": 3}))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(created.status().as_u16(), 201);
+    create_topic(&http, &urls[0], TOPIC, PARTITIONS).await;
     let producers = Producers::start(3, &urls, (TOPIC, PARTITIONS, BATCH));
     let acked = || producers.acked();
     eventually("records before the moves", WAIT, async || {
@@ -166,31 +157,25 @@ async fn moves_survive_targeted_kills() {
         if reassign(&http, &witness, p, &to).await != 202 {
             continue;
         }
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let m = move_of(&http, &witness, p).await;
-            if m.is_none() || Instant::now() > deadline {
-                break;
+        // Joint, with the leader that reports it (the old one handing over, or the new one),
+        // or the move already over.
+        let joint_leader = eventually("the move to be joint or over", WAIT, async || {
+            let Some(m) = move_of(&http, &witness, p).await else {
+                return Some(None);
+            };
+            let phase = m["phase"].as_str()?;
+            if !matches!(phase, "transferring_leadership" | "leaving_joint") {
+                return None;
             }
-            let phase = m
-                .as_ref()
-                .and_then(|m| m["phase"].as_str().map(str::to_string));
-            if matches!(
-                phase.as_deref(),
-                Some("transferring_leadership" | "leaving_joint")
-            ) {
-                // Whoever leads now (the old leader handing over, or the new one): as the
-                // leader itself reports its replicas.
-                let now = leader_now(&http, &witness, p).await;
-                if let Some(k) = now.as_deref().map(|n| index_of(&nodes, n)) {
-                    println!("killing leader {now:?} of partition {p} while joint: {phase:?}");
-                    nodes[k].proc.as_mut().expect("runs").kill9();
-                    killed = k;
-                    caught = true;
-                    break;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            let leader = leader_now(&http, &witness, p).await?;
+            Some(Some((leader, phase.to_string())))
+        })
+        .await;
+        if let Some((leader, phase)) = joint_leader {
+            println!("killing leader {leader} of partition {p} while joint: {phase}");
+            killed = index_of(&nodes, &leader);
+            nodes[killed].proc.as_mut().expect("runs").kill9();
+            caught = true;
         }
         if caught {
             nodes[killed].start();

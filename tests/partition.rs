@@ -33,6 +33,7 @@ use rand::Rng;
 use serde_json::{json, Value};
 use support::history::History;
 use support::netns::{Cut, Net};
+use support::procs::create_topic;
 use support::readback::{assert_replicas_agree, check_history, leaders, metric_hwms};
 use support::{eventually, get_json, metric_at};
 
@@ -488,13 +489,7 @@ async fn the_majority_serves_through_a_network_partition() {
         },
     )
     .await;
-    let created = http
-        .post(format!("{}/v1/topics", urls[0]))
-        .json(&json!({"name": TOPIC, "partitions": PARTITIONS, "replication_factor": 3}))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(created.status().as_u16(), 201);
+    create_topic(&http, &urls[0], TOPIC, PARTITIONS).await;
 
     let shared = Arc::new(Mutex::new(Shared::default()));
     let stop = Arc::new(AtomicBool::new(false));

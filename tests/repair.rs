@@ -14,11 +14,17 @@ use daftka_protocol::{
     Client, ErrorCode, FetchOffset, FetchRequest, GroupId, ProduceRecord, Record, TopicSpec,
 };
 use daftka_storage::{Store, StoreOptions};
-use support::cluster::TestCluster;
+use support::cluster::{create_topic, TestCluster};
 use support::{eventually, metric};
 
 const WAIT: Duration = Duration::from_secs(60);
 const PARTITIONS: u32 = 4;
+
+/// Nodes down for 2 s count as gone; the Rebalancer looks every 200 ms.
+fn quick_repairs(cfg: &mut daftka_core::config::Config) {
+    cfg.rebalance.node_down_timeout = Duration::from_secs(2);
+    cfg.rebalance.check_interval = Duration::from_millis(200);
+}
 
 fn keyed(from: usize, n: usize) -> Vec<ProduceRecord> {
     (from..from + n)
@@ -71,7 +77,7 @@ async fn read_all(client: &Client, partitions: u32) -> BTreeMap<u32, Vec<String>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_under_replicated_topic_is_topped_up_when_the_node_returns() {
     let mut c = TestCluster::start(3).await;
-    let names: Vec<String> = c.members.iter().map(|m| m.name.clone()).collect();
+    let names = c.names();
     c.stop(2).await;
     let client = c.client(0);
     eventually("node 0 to see node 2 down", WAIT, async || {
@@ -185,21 +191,10 @@ fn all_present(got: &BTreeMap<u32, Vec<String>>, from: usize, to: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_of_a_node_down_for_good_are_created_again_elsewhere() {
-    let mut c = TestCluster::start_with(4, |cfg| {
-        cfg.rebalance.node_down_timeout = Duration::from_secs(2);
-        cfg.rebalance.check_interval = Duration::from_millis(200);
-    })
-    .await;
-    let names: Vec<String> = c.members.iter().map(|m| m.name.clone()).collect();
+    let mut c = TestCluster::start_with(4, quick_repairs).await;
+    let names = c.names();
     let client = c.client(0);
-    client
-        .create_topic(TopicSpec {
-            name: "orders".into(),
-            partitions: Some(PARTITIONS),
-            replication_factor: Some(3),
-        })
-        .await
-        .expect("create");
+    create_topic(&client, "orders", PARTITIONS, 3).await;
     produce(&client, keyed(0, 200)).await;
 
     // Node 3 (a metadata learner: the voters are the first three) goes away for good: past the
@@ -333,7 +328,7 @@ async fn a_new_node_receives_its_share_of_replicas() {
         cfg.rebalance.check_interval = Duration::from_millis(200);
     })
     .await;
-    let names: Vec<String> = c.members.iter().map(|m| m.name.clone()).collect();
+    let names = c.names();
     c.stop(3).await;
     let client = c.client(0);
     eventually("node 0 to see node 3 down", WAIT, async || {
@@ -344,14 +339,7 @@ async fn a_new_node_receives_its_share_of_replicas() {
             .then_some(())
     })
     .await;
-    let created = client
-        .create_topic(TopicSpec {
-            name: "orders".into(),
-            partitions: Some(6),
-            replication_factor: Some(2),
-        })
-        .await
-        .expect("create");
+    let created = create_topic(&client, "orders", 6, 2).await;
     assert!(created
         .partitions
         .iter()
@@ -389,21 +377,10 @@ async fn a_move_towards_a_node_that_died_is_redirected_and_ends() {
     // The move's destination is down (for good, past the 2 s timeout): the Rebalancer redirects
     // the move back to the node it came from, the leader drops the learner it had added, and the
     // move ends with the old replicas; the partition serves throughout.
-    let mut c = TestCluster::start_with(4, |cfg| {
-        cfg.rebalance.node_down_timeout = Duration::from_secs(2);
-        cfg.rebalance.check_interval = Duration::from_millis(200);
-    })
-    .await;
-    let names: Vec<String> = c.members.iter().map(|m| m.name.clone()).collect();
+    let mut c = TestCluster::start_with(4, quick_repairs).await;
+    let names = c.names();
     let client = c.client(0);
-    client
-        .create_topic(TopicSpec {
-            name: "orders".into(),
-            partitions: Some(1),
-            replication_factor: Some(3),
-        })
-        .await
-        .expect("create");
+    create_topic(&client, "orders", 1, 3).await;
     produce(&client, keyed(0, 50)).await;
     let before = client.describe_topic("orders").await.expect("describe");
     let replicas = before.partitions[0].replicas.clone();

@@ -8,14 +8,13 @@
 
 mod support;
 
-use std::io::Read;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use support::eventually;
-use support::procs::{slots_n, start_all, stop_all, wait_ready, Slot};
+use support::procs::{create_topic, http_client, slots_n, start_all, stop_all, wait_ready, Slot};
 use support::produce::Producers;
 use support::readback::{assert_replicas_agree, check_history};
 
@@ -58,23 +57,14 @@ async fn dead_nodes_are_repaired_removed_fenced_and_replaced() {
         "[rebalance]\nnode_down_timeout = \"3s\"\ncheck_interval = \"200ms\"\n",
     )
     .expect("config file");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .expect("http client");
+    let http = http_client();
     let mut nodes = slots_n(root.path(), "repair-cookie", 5);
     for n in &mut nodes {
         n.push_args(&["--config".to_string(), config.display().to_string()]);
     }
     start_all(&http, &mut nodes[..4]).await;
     let urls: Vec<String> = nodes.iter().map(Slot::url).collect();
-    let created = http
-        .post(format!("{}/v1/topics", urls[1]))
-        .json(&json!({"name": TOPIC, "partitions": PARTITIONS, "replication_factor": 3}))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(created.status().as_u16(), 201);
+    create_topic(&http, &urls[1], TOPIC, PARTITIONS).await;
     let producers = Producers::start(2, &urls[..2], (TOPIC, PARTITIONS, BATCH));
     let acked = || producers.acked();
     let more_acks = async |what: &str| {
@@ -105,27 +95,22 @@ async fn dead_nodes_are_repaired_removed_fenced_and_replaced() {
     more_acks("acknowledgements with c down").await;
 
     // d on its old data directory is refused, and says why.
-    let mut old_d = nodes[3]
+    let old_d = nodes[3]
         .command()
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn d");
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = old_d.try_wait().expect("d's status") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "d was not refused");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let pid = old_d.id();
+    let exit = tokio::task::spawn_blocking(move || old_d.wait_with_output());
+    let Ok(output) = tokio::time::timeout(WAIT, exit).await else {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+        panic!("d was not refused");
     };
-    let mut stderr = String::new();
-    old_d
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("read stderr");
+    let output = output.expect("join").expect("d's exit");
+    let (status, stderr) = (output.status, String::from_utf8_lossy(&output.stderr));
     assert!(!status.success(), "d must fail: {stderr}");
     assert!(
         stderr.contains("removed") && stderr.contains("empty data directory"),

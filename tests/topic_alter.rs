@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use daftka_protocol::{Client, ErrorCode, ProduceRecord, Record, TopicAlter, TopicSpec};
-use support::cluster::TestCluster;
+use support::cluster::{create_topic, TestCluster};
 use support::group::{member, GroupReads};
 use support::{eventually, metric, start_node, test_config, unique_name};
 
@@ -40,14 +40,7 @@ async fn partitions_grow_while_a_group_consumes() {
     })
     .await;
     let client = c.client(0);
-    client
-        .create_topic(TopicSpec {
-            name: "orders".into(),
-            partitions: Some(3),
-            replication_factor: Some(3),
-        })
-        .await
-        .expect("create");
+    create_topic(&client, "orders", 3, 3).await;
     let reads = GroupReads::default();
     let members: Vec<_> = (0..3)
         .map(|i| member(c.client(i), "readers", "orders", reads.clone()))

@@ -92,6 +92,11 @@ impl TestCluster {
             .unwrap_or_else(|why| panic!("{} not ready: {why}", self.members[i].name));
     }
 
+    /// The members' node names, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.name.clone()).collect()
+    }
+
     pub fn client(&self, i: usize) -> Client {
         Client::local(&self.members[i].name)
     }
@@ -101,4 +106,22 @@ impl TestCluster {
             n.shutdown().await;
         }
     }
+}
+
+/// Creates `topic` with `partitions` partitions of `replication_factor` replicas through
+/// `client`; answers its description.
+pub async fn create_topic(
+    client: &Client,
+    topic: &str,
+    partitions: u32,
+    replication_factor: u32,
+) -> daftka_protocol::TopicDescription {
+    client
+        .create_topic(daftka_protocol::TopicSpec {
+            name: topic.into(),
+            partitions: Some(partitions),
+            replication_factor: Some(replication_factor),
+        })
+        .await
+        .expect("create")
 }

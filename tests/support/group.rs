@@ -44,22 +44,34 @@ pub fn member<T: GroupTransport + Clone>(
         let mut owned = BTreeSet::new();
         while !reads.stop.load(Ordering::Relaxed) {
             owned.extend(c.assignment().into_iter().map(|(_, p)| p));
+            let record = |r: &daftka_protocol::ConsumerRecord| {
+                let v = String::from_utf8_lossy(&r.record.value).into_owned();
+                reads.seen.lock().expect("seen").insert(v);
+                c.ack(r);
+            };
             match c.poll(200, Duration::from_millis(100)).await {
                 Ok(batch) => {
-                    for r in &batch {
-                        let v = String::from_utf8_lossy(&r.record.value).into_owned();
-                        reads.seen.lock().expect("seen").insert(v);
-                        c.ack(r);
-                    }
+                    batch.iter().for_each(record);
                     if !batch.is_empty() {
                         // A commit may be refused mid-rebalance: the next one carries it.
                         let _ = c.commit().await;
                     }
                 }
-                Err(e) if e.retryable() || e.code == ErrorCode::NotAssigned => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                Err(e)
+                    if e.retryable()
+                        || matches!(
+                            e.code,
+                            ErrorCode::NotAssigned | ErrorCode::StaleGeneration
+                        ) =>
+                {
+                    // The consumer's own retry (it pauses after an error), for a record or
+                    // until the next look at the stop flag.
+                    let next = c.next_record();
+                    if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_millis(100), next).await
+                    {
+                        record(&r);
+                    }
                 }
-                Err(e) if e.code == ErrorCode::StaleGeneration => {}
                 Err(e) => panic!("group member failed: {e}"),
             }
         }

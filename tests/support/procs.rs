@@ -94,6 +94,27 @@ pub fn slots_n(root: &Path, cookie: &str, n: usize) -> Vec<Slot> {
         .collect()
 }
 
+/// The HTTP client of the process tests: every request bounded by 15 s.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("http client")
+}
+
+/// Creates `topic` with `partitions` partitions of three replicas through the node at `url`.
+pub async fn create_topic(http: &reqwest::Client, url: &str, topic: &str, partitions: u32) {
+    let created = http
+        .post(format!("{url}/v1/topics"))
+        .json(
+            &serde_json::json!({"name": topic, "partitions": partitions, "replication_factor": 3}),
+        )
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status().as_u16(), 201, "create {topic}");
+}
+
 /// Waits until the node at `url` answers `/readyz` with 200.
 pub async fn wait_ready(http: &reqwest::Client, url: &str) {
     super::wait_ok(http, &format!("{url}/readyz"), Duration::from_secs(60)).await

@@ -28,10 +28,7 @@ pub async fn producer(
     shared: Arc<Mutex<Shared>>,
     stop: Arc<AtomicBool>,
 ) {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .expect("http client");
+    let http = super::procs::http_client();
     let mut seq = 0u64;
     let mut node = id as usize;
     while !stop.load(Ordering::Relaxed) {
