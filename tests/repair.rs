@@ -20,6 +20,18 @@ use support::{eventually, metric};
 const WAIT: Duration = Duration::from_secs(60);
 const PARTITIONS: u32 = 4;
 
+/// Waits until `client`'s node sees `node` down.
+async fn seen_down(client: &Client, node: &str) {
+    eventually("the node to be seen down", WAIT, async || {
+        let info = client.cluster_info().await.ok()?;
+        info.nodes
+            .iter()
+            .any(|n| n.name == node && n.status != "up")
+            .then_some(())
+    })
+    .await;
+}
+
 /// Nodes down for 2 s count as gone; the Rebalancer looks every 200 ms.
 fn quick_repairs(cfg: &mut daftka_core::config::Config) {
     cfg.rebalance.node_down_timeout = Duration::from_secs(2);
@@ -80,14 +92,7 @@ async fn an_under_replicated_topic_is_topped_up_when_the_node_returns() {
     let names = c.names();
     c.stop(2).await;
     let client = c.client(0);
-    eventually("node 0 to see node 2 down", WAIT, async || {
-        let info = client.cluster_info().await.ok()?;
-        info.nodes
-            .iter()
-            .any(|n| n.name == names[2] && n.status != "up")
-            .then_some(())
-    })
-    .await;
+    seen_down(&client, &names[2]).await;
 
     // Three nodes are registered: the default factor is 3; two are alive: two replicas each.
     let created = client
@@ -331,14 +336,7 @@ async fn a_new_node_receives_its_share_of_replicas() {
     let names = c.names();
     c.stop(3).await;
     let client = c.client(0);
-    eventually("node 0 to see node 3 down", WAIT, async || {
-        let info = client.cluster_info().await.ok()?;
-        info.nodes
-            .iter()
-            .any(|n| n.name == names[3] && n.status != "up")
-            .then_some(())
-    })
-    .await;
+    seen_down(&client, &names[3]).await;
     let created = create_topic(&client, "orders", 6, 2).await;
     assert!(created
         .partitions

@@ -154,14 +154,7 @@ pub async fn start_all(http: &reqwest::Client, nodes: &mut [Slot]) {
         "the first node to see every node up",
         Duration::from_secs(60),
         async || {
-            let v: serde_json::Value = http
-                .get(format!("{first}/v1/cluster"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let v = super::get_json(http, &format!("{first}/v1/cluster")).await?;
             let up = v["nodes"]
                 .as_array()?
                 .iter()

@@ -159,14 +159,7 @@ pub async fn settle_moves(
     }
     let first = nodes[0].url();
     super::eventually("no move in flight", wait, async || {
-        let v: serde_json::Value = http
-            .get(format!("{first}/v1/reassignments"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let v = super::get_json(http, &format!("{first}/v1/reassignments")).await?;
         v["reassignments"].as_array()?.is_empty().then_some(())
     })
     .await;
